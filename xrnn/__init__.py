@@ -1,0 +1,32 @@
+"""xrnn: RNN and LSTM kernels written once against the Python array API.
+
+The functional API of the classic "Building your Recurrent Neural Network – Step by Step"
+exercise — same names, argument order, return tuples and cache layouts — with the exercise's
+LSTM-backward errata corrected, a fast batched time loop, and every array-API backend: NumPy,
+CuPy, PyTorch tensors, array-api-strict. Results keep the input's library, device and dtype.
+"""
+
+from xrnn.activations import sigmoid, softmax
+from xrnn.backends import available_backends
+from xrnn.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
+from xrnn.params import initialize_lstm, initialize_rnn, to_device
+from xrnn.rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_backends",
+    "initialize_lstm",
+    "initialize_rnn",
+    "lstm_backward",
+    "lstm_cell_backward",
+    "lstm_cell_forward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_cell_backward",
+    "rnn_cell_forward",
+    "rnn_forward",
+    "sigmoid",
+    "softmax",
+    "to_device",
+]

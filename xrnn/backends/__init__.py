@@ -1,0 +1,160 @@
+"""Namespace and device resolution, and the registry of array backends.
+
+Every public xrnn call resolves exactly one array namespace (``xp``), one device and one
+floating dtype from *all* of its array arguments, parameters included, before it computes
+anything. Mixing libraries, devices or floating dtypes is refused with an error that names the
+offending argument: xrnn never copies between host and device behind the user's back, and never
+silently promotes float32 work to float64.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import array_api_compat
+
+__all__ = [
+    "Context",
+    "available_backends",
+    "backend_name",
+    "get_ops",
+    "resolve",
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a public call computes with: the namespace, device and floating dtype."""
+
+    xp: Any
+    device: Any
+    dtype: Any
+
+
+def backend_name(xp: Any) -> str:
+    """A short library name for messages: ``numpy``, ``torch``, ``cupy``, ``array_api_strict``."""
+    name = getattr(xp, "__name__", repr(xp))
+    for prefix in ("array_api_compat.", "array_api_strict"):
+        if name.startswith(prefix):
+            return name[len(prefix) :] if prefix.endswith(".") else "array_api_strict"
+    return name
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> Context:
+    """Resolve the namespace, device and dtype shared by every named array.
+
+    Parameters
+    ----------
+    named : iterable of (name, array or None)
+        The call's array arguments with the names used in error messages; ``None`` entries
+        (absent optional arguments) are skipped.
+    check_finite : bool
+        Also refuse arrays holding NaN or infinity (one reduction per array).
+
+    Raises
+    ------
+    TypeError
+        An argument is not an array, is from another library than the first array, or has a
+        non-floating dtype or another floating dtype than the first array.
+    ValueError
+        An argument lives on another device than the first array, or holds NaN/inf while
+        ``check_finite`` is true.
+    """
+    first: tuple[str, Any, Any, Any] | None = None  # name, xp, device, dtype
+    items = [(n, v) for n, v in named if v is not None]
+    for name, value in items:
+        if not array_api_compat.is_array_api_obj(value):
+            raise TypeError(
+                f"{name} must be an array (NumPy, CuPy, PyTorch or another array-API "
+                f"library), got {_describe(value)}"
+            )
+        xp = array_api_compat.array_namespace(value)
+        if not xp.isdtype(value.dtype, "real floating"):
+            raise TypeError(
+                f"{name} has dtype {value.dtype}; xrnn needs a real floating dtype "
+                f"(float32 or float64) — convert it first, e.g. x.astype(float32)"
+            )
+        device = array_api_compat.device(value)
+        if first is None:
+            first = (name, xp, device, value.dtype)
+            continue
+        name0, xp0, device0, dtype0 = first
+        if xp is not xp0:
+            raise TypeError(
+                f"{name} is a {backend_name(xp)} array but {name0} is a {backend_name(xp0)} "
+                f"array; xrnn does not copy between libraries — convert one of them "
+                f"(for parameters: xrnn.to_device(parameters, {name0}))"
+            )
+        if device != device0:
+            raise ValueError(
+                f"{name} is on device {device} but {name0} is on device {device0}; xrnn "
+                f"does not move data between devices — move one of them "
+                f"(for parameters: xrnn.to_device(parameters, {name0}))"
+            )
+        if value.dtype != dtype0:
+            raise TypeError(
+                f"{name} has dtype {value.dtype} but {name0} has dtype {dtype0}; xrnn does not "
+                f"mix floating dtypes — cast one of them (for parameters: "
+                f"xrnn.to_device(parameters, {name0}) casts to {name0}'s dtype)"
+            )
+    if first is None:
+        raise TypeError("no array arguments were given")
+    if check_finite:
+        xp = first[1]
+        for name, value in items:
+            if not bool(xp.all(xp.isfinite(value))):
+                raise ValueError(
+                    f"{name} contains NaN or infinity; it would poison every later step "
+                    f"(pass check_finite=False to skip this check)"
+                )
+    return Context(xp=first[1], device=first[2], dtype=first[3])
+
+
+def get_ops(xp: Any) -> Any:
+    """The step kernels for ``xp``: a backend subclass where one exists, else the generic ops."""
+    return _ops_for(backend_name(xp), xp)
+
+
+@cache
+def _ops_for(name: str, xp: Any) -> Any:
+    from xrnn.ops import Ops
+
+    if name == "numpy":
+        from xrnn.backends.numpy import NumpyOps
+
+        return NumpyOps(xp)
+    if name == "cupy":
+        from xrnn.backends.cupy import CupyOps
+
+        return CupyOps(xp)
+    return Ops(xp)
+
+
+def available_backends() -> list[str]:
+    """Names of the array backends usable on this machine, NumPy first.
+
+    ``cupy`` is listed only when ``cupy.is_available()`` reports a working GPU.
+    """
+    found = ["numpy"]
+    for name in ("array_api_strict", "torch"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        found.append(name)
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError:
+        pass
+    else:
+        if cupy.is_available():
+            found.append("cupy")
+    return found

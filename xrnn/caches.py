@@ -1,0 +1,129 @@
+"""Compact caches of the sequence functions.
+
+``rnn_forward``/``lstm_forward`` return ``caches = (step_caches, x)`` exactly as the exercise
+does, but ``step_caches`` holds a few stacked buffers instead of T tuples of copies; indexing it
+builds the exercise's per-step cache tuple on demand from views. The backward functions read the
+stacked buffers directly, and also accept a plain list of per-step tuples (caches built by the
+exercise's own loop), which they stack first.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from xrnn.ops import _block
+
+__all__ = ["LSTMStepCaches", "RNNStepCaches"]
+
+
+class _StepCaches(Sequence):
+    T: int
+
+    def __len__(self) -> int:
+        return self.T
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[t] for t in range(*index.indices(self.T))]
+        t = int(index)
+        if t < 0:
+            t += self.T
+        if not 0 <= t < self.T:
+            raise IndexError(f"step {index} is out of range for {self.T} time steps")
+        return self._step(t)
+
+    @abstractmethod
+    def _step(self, t: int) -> tuple:
+        """Step ``t``'s cache tuple, built from views of the stacked buffers."""
+
+
+class RNNStepCaches(_StepCaches):
+    """Step caches of :func:`xrnn.rnn_forward`; ``[t]`` is ``(a_next, a_prev, xt, parameters)``.
+
+    Attributes
+    ----------
+    H : array of shape (n_a, (T+1)*m)
+        Hidden states, time-blocked; block 0 is ``a0``.
+    x : array of shape (n_x, m, T_x)
+    parameters : dict of arrays
+    """
+
+    def __init__(self, H: Any, x: Any, parameters: Mapping[str, Any]) -> None:
+        self.H, self.x, self.parameters = H, x, parameters
+        self.m, self.T = int(x.shape[1]), int(x.shape[2])
+
+    def _step(self, t: int) -> tuple:
+        m = self.m
+        return (
+            self.H[:, _block(t + 1, m)],
+            self.H[:, _block(t, m)],
+            self.x[:, :, t],
+            self.parameters,
+        )
+
+    @classmethod
+    def from_tuples(cls, xp: Any, steps: Sequence[tuple], x: Any) -> RNNStepCaches:
+        """Stack a list of exercise-style ``(a_next, a_prev, xt, parameters)`` tuples."""
+        _check_tuples(steps, 4, "(a_next, a_prev, xt, parameters)")
+        H = xp.concat([steps[0][1]] + [s[0] for s in steps], axis=1)
+        return cls(H, x, steps[0][3])
+
+
+class LSTMStepCaches(_StepCaches):
+    """Step caches of :func:`xrnn.lstm_forward`; ``[t]`` is the 10-tuple
+    ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
+
+    Attributes
+    ----------
+    G : array of shape (4 n_a, T*m)
+        Activated gates ``[Γf; Γu; Γo; c̃]``, time-blocked.
+    H, C : arrays of shape (n_a, (T+1)*m)
+        Hidden and cell states, time-blocked; block 0 is ``a0``/``c0``.
+    x : array of shape (n_x, m, T_x)
+    parameters : dict of arrays
+    """
+
+    def __init__(self, G: Any, H: Any, C: Any, x: Any, parameters: Mapping[str, Any]) -> None:
+        self.G, self.H, self.C, self.x, self.parameters = G, H, C, x, parameters
+        self.m, self.T = int(x.shape[1]), int(x.shape[2])
+
+    def _step(self, t: int) -> tuple:
+        m, n_a = self.m, int(self.H.shape[0])
+        cur, nxt = _block(t, m), _block(t + 1, m)
+        g = self.G[:, cur]
+        return (
+            self.H[:, nxt],
+            self.C[:, nxt],
+            self.H[:, cur],
+            self.C[:, cur],
+            g[:n_a, :],
+            g[n_a : 2 * n_a, :],
+            g[3 * n_a :, :],
+            g[2 * n_a : 3 * n_a, :],
+            self.x[:, :, t],
+            self.parameters,
+        )
+
+    @classmethod
+    def from_tuples(cls, xp: Any, steps: Sequence[tuple], x: Any) -> LSTMStepCaches:
+        """Stack a list of exercise-style 10-tuples into compact caches."""
+        _check_tuples(
+            steps, 10, "(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)"
+        )
+        H = xp.concat([steps[0][2]] + [s[0] for s in steps], axis=1)
+        C = xp.concat([steps[0][3]] + [s[1] for s in steps], axis=1)
+        G = xp.concat([xp.concat([s[4], s[5], s[7], s[6]], axis=0) for s in steps], axis=1)
+        return cls(G, H, C, x, steps[0][9])
+
+
+def _check_tuples(steps: Any, size: int, layout: str) -> None:
+    if not isinstance(steps, Sequence) or len(steps) == 0:
+        raise ValueError(
+            "caches[0] must be the step caches returned by the forward function "
+            f"(or a non-empty list of {layout} tuples)"
+        )
+    for t, s in enumerate(steps):
+        if not isinstance(s, tuple) or len(s) != size:
+            raise ValueError(f"caches[0][{t}] must be a {size}-tuple {layout}")

@@ -1,0 +1,297 @@
+"""The LSTM: cell and sequence, forward and backward through time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xrnn.activations import softmax
+from xrnn.backends import get_ops, resolve
+from xrnn.caches import LSTMStepCaches
+from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
+from xrnn.layout import output_layer_forward, time_blocked, unblocked
+from xrnn.ops import lstm_pointwise_backward, lstm_pointwise_forward
+from xrnn.params import (
+    LSTM_GATES,
+    LSTM_KEYS,
+    LSTM_OUTPUT,
+    parameter_items,
+    validate_lstm_parameters,
+)
+
+__all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
+
+_ALL_KEYS = LSTM_KEYS + LSTM_OUTPUT
+
+
+def _stacked(xp: Any, parameters: dict[str, Any]) -> tuple[Any, Any]:
+    """``W (4n_a, n_a+n_x)`` and ``b (4n_a, 1)`` in the kernels' gate order ``[f; u; o; c̃]``."""
+    W = xp.concat([parameters[w] for w, _ in LSTM_GATES], axis=0)
+    b = xp.concat([parameters[b] for _, b in LSTM_GATES], axis=0)
+    return W, b
+
+
+def _unstacked(dW: Any, db: Any, n_a: int) -> dict[str, Any]:
+    """Split stacked gradients back into ``dWf, dWi, dWo, dWc, dbf, …`` (views)."""
+    out = {}
+    for k, (w, b) in enumerate(LSTM_GATES):
+        rows = slice(k * n_a, (k + 1) * n_a)
+        out["d" + w] = dW[rows, :]
+        out["d" + b] = db[rows, :]
+    return out
+
+
+def lstm_cell_forward(
+    xt: Any,
+    a_prev: Any,
+    c_prev: Any,
+    parameters: dict[str, Any],
+    *,
+    check_finite: bool = True,
+) -> tuple[Any, Any, Any, tuple]:
+    """One step of the LSTM.
+
+    Parameters
+    ----------
+    xt : array of shape (n_x, m)
+    a_prev, c_prev : arrays of shape (n_a, m)
+        Hidden and cell state at step t-1.
+    parameters : dict of arrays
+        ``Wf, Wi, Wc, Wo (n_a, n_a + n_x)`` acting on ``[a_prev; xt]``, ``bf, bi, bc, bo
+        (n_a, 1)``; optionally the output layer ``Wy (n_y, n_a)``, ``by (n_y, 1)``.
+    check_finite : bool, default True
+        Refuse NaN/inf in the inputs and parameters with a ``ValueError``.
+
+    Returns
+    -------
+    a_next, c_next : arrays of shape (n_a, m)
+    yt_pred : array of shape (n_y, m), or None without an output layer
+    cache : tuple
+        ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
+
+    Notes
+    -----
+    With ``z = [a⟨t-1⟩; x⟨t⟩]``: ``Γf = σ(Wf z + bf)``, ``Γu = σ(Wi z + bi)``,
+    ``c̃ = tanh(Wc z + bc)``, ``c⟨t⟩ = Γf∗c⟨t-1⟩ + Γu∗c̃``, ``Γo = σ(Wo z + bo)``,
+    ``a⟨t⟩ = Γo∗tanh(c⟨t⟩)``, ``ŷ⟨t⟩ = softmax(Wy a⟨t⟩ + by)``.
+    """
+    ctx = resolve(
+        [
+            ("xt", xt),
+            ("a_prev", a_prev),
+            ("c_prev", c_prev),
+            *parameter_items(parameters, _ALL_KEYS),
+        ],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_x, m = shape_of("xt", xt, ("n_x", "m"))
+    n_a, _ = shape_of("a_prev", a_prev, ("n_a", "m"))
+    check_shape("a_prev", a_prev, (n_a, m), f"m={m} from xt")
+    check_shape("c_prev", c_prev, (n_a, m), "the shape of a_prev")
+    n_y = validate_lstm_parameters(parameters, n_x, n_a)
+    W, b = _stacked(xp, parameters)
+    p = xp.matmul(W, xp.concat([a_prev, xt], axis=0)) + b
+    gates, c_next, a_next = lstm_pointwise_forward(xp, p, c_prev, n_a)
+    ft, it = gates[:n_a, :], gates[n_a : 2 * n_a, :]
+    ot, cct = gates[2 * n_a : 3 * n_a, :], gates[3 * n_a :, :]
+    yt_pred = None
+    if n_y is not None:
+        yt_pred = softmax(xp.matmul(parameters["Wy"], a_next) + parameters["by"])
+    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
+    return a_next, c_next, yt_pred, cache
+
+
+def lstm_forward(
+    x: Any,
+    a0: Any,
+    parameters: dict[str, Any],
+    *,
+    c0: Any = None,
+    check_finite: bool = True,
+) -> tuple[Any, Any, Any, tuple]:
+    """The LSTM over a whole sequence.
+
+    Parameters
+    ----------
+    x : array of shape (n_x, m, T_x)
+    a0 : array of shape (n_a, m)
+    parameters : dict of arrays
+        As in :func:`lstm_cell_forward`.
+    c0 : array of shape (n_a, m), optional
+        Initial cell state; zeros when omitted (the exercise's behaviour).
+    check_finite : bool, default True
+        Refuse NaN/inf in the inputs and parameters with a ``ValueError``.
+
+    Returns
+    -------
+    a : array of shape (n_a, m, T_x)
+    y : array of shape (n_y, m, T_x), or None without an output layer
+    c : array of shape (n_a, m, T_x)
+    caches : tuple ``(step_caches, x)``
+        ``step_caches[t]`` is step t's 10-tuple cache, built on demand from views of stacked
+        gate and state buffers.
+
+    Notes
+    -----
+    The four gate matrices are stacked into one ``(4n_a, n_a+n_x)`` matrix; the input
+    projection of all steps is one GEMM before the loop, the output layer one GEMM after it,
+    and the loop does only the recurrent GEMM and the pointwise gate math.
+    """
+    ctx = resolve(
+        [("x", x), ("a0", a0), ("c0", c0), *parameter_items(parameters, _ALL_KEYS)],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_x, m, T = sequence_shape(x)
+    n_a, _ = shape_of("a0", a0, ("n_a", "m"))
+    check_shape("a0", a0, (n_a, m), f"m={m} from x")
+    if c0 is not None:
+        check_shape("c0", c0, (n_a, m), "the shape of a0")
+    n_y = validate_lstm_parameters(parameters, n_x, n_a)
+
+    W, b = _stacked(xp, parameters)
+    G = xp.matmul(W[:, n_a:], time_blocked(xp, x)) + b
+    H = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
+    C = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
+    H[:, :m] = a0
+    C[:, :m] = 0 if c0 is None else c0
+    ops, Wa = get_ops(xp), W[:, :n_a]
+    for t in range(T):
+        ops.lstm_forward_step(G, H, C, Wa, t, m)
+
+    a = unblocked(xp, H[:, m:], T, m)
+    c = unblocked(xp, C[:, m:], T, m)
+    y = None
+    if n_y is not None:
+        y = output_layer_forward(xp, parameters["Wy"], parameters["by"], H[:, m:], T, m)
+    return a, y, c, (LSTMStepCaches(G, H, C, x, parameters), x)
+
+
+def lstm_cell_backward(
+    da_next: Any, dc_next: Any, cache: tuple, *, check_finite: bool = True
+) -> dict[str, Any]:
+    """Backward pass of one LSTM step (the corrected equations, see Notes).
+
+    Parameters
+    ----------
+    da_next, dc_next : arrays of shape (n_a, m)
+        Gradients of the loss with respect to ``a_next`` and ``c_next``.
+    cache : tuple
+        The 10-tuple from :func:`lstm_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt (n_x, m)``, ``da_prev (n_a, m)``, ``dc_prev (n_a, m)``,
+        ``dWf, dWi, dWc, dWo (n_a, n_a + n_x)``, ``dbf, dbi, dbc, dbo (n_a, 1)``.
+
+    Notes
+    -----
+    With ``dc = dc_next + da_next∗Γo∗(1 − tanh²(c_next))``:
+    ``dΓo = da_next∗tanh(c_next)∗Γo(1−Γo)``, ``dc̃ = dc∗Γu∗(1−c̃²)``,
+    ``dΓu = dc∗c̃∗Γu(1−Γu)``, ``dΓf = dc∗c_prev∗Γf(1−Γf)``; ``dW· = dΓ· zᵀ``,
+    ``db· = Σ_m dΓ·``, ``[da_prev; dxt] = Σ W·ᵀ dΓ·``, ``dc_prev = dc∗Γf``. The exercise's
+    printed equations misplace the parentheses of ``dc`` (erratum 1); these do not.
+    """
+    if not isinstance(cache, tuple | list) or len(cache) != 10:
+        raise ValueError(
+            "cache must be the 10-tuple (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, "
+            "parameters) from lstm_cell_forward"
+        )
+    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters = cache
+    names = ("a_next", "c_next", "a_prev", "c_prev", "ft", "it", "cct", "ot", "xt")
+    ctx = resolve(
+        [
+            ("da_next", da_next),
+            ("dc_next", dc_next),
+            *((f"cache {n}", v) for n, v in zip(names, cache[:9], strict=True)),
+            *parameter_items(parameters, LSTM_KEYS),
+        ],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_a, m = shape_of("cache a_next", a_next, ("n_a", "m"))
+    check_shape("da_next", da_next, (n_a, m), "the shape of a_next")
+    check_shape("dc_next", dc_next, (n_a, m), "the shape of c_next")
+    n_x, _ = shape_of("cache xt", xt, ("n_x", "m"))
+    validate_lstm_parameters(parameters, n_x, n_a)
+    gates = xp.concat([ft, it, ot, cct], axis=0)
+    dp, dc_prev = lstm_pointwise_backward(xp, gates, c_next, c_prev, da_next, dc_next, n_a)
+    W, _ = _stacked(xp, parameters)
+    dz = xp.matmul(W.T, dp)
+    grads = {
+        "dxt": dz[n_a:, :],
+        "da_prev": dz[:n_a, :],
+        "dc_prev": dc_prev,
+    }
+    z = xp.concat([a_prev, xt], axis=0)
+    grads.update(_unstacked(xp.matmul(dp, z.T), xp.sum(dp, axis=1, keepdims=True), n_a))
+    return grads
+
+
+def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[str, Any]:
+    """Backpropagation through time for :func:`lstm_forward`.
+
+    Parameters
+    ----------
+    da : array of shape (n_a, m, T_x)
+        Upstream gradient of the loss with respect to every hidden state; its ``T_x`` must be
+        the forward pass's (the exercise's test passes 4 steps against 7 — erratum 3).
+    caches : tuple
+        ``(step_caches, x)`` from :func:`lstm_forward` (or an exercise-style list of 10-tuples
+        in place of ``step_caches``).
+
+    Returns
+    -------
+    dict
+        ``dx (n_x, m, T_x)``, ``da0 (n_a, m)``, ``dc0 (n_a, m)``,
+        ``dWf, dWi, dWc, dWo (n_a, n_a + n_x)``, ``dbf, dbi, dbc, dbo (n_a, 1)``.
+
+    Notes
+    -----
+    Step t receives ``da[:, :, t] + da_prev(t+1)`` and ``dc_prev(t+1)`` — both carried, unlike
+    the exercise's solution (erratum 2). The loop does the pointwise gate math of
+    :func:`lstm_cell_backward` and one recurrent GEMM ``W_aᵀ dp``; ``dW``, ``db`` and ``dx``
+    of all steps are large GEMMs over the stacked ``dp`` after the loop.
+    """
+    steps, x = unpack_caches(caches, "lstm_forward")
+    if not isinstance(steps, LSTMStepCaches):
+        xp0 = resolve([("caches[1] (x)", x)]).xp
+        steps = LSTMStepCaches.from_tuples(xp0, steps, x)
+    parameters = steps.parameters
+    ctx = resolve(
+        [
+            ("da", da),
+            ("caches[1] (x)", x),
+            ("caches[0] (states)", steps.H),
+            *parameter_items(parameters, LSTM_KEYS),
+        ],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_x, m, T = sequence_shape(x)
+    n_a = int(steps.H.shape[0])
+    validate_lstm_parameters(parameters, n_x, n_a)
+    check_da(da, n_a, m, T)
+
+    W, _ = _stacked(xp, parameters)
+    dA = time_blocked(xp, da)
+    dP = xp.empty((4 * n_a, T * m), dtype=ctx.dtype, device=ctx.device)
+    ops, WaT = get_ops(xp), W[:, :n_a].T
+    da_next = xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)
+    dc_next = xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)
+    for t in reversed(range(T)):
+        da_next, dc_next = ops.lstm_backward_step(
+            dP, dA, steps.G, steps.C, WaT, t, m, da_next, dc_next
+        )
+
+    dW = xp.concat(
+        [xp.matmul(dP, steps.H[:, : T * m].T), xp.matmul(dP, time_blocked(xp, x).T)], axis=1
+    )
+    grads = {
+        "dx": unblocked(xp, xp.matmul(W[:, n_a:].T, dP), T, m),
+        "da0": da_next,
+        "dc0": dc_next,
+    }
+    grads.update(_unstacked(dW, xp.sum(dP, axis=1, keepdims=True), n_a))
+    return grads

@@ -1,0 +1,227 @@
+"""The vanilla RNN: cell and sequence, forward and backward through time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xrnn.activations import softmax
+from xrnn.backends import get_ops, resolve
+from xrnn.caches import RNNStepCaches
+from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
+from xrnn.layout import output_layer_forward, time_blocked, unblocked
+from xrnn.ops import rnn_pointwise_backward, rnn_pointwise_forward
+from xrnn.params import RNN_KEYS, RNN_OUTPUT, parameter_items, validate_rnn_parameters
+
+__all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
+
+_ALL_KEYS = RNN_KEYS + RNN_OUTPUT
+
+
+def rnn_cell_forward(
+    xt: Any, a_prev: Any, parameters: dict[str, Any], *, check_finite: bool = True
+) -> tuple[Any, Any, tuple]:
+    """One step of the RNN.
+
+    Parameters
+    ----------
+    xt : array of shape (n_x, m)
+        Input at step t.
+    a_prev : array of shape (n_a, m)
+        Hidden state at step t-1.
+    parameters : dict of arrays
+        ``Wax (n_a, n_x)``, ``Waa (n_a, n_a)``, ``ba (n_a, 1)``; optionally the output layer
+        ``Wya (n_y, n_a)``, ``by (n_y, 1)``.
+    check_finite : bool, default True
+        Refuse NaN/inf in the inputs and parameters with a ``ValueError``.
+
+    Returns
+    -------
+    a_next : array of shape (n_a, m)
+    yt_pred : array of shape (n_y, m), or None without an output layer
+    cache : tuple ``(a_next, a_prev, xt, parameters)``
+
+    Notes
+    -----
+    ``a⟨t⟩ = tanh(Waa a⟨t-1⟩ + Wax x⟨t⟩ + ba)``, ``ŷ⟨t⟩ = softmax(Wya a⟨t⟩ + by)``.
+    """
+    ctx = resolve(
+        [("xt", xt), ("a_prev", a_prev), *parameter_items(parameters, _ALL_KEYS)],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_x, m = shape_of("xt", xt, ("n_x", "m"))
+    n_a, _ = shape_of("a_prev", a_prev, ("n_a", "m"))
+    check_shape("a_prev", a_prev, (n_a, m), f"m={m} from xt")
+    n_y = validate_rnn_parameters(parameters, n_x, n_a)
+    p = (
+        xp.matmul(parameters["Wax"], xt)
+        + xp.matmul(parameters["Waa"], a_prev)
+        + parameters["ba"]
+    )
+    a_next = rnn_pointwise_forward(xp, p)
+    yt_pred = None
+    if n_y is not None:
+        yt_pred = softmax(xp.matmul(parameters["Wya"], a_next) + parameters["by"])
+    return a_next, yt_pred, (a_next, a_prev, xt, parameters)
+
+
+def rnn_forward(
+    x: Any, a0: Any, parameters: dict[str, Any], *, check_finite: bool = True
+) -> tuple[Any, Any, tuple]:
+    """The RNN over a whole sequence.
+
+    Parameters
+    ----------
+    x : array of shape (n_x, m, T_x)
+    a0 : array of shape (n_a, m)
+    parameters : dict of arrays
+        As in :func:`rnn_cell_forward`.
+    check_finite : bool, default True
+        Refuse NaN/inf in the inputs and parameters with a ``ValueError``.
+
+    Returns
+    -------
+    a : array of shape (n_a, m, T_x)
+        Hidden states of every step.
+    y_pred : array of shape (n_y, m, T_x), or None without an output layer
+    caches : tuple ``(step_caches, x)``
+        ``step_caches[t]`` is step t's ``(a_next, a_prev, xt, parameters)``; stored compactly
+        (one stacked state buffer) and built from views on demand.
+
+    Notes
+    -----
+    The input projection ``Wax x⟨t⟩ + ba`` of all steps is one GEMM before the loop and the
+    output layer one GEMM after it; the loop does only ``Waa a⟨t-1⟩`` and ``tanh``.
+    """
+    ctx = resolve(
+        [("x", x), ("a0", a0), *parameter_items(parameters, _ALL_KEYS)],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_x, m, T = sequence_shape(x)
+    n_a, _ = shape_of("a0", a0, ("n_a", "m"))
+    check_shape("a0", a0, (n_a, m), f"m={m} from x")
+    n_y = validate_rnn_parameters(parameters, n_x, n_a)
+
+    GX = xp.matmul(parameters["Wax"], time_blocked(xp, x)) + parameters["ba"]
+    H = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
+    H[:, :m] = a0
+    ops, Waa = get_ops(xp), parameters["Waa"]
+    for t in range(T):
+        ops.rnn_forward_step(H, GX, Waa, t, m)
+
+    a = unblocked(xp, H[:, m:], T, m)
+    y_pred = None
+    if n_y is not None:
+        y_pred = output_layer_forward(xp, parameters["Wya"], parameters["by"], H[:, m:], T, m)
+    return a, y_pred, (RNNStepCaches(H, x, parameters), x)
+
+
+def rnn_cell_backward(da_next: Any, cache: tuple, *, check_finite: bool = True) -> dict[str, Any]:
+    """Backward pass of one RNN step.
+
+    Parameters
+    ----------
+    da_next : array of shape (n_a, m)
+        Gradient of the loss with respect to ``a_next``.
+    cache : tuple
+        ``(a_next, a_prev, xt, parameters)`` from :func:`rnn_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt (n_x, m)``, ``da_prev (n_a, m)``, ``dWax (n_a, n_x)``, ``dWaa (n_a, n_a)``,
+        ``dba (n_a, 1)``.
+
+    Notes
+    -----
+    With ``dz = da_next ∗ (1 − a⟨t⟩²)``: ``dxt = Waxᵀ dz``, ``da_prev = Waaᵀ dz``,
+    ``dWax = dz xtᵀ``, ``dWaa = dz a_prevᵀ``, ``dba = Σ_m dz``.
+    """
+    if not isinstance(cache, tuple | list) or len(cache) != 4:
+        raise ValueError(
+            "cache must be the (a_next, a_prev, xt, parameters) tuple from rnn_cell_forward"
+        )
+    a_next, a_prev, xt, parameters = cache
+    ctx = resolve(
+        [
+            ("da_next", da_next),
+            ("cache a_next", a_next),
+            ("cache a_prev", a_prev),
+            ("cache xt", xt),
+            *parameter_items(parameters, RNN_KEYS),
+        ],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    check_shape("da_next", da_next, tuple(a_next.shape), "the shape of a_next")
+    n_x, _ = shape_of("cache xt", xt, ("n_x", "m"))
+    validate_rnn_parameters(parameters, n_x, int(a_next.shape[0]))
+    dz = rnn_pointwise_backward(xp, a_next, da_next)
+    return {
+        "dxt": xp.matmul(parameters["Wax"].T, dz),
+        "da_prev": xp.matmul(parameters["Waa"].T, dz),
+        "dWax": xp.matmul(dz, xt.T),
+        "dWaa": xp.matmul(dz, a_prev.T),
+        "dba": xp.sum(dz, axis=1, keepdims=True),
+    }
+
+
+def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[str, Any]:
+    """Backpropagation through time for :func:`rnn_forward`.
+
+    Parameters
+    ----------
+    da : array of shape (n_a, m, T_x)
+        Upstream gradient of the loss with respect to every hidden state; its ``T_x`` must be
+        the forward pass's.
+    caches : tuple
+        ``(step_caches, x)`` from :func:`rnn_forward` (or an exercise-style list of step
+        tuples in place of ``step_caches``).
+
+    Returns
+    -------
+    dict
+        ``dx (n_x, m, T_x)``, ``da0 (n_a, m)``, ``dWax (n_a, n_x)``, ``dWaa (n_a, n_a)``,
+        ``dba (n_a, 1)``.
+
+    Notes
+    -----
+    Step t receives ``da[:, :, t] + da_prev(t+1)``. Inside the loop only the pointwise
+    ``dz = da ∗ (1 − a⟨t⟩²)`` and the recurrent GEMM ``Waaᵀ dz``; ``dWax``, ``dWaa``, ``dba``
+    and ``dx`` for all steps are GEMMs over the stacked ``dz`` after the loop.
+    """
+    steps, x = unpack_caches(caches, "rnn_forward")
+    if not isinstance(steps, RNNStepCaches):
+        xp0 = resolve([("caches[1] (x)", x)]).xp
+        steps = RNNStepCaches.from_tuples(xp0, steps, x)
+    parameters = steps.parameters
+    ctx = resolve(
+        [
+            ("da", da),
+            ("caches[1] (x)", x),
+            ("caches[0] (states)", steps.H),
+            *parameter_items(parameters, RNN_KEYS),
+        ],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_x, m, T = sequence_shape(x)
+    n_a = int(steps.H.shape[0])
+    validate_rnn_parameters(parameters, n_x, n_a)
+    check_da(da, n_a, m, T)
+
+    dA = time_blocked(xp, da)
+    dP = xp.empty((n_a, T * m), dtype=ctx.dtype, device=ctx.device)
+    ops, WaaT = get_ops(xp), parameters["Waa"].T
+    da_next = xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)
+    for t in reversed(range(T)):
+        da_next = ops.rnn_backward_step(dP, dA, steps.H, WaaT, t, m, da_next)
+
+    return {
+        "dx": unblocked(xp, xp.matmul(parameters["Wax"].T, dP), T, m),
+        "da0": da_next,
+        "dWax": xp.matmul(dP, time_blocked(xp, x).T),
+        "dWaa": xp.matmul(dP, steps.H[:, : T * m].T),
+        "dba": xp.sum(dP, axis=1, keepdims=True),
+    }
