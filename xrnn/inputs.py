@@ -12,8 +12,7 @@ def shape_of(name: str, a: Any, layout: tuple[str, ...]) -> tuple[int, ...]:
     shape = tuple(int(s) for s in a.shape)
     if len(shape) != len(layout):
         raise ValueError(
-            f"{name} must be {len(layout)}-D with shape ({', '.join(layout)}); "
-            f"got shape {shape}"
+            f"{name} must be {len(layout)}-D with shape ({', '.join(layout)}); got shape {shape}"
         )
     return shape
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from xrnn.activations import softmax
@@ -23,7 +24,7 @@ __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_for
 _ALL_KEYS = LSTM_KEYS + LSTM_OUTPUT
 
 
-def _stacked(xp: Any, parameters: dict[str, Any]) -> tuple[Any, Any]:
+def _stacked(xp: Any, parameters: Mapping[str, Any]) -> tuple[Any, Any]:
     """``W (4n_a, n_a+n_x)`` and ``b (4n_a, 1)`` in the kernels' gate order ``[f; u; o; c̃]``."""
     W = xp.concat([parameters[w] for w, _ in LSTM_GATES], axis=0)
     b = xp.concat([parameters[b] for _, b in LSTM_GATES], axis=0)

@@ -171,8 +171,6 @@ class Ops:
         n_a = C.shape[0]
         cur, nxt = _block(t, m), _block(t + 1, m)
         da = dA[:, cur] + da_next
-        dp, dc_prev = lstm_pointwise_backward(
-            xp, G[:, cur], C[:, nxt], C[:, cur], da, dc_next, n_a
-        )
+        dp, dc_prev = lstm_pointwise_backward(xp, G[:, cur], C[:, nxt], C[:, cur], da, dc_next, n_a)
         dP[:, cur] = dp
         return xp.matmul(WaT, dp), dc_prev

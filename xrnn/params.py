@@ -31,9 +31,7 @@ LSTM_OUTPUT = ("Wy", "by")
 def parameter_items(parameters: Any, keys: tuple[str, ...]) -> list[tuple[str, Any]]:
     """``(name, array)`` pairs for :func:`xrnn.backends.resolve`, present keys only."""
     if not isinstance(parameters, Mapping):
-        raise TypeError(
-            f"parameters must be a dict of arrays, got {type(parameters).__name__}"
-        )
+        raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
     return [(f"parameters[{k!r}]", parameters[k]) for k in keys if k in parameters]
 
 
@@ -42,9 +40,7 @@ def _check_shape(parameters: Mapping[str, Any], key: str, expected: tuple[int, .
         raise KeyError(f"parameters is missing {key!r} (expected shape {expected}, {why})")
     shape = tuple(parameters[key].shape)
     if shape != expected:
-        raise ValueError(
-            f"parameters[{key!r}] has shape {shape}; expected {expected} ({why})"
-        )
+        raise ValueError(f"parameters[{key!r}] has shape {shape}; expected {expected} ({why})")
 
 
 def output_layer(parameters: Mapping[str, Any], keys: tuple[str, str], n_a: int) -> int | None:

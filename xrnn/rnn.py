@@ -53,11 +53,7 @@ def rnn_cell_forward(
     n_a, _ = shape_of("a_prev", a_prev, ("n_a", "m"))
     check_shape("a_prev", a_prev, (n_a, m), f"m={m} from xt")
     n_y = validate_rnn_parameters(parameters, n_x, n_a)
-    p = (
-        xp.matmul(parameters["Wax"], xt)
-        + xp.matmul(parameters["Waa"], a_prev)
-        + parameters["ba"]
-    )
+    p = xp.matmul(parameters["Wax"], xt) + xp.matmul(parameters["Waa"], a_prev) + parameters["ba"]
     a_next = rnn_pointwise_forward(xp, p)
     yt_pred = None
     if n_y is not None:

@@ -1,0 +1,116 @@
+"""The backend matrix: an ``xp`` fixture parametrised over every available array backend.
+
+``--backend NAME`` (repeatable; nox passes one per session) restricts the matrix. Backends:
+``numpy``, ``array_api_strict`` (its default device), ``array_api_strict-device1`` (its second
+device: the CPU stand-in that proves no silent device copies), ``torch`` (CPU tensors, and CUDA
+tensors when CUDA is available) and ``cupy`` (only where ``cupy.is_available()``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xrnn
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One cell of the matrix: a namespace, a device, and host conversions for the tests."""
+
+    name: str
+    xp: Any
+    device: Any
+
+    def asarray(self, a: Any, dtype: str = "float64") -> Any:
+        host = np.asarray(a, dtype=dtype)
+        if self.name.startswith("torch"):
+            import torch
+
+            return torch.asarray(host, device=self.device)
+        return self.xp.asarray(host, device=self.device)
+
+    def params(self, host: dict[str, Any], dtype: str = "float64") -> dict[str, Any]:
+        return {k: self.asarray(v, dtype) for k, v in host.items()}
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        from xrnn.backends.numpy import to_numpy
+
+        return np.asarray(to_numpy(a))
+
+    def dtype(self, name: str) -> Any:
+        return getattr(self.xp, name)
+
+
+def _strict_setup():
+    xs = importlib.import_module("array_api_strict")
+    # The strictest flags: no boolean indexing, no data-dependent output shapes.
+    xs.set_array_api_strict_flags(boolean_indexing=False, data_dependent_shapes=False)
+    return xs
+
+
+def all_backends() -> list[Backend]:
+    import array_api_compat
+
+    out = [Backend("numpy", array_api_compat.array_namespace(np.empty(0)), "cpu")]
+    available = xrnn.available_backends()
+    if "array_api_strict" in available:
+        xs = _strict_setup()
+        out.append(Backend("array_api_strict", xs, xs.Device("CPU_DEVICE")))
+        out.append(Backend("array_api_strict-device1", xs, xs.Device("device1")))
+    if "torch" in available:
+        import torch
+
+        xt = array_api_compat.array_namespace(torch.empty(0))
+        out.append(Backend("torch", xt, torch.device("cpu")))
+        if torch.cuda.is_available():
+            out.append(Backend("torch-cuda", xt, torch.device("cuda")))
+    if "cupy" in available:
+        import cupy
+
+        xc = array_api_compat.array_namespace(cupy.empty(0))
+        out.append(Backend("cupy", xc, cupy.cuda.Device(0)))
+    return out
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        help="run the backend matrix only for these backends (prefix match: 'torch', "
+        "'array_api_strict' selects both of its devices)",
+    )
+
+
+_BACKENDS = all_backends()
+
+
+def pytest_generate_tests(metafunc):
+    if "xp" in metafunc.fixturenames:
+        wanted = metafunc.config.getoption("--backend")
+        chosen = [b for b in _BACKENDS if not wanted or any(b.name.startswith(w) for w in wanted)]
+        metafunc.parametrize("xp", chosen, ids=[b.name for b in chosen])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def assert_close(actual: Any, expected: Any, backend: Backend, *, rtol=1e-7, atol=1e-9, dtype=None):
+    """Values close to ``expected`` (NumPy), and ``actual`` of the backend's library, device
+    and the expected dtype (``dtype`` name, default float64)."""
+    import array_api_compat
+
+    assert array_api_compat.array_namespace(actual) is backend.xp, (
+        f"result is from {array_api_compat.array_namespace(actual).__name__}, "
+        f"expected {backend.xp.__name__}"
+    )
+    assert array_api_compat.device(actual) == backend.device
+    assert actual.dtype == backend.dtype(dtype or "float64")
+    np.testing.assert_allclose(backend.to_numpy(actual), expected, rtol=rtol, atol=atol)

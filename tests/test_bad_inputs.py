@@ -1,0 +1,185 @@
+"""Bad input gets a clear error naming the argument — never a deep traceback or a wrong answer —
+and nothing the user passed is mutated."""
+
+import re
+
+import numpy as np
+import pytest
+
+import xrnn
+
+
+def lstm_case(xp, rng, n_x=3, n_a=4, m=2, T=5, dtype="float64"):
+    p = xrnn.initialize_lstm(n_x, n_a, 2, seed=1)
+    return (
+        xp.asarray(rng.normal(size=(n_x, m, T)), dtype),
+        xp.asarray(rng.normal(size=(n_a, m)), dtype),
+        xp.params(p, dtype),
+    )
+
+
+def rnn_case(xp, rng, n_x=3, n_a=4, m=2, T=5):
+    p = xrnn.initialize_rnn(n_x, n_a, 2, seed=1)
+    return (
+        xp.asarray(rng.normal(size=(n_x, m, T))),
+        xp.asarray(rng.normal(size=(n_a, m))),
+        xp.params(p),
+    )
+
+
+def test_wrong_parameter_shape_names_key_and_both_shapes(xp, rng):
+    x, a0, p = lstm_case(xp, rng)
+    p["Wi"] = xp.asarray(np.zeros((4, 6)))
+    with pytest.raises(
+        ValueError, match=re.escape("parameters['Wi'] has shape (4, 6); expected (4, 7)")
+    ):
+        xrnn.lstm_forward(x, a0, p)
+    x, a0, p = rnn_case(xp, rng)
+    p["ba"] = xp.asarray(np.zeros((4,)))
+    with pytest.raises(
+        ValueError, match=re.escape("parameters['ba'] has shape (4,); expected (4, 1)")
+    ):
+        xrnn.rnn_forward(x, a0, p)
+
+
+@pytest.mark.parametrize("key", ["Wf", "bc", "Wo"])
+def test_missing_lstm_key(key, xp, rng):
+    x, a0, p = lstm_case(xp, rng)
+    del p[key]
+    with pytest.raises(KeyError, match=f"missing '{key}'"):
+        xrnn.lstm_forward(x, a0, p)
+
+
+def test_half_an_output_layer(xp, rng):
+    x, a0, p = rnn_case(xp, rng)
+    del p["by"]
+    with pytest.raises(KeyError, match="has 'Wya' but is missing 'by'"):
+        xrnn.rnn_forward(x, a0, p)
+
+
+def test_wrong_ndim_and_batch(xp, rng):
+    x, a0, p = lstm_case(xp, rng)
+    with pytest.raises(
+        ValueError, match=re.escape("x must be 3-D with shape (n_x, m, T_x); got shape (3, 2)")
+    ):
+        xrnn.lstm_forward(x[:, :, 0], a0, p)
+    with pytest.raises(ValueError, match=re.escape("a0 has shape (4, 1); expected (4, 2)")):
+        xrnn.lstm_forward(x, a0[:, :1], p)
+    with pytest.raises(ValueError, match=re.escape("c0 has shape (4, 1)")):
+        xrnn.lstm_forward(x, a0, p, c0=a0[:, :1])
+    with pytest.raises(ValueError, match="xt must be 2-D"):
+        xrnn.rnn_cell_forward(x, a0, rnn_case(xp, rng)[2])
+
+
+def test_integer_arrays_are_refused(xp, rng):
+    x, a0, p = rnn_case(xp, rng)
+    xi = xp.asarray(np.ones((3, 2, 5)), "int64")
+    with pytest.raises(TypeError, match="x has dtype .*int64.*real floating"):
+        xrnn.rnn_forward(xi, a0, p)
+
+
+def test_not_an_array(xp, rng):
+    x, a0, p = rnn_case(xp, rng)
+    with pytest.raises(TypeError, match="a0 must be an array.*list"):
+        xrnn.rnn_forward(x, [[0.0] * 2] * 4, p)
+    with pytest.raises(TypeError, match="parameters must be a dict"):
+        xrnn.rnn_forward(x, a0, [1, 2])
+
+
+def test_erratum_3_mismatched_time_length(xp, rng):
+    """The exercise's test passes da with 4 steps against a forward pass of 7."""
+    x, a0, p = lstm_case(xp, rng, T=7)
+    _, _, _, caches = xrnn.lstm_forward(x, a0, p)
+    da = xp.asarray(rng.normal(size=(4, 2, 4)))
+    with pytest.raises(ValueError, match="da has 4 time steps but the forward pass has 7"):
+        xrnn.lstm_backward(da, caches)
+    x, a0, p = rnn_case(xp, rng, T=7)
+    with pytest.raises(ValueError, match="da has 4 time steps but the forward pass has 7"):
+        xrnn.rnn_backward(da, xrnn.rnn_forward(x, a0, p)[2])
+
+
+def test_bad_caches(xp, rng):
+    x, a0, p = lstm_case(xp, rng)
+    da = xp.asarray(rng.normal(size=(4, 2, 5)))
+    with pytest.raises(ValueError, match=r"caches must be the \(step_caches, x\) pair"):
+        xrnn.lstm_backward(da, "nope")
+    with pytest.raises(ValueError, match="cache must be the 10-tuple"):
+        xrnn.lstm_cell_backward(a0, a0, (1, 2, 3))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_are_refused(bad, xp, rng):
+    x, a0, p = lstm_case(xp, rng)
+    host = xp.to_numpy(x).copy()
+    host[0, 0, 0] = bad
+    with pytest.raises(ValueError, match="x contains NaN or infinity"):
+        xrnn.lstm_forward(xp.asarray(host), a0, p)
+    wf = xp.to_numpy(p["Wf"]).copy()
+    wf[1, 1] = bad
+    with pytest.raises(ValueError, match=r"parameters\['Wf'\] contains NaN or infinity"):
+        xrnn.lstm_forward(x, a0, {**p, "Wf": xp.asarray(wf)})
+    # documented escape hatch: the check is skipped and values propagate as IEEE arithmetic says
+    # (NaN stays NaN; ±inf saturates the gates)
+    a, _, _, _ = xrnn.lstm_forward(xp.asarray(host), a0, p, check_finite=False)
+    assert np.isnan(xp.to_numpy(a)[:, 0, 0]).any() == bool(np.isnan(bad))
+
+
+def test_mixed_float32_float64_is_refused(xp, rng):
+    x, a0, p = lstm_case(xp, rng, dtype="float32")
+    with pytest.raises(TypeError, match="a0 has dtype .*float64.* but x has dtype .*float32"):
+        xrnn.lstm_forward(x, xp.asarray(xp.to_numpy(a0), "float64"), p)
+    # the documented fix: cast the parameters to the input's dtype explicitly
+    p64 = xp.params(xrnn.initialize_lstm(3, 4, 2, seed=1))
+    p32 = xrnn.to_device(p64, x)
+    a, y, c, _ = xrnn.lstm_forward(x, a0, p32)
+    assert a.dtype == y.dtype == c.dtype == xp.dtype("float32")
+
+
+def test_mixed_libraries_are_refused(xp, rng):
+    if xp.name == "numpy":
+        pytest.skip("needs a second library")
+    x, a0, p = rnn_case(xp, rng)
+    p_np = xrnn.initialize_rnn(3, 4, 2, seed=1)
+    with pytest.raises(
+        TypeError, match=r"parameters\['Wax'\] is a numpy array but x is a .* array"
+    ):
+        xrnn.rnn_forward(x, a0, p_np)
+    with pytest.raises(TypeError, match="a0 is a numpy array"):
+        xrnn.rnn_forward(x, np.zeros((4, 2)), p)
+
+
+def test_mixed_devices_are_refused(xp, rng):
+    if not xp.name.startswith("array_api_strict"):
+        pytest.skip("array-api-strict's two devices are the CPU stand-in for CPU/GPU")
+    import array_api_strict as xs
+
+    x, a0, p = lstm_case(xp, rng)
+    other = (
+        xs.Device("device1") if xp.device == xs.Device("CPU_DEVICE") else xs.Device("CPU_DEVICE")
+    )
+    a0_other = xs.asarray(xp.to_numpy(a0), device=other)
+    with pytest.raises(ValueError, match="a0 is on device .* but x is on device"):
+        xrnn.lstm_forward(x, a0_other, p)
+    moved = xrnn.to_device(p, other)
+    with pytest.raises(ValueError, match=r"parameters\['Wf'\] is on device"):
+        xrnn.lstm_forward(x, a0, moved)
+
+
+def test_inputs_are_not_mutated(xp, rng):
+    for T, m in [(5, 2), (1, 2), (5, 1)]:  # T=1 / m=1: reshapes may be views of the input
+        x, a0, p = lstm_case(xp, rng, T=T, m=m)
+        da = xp.asarray(rng.normal(size=(4, m, T)))
+        before = {k: xp.to_numpy(v).copy() for k, v in {"x": x, "a0": a0, "da": da, **p}.items()}
+        _, _, _, caches = xrnn.lstm_forward(x, a0, p, c0=a0)
+        xrnn.lstm_backward(da, caches)
+        _, _, caches = xrnn.rnn_forward(x, a0, xp.params(xrnn.initialize_rnn(3, 4, seed=2)))
+        xrnn.rnn_backward(da, caches)
+        after = {k: xp.to_numpy(v) for k, v in {"x": x, "a0": a0, "da": da, **p}.items()}
+        for k in before:
+            np.testing.assert_array_equal(before[k], after[k], err_msg=f"{k} was mutated")
+
+
+def test_empty_axes(xp, rng):
+    x, a0, p = rnn_case(xp, rng)
+    with pytest.raises(ValueError, match="every axis needs at least one element"):
+        xrnn.rnn_forward(xp.asarray(np.zeros((3, 2, 0))), a0, p)
