@@ -1,0 +1,303 @@
+"""The character-level language model: an RNN or LSTM cell and a softmax output layer.
+
+A name ``"abc"`` is read as inputs ``[∅, a, b, c]`` (``∅`` the all-zero vector, as in the
+exercise) with targets ``[a, b, c, ⏎]``; a batch of names of different lengths is right-padded,
+and the padded steps carry zero loss and zero gradient (a left-to-right RNN's earlier steps never
+see them, so no kernel-level mask is needed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import xrnn
+from xrnn.backends import resolve
+from xrnn.charlm.vocab import EOS, Vocabulary
+
+__all__ = ["FORMAT_VERSION", "CharModel", "load"]
+
+FORMAT_VERSION = 1
+CELLS = {
+    # cell: (kernel keys, output-layer keys, initialiser)
+    "rnn": (("Wax", "Waa", "ba"), ("Wya", "by"), xrnn.initialize_rnn),
+    "lstm": (("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo"), ("Wy", "by"), xrnn.initialize_lstm),
+}
+
+
+def _check_cell(cell: Any) -> str:
+    if cell not in CELLS:
+        raise ValueError(f"cell must be 'rnn' or 'lstm', got {cell!r}")
+    return cell
+
+
+class CharModel:
+    """A trained (or freshly initialised) character model.
+
+    Attributes
+    ----------
+    cell : {"rnn", "lstm"}
+    vocab : Vocabulary
+    hidden : int
+        ``n_a``.
+    params : dict of arrays
+        The cell's parameters plus the output layer (``Wya``/``by`` or ``Wy``/``by``), all of one
+        array library, device and floating dtype.
+    """
+
+    def __init__(self, cell: str, vocab: Vocabulary, params: Mapping[str, Any]) -> None:
+        self.cell = _check_cell(cell)
+        self.vocab = vocab
+        kernel_keys, head_keys, _ = CELLS[cell]
+        missing = [k for k in (*kernel_keys, *head_keys) if k not in params]
+        if missing:
+            raise ValueError(f"{cell} model parameters are missing {missing}")
+        self.params = dict(params)
+        ctx = resolve(
+            [(f"params[{k!r}]", v) for k, v in self.params.items()], check_finite=False
+        )
+        self.xp, self.device, self.dtype = ctx.xp, ctx.device, ctx.dtype
+        self.hidden = int(self.params[head_keys[0]].shape[1])
+
+    @classmethod
+    def initialise(
+        cls, cell: str, vocab: Vocabulary, hidden: int, *, seed: int = 0, like: Any = None
+    ) -> CharModel:
+        init = CELLS[_check_cell(cell)][2]
+        return cls(cell, vocab, init(len(vocab), hidden, len(vocab), seed=seed, like=like))
+
+    # --- batches ---------------------------------------------------------------------------
+
+    def _encode(self, names: Sequence[str]) -> tuple[Any, Any, Any, int]:
+        """One-hot inputs ``X (V, m, T)``, one-hot targets ``Y (V, m, T)`` and the padding
+        mask ``(m, T)`` (1 on real steps), built on the model's device; and the character
+        count (end-of-name newlines included)."""
+        xp, V = self.xp, len(self.vocab)
+        codes = [self.vocab.encode(n) for n in names]
+        T = max(len(c) for c in codes) + 1
+        # -1 matches no class: the all-zero input of step 0 and of padding, the target of padding
+        inputs = [[-1, *c] + [-1] * (T - len(c) - 1) for c in codes]
+        targets = [[*c, 0] + [-1] * (T - len(c) - 1) for c in codes]
+        classes = xp.reshape(xp.arange(V, device=self.device), (V, 1, 1))
+        X = xp.astype(xp.asarray(inputs, device=self.device)[None, :, :] == classes, self.dtype)
+        tgt = xp.asarray(targets, device=self.device)
+        Y = xp.astype(tgt[None, :, :] == classes, self.dtype)
+        mask = xp.astype(tgt >= 0, self.dtype)
+        return X, Y, mask, sum(len(c) + 1 for c in codes)
+
+    def _forward(self, X: Any) -> tuple[Any, Any, Any]:
+        """Hidden states ``a (n_a, m, T)``, log-probabilities ``(V, m, T)`` and the caches."""
+        xp = self.xp
+        kernel_keys, (W, b), _ = CELLS[self.cell]
+        kernel = {k: self.params[k] for k in kernel_keys}
+        a0 = xp.zeros((self.hidden, int(X.shape[1])), dtype=self.dtype, device=self.device)
+        if self.cell == "lstm":
+            a, _, _, caches = xrnn.lstm_forward(X, a0, kernel, check_finite=False)
+        else:
+            a, _, caches = xrnn.rnn_forward(X, a0, kernel, check_finite=False)
+        n_a, m, T = (int(s) for s in a.shape)
+        z = xp.matmul(self.params[W], xp.reshape(a, (n_a, m * T))) + self.params[b]
+        zmax = xp.max(z, axis=0, keepdims=True)
+        logp = z - zmax - xp.log(xp.sum(xp.exp(z - zmax), axis=0, keepdims=True))
+        return a, xp.reshape(logp, (int(z.shape[0]), m, T)), caches
+
+    def loss_and_gradients(self, names: Sequence[str]) -> tuple[float, dict[str, Any]]:
+        """Mean over the batch's names of each name's summed cross-entropy (nats), and its
+        gradient with respect to every parameter (keys ``"d" + name``).
+
+        With one name per batch this is the exercise's loss: the summed cross-entropy of the
+        name's characters, end-of-name included.
+        """
+        xp = self.xp
+        X, Y, mask, _ = self._encode(names)
+        m = len(names)
+        a, logp, caches = self._forward(X)
+        loss = -xp.sum(Y * logp) / m
+        dz = (xp.exp(logp) - Y) * (mask[None, :, :] / m)  # d loss / d logits, zero on padding
+        V, n_a, T = int(dz.shape[0]), self.hidden, int(dz.shape[2])
+        kernel_keys, (W, b), _ = CELLS[self.cell]
+        dz2 = xp.reshape(dz, (V, m * T))
+        grads = {
+            "d" + W: xp.matmul(dz2, xp.reshape(a, (n_a, m * T)).T),
+            "d" + b: xp.sum(dz2, axis=1, keepdims=True),
+        }
+        da = xp.reshape(xp.matmul(self.params[W].T, dz2), (n_a, m, T))
+        backward = xrnn.lstm_backward if self.cell == "lstm" else xrnn.rnn_backward
+        g = backward(da, caches, check_finite=False)
+        grads.update({"d" + k: g["d" + k] for k in kernel_keys})
+        return float(loss), grads
+
+    # --- evaluation and sampling -------------------------------------------------------------
+
+    def evaluate(self, names: Sequence[str], *, batch_size: int = 256) -> float:
+        """Bits per character over ``names``, each end-of-name newline counted as a character.
+
+        A character outside the vocabulary is a ``ValueError`` naming it.
+        """
+        names = list(names)
+        if not names:
+            raise ValueError("evaluate needs at least one name")
+        for n in names:
+            self.vocab.encode(n)  # fail before any work, naming the character
+        nats, chars = 0.0, 0
+        for i in range(0, len(names), batch_size):
+            X, Y, _, count = self._encode(names[i : i + batch_size])
+            _, logp, _ = self._forward(X)
+            nats -= float(self.xp.sum(Y * logp))
+            chars += count
+        return nats / chars / math.log(2)
+
+    def sample(
+        self, n: int, *, seed: int = 0, temperature: float = 1.0, max_length: int = 40
+    ) -> list[str]:
+        """Invent ``n`` names, one character at a time, all ``n`` in parallel on the device.
+
+        Each step's probabilities ``softmax(logits / temperature)`` are copied to the host (V×n
+        numbers) and the characters are drawn there from ``numpy.random.default_rng(seed)`` —
+        the array API has no random generator — so a seed gives the same names on every
+        backend. A name ends at the newline or after ``max_length`` characters.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        if not temperature > 0 or not math.isfinite(temperature):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        if n == 0:
+            return []
+        xp, V = self.xp, len(self.vocab)
+        rng = np.random.default_rng(seed)
+        kernel_keys, (W, b), _ = CELLS[self.cell]
+        kernel = {k: self.params[k] for k in kernel_keys}
+        a = xp.zeros((self.hidden, n), dtype=self.dtype, device=self.device)
+        c = xp.zeros((self.hidden, n), dtype=self.dtype, device=self.device)
+        x = xp.zeros((V, n), dtype=self.dtype, device=self.device)
+        classes = xp.reshape(xp.arange(V, device=self.device), (V, 1))
+        out: list[list[int]] = [[] for _ in range(n)]
+        done = np.zeros(n, dtype=bool)
+        for _ in range(max_length):
+            if self.cell == "lstm":
+                a, c, _, _ = xrnn.lstm_cell_forward(x, a, c, kernel, check_finite=False)
+            else:
+                a, _, _ = xrnn.rnn_cell_forward(x, a, kernel, check_finite=False)
+            logits = (xp.matmul(self.params[W], a) + self.params[b]) / temperature
+            p = _to_host(xrnn.softmax(logits)).astype(np.float64)
+            cdf = np.cumsum(p, axis=0)
+            draws = (cdf < rng.random(n) * cdf[-1]).sum(axis=0).clip(0, V - 1)
+            for j in np.flatnonzero(~done):
+                if draws[j] == 0:
+                    done[j] = True
+                else:
+                    out[j].append(int(draws[j]))
+            if done.all():
+                break
+            x = xp.astype(xp.asarray(draws.tolist(), device=self.device)[None, :] == classes,
+                          self.dtype)
+        return [self.vocab.decode(o) for o in out]
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an ``.npz`` checkpoint: the parameters (as NumPy) plus JSON metadata
+        (format version, cell, sizes, vocabulary). Written to a temporary file in the same
+        folder and renamed, so an interrupted save never leaves a half-written checkpoint."""
+        path = Path(path)
+        meta = {
+            "format": "xrnn.charlm",
+            "format_version": FORMAT_VERSION,
+            "cell": self.cell,
+            "hidden": self.hidden,
+            "vocab": "".join(self.vocab.chars),
+            "dtype": str(np.dtype(_to_host(self.params["by"]).dtype)),
+        }
+        arrays = {k: _to_host(v) for k, v in self.params.items()}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _to_host(a: Any) -> np.ndarray:
+    from xrnn.backends.numpy import to_numpy
+
+    return to_numpy(a)
+
+
+def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
+    """Load a checkpoint written by :meth:`CharModel.save`, validating all of it.
+
+    Parameters
+    ----------
+    like : array, optional
+        Put the parameters in this array's library, device and dtype (default: NumPy, in the
+        checkpoint's dtype).
+
+    Raises
+    ------
+    ValueError
+        The file is missing, truncated, not an xrnn checkpoint, of another format version, or
+        its metadata and arrays disagree.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            files = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"{str(p)!r} is not a readable xrnn checkpoint (truncated or another format): {exc}"
+        ) from exc
+    if "__meta__" not in files:
+        raise ValueError(f"{str(p)!r} is not an xrnn checkpoint: it has no metadata")
+    try:
+        meta = json.loads(str(files.pop("__meta__")))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{str(p)!r} has corrupt metadata: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != "xrnn.charlm":
+        raise ValueError(f"{str(p)!r} is not an xrnn character-model checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{str(p)!r} has format version {meta.get('format_version')!r}; this xrnn reads "
+            f"version {FORMAT_VERSION}"
+        )
+    cell = meta.get("cell")
+    if cell not in CELLS:
+        raise ValueError(f"{str(p)!r} names an unknown cell {cell!r}")
+    try:
+        vocab = Vocabulary(meta.get("vocab", ""))
+    except ValueError as exc:
+        raise ValueError(f"{str(p)!r} has an invalid vocabulary: {exc}") from exc
+    hidden, V = meta.get("hidden"), len(vocab)
+    if not isinstance(hidden, int) or hidden <= 0:
+        raise ValueError(f"{str(p)!r} has an invalid hidden size {hidden!r}")
+    kernel_keys, head_keys, init = CELLS[cell]
+    expected = {k: tuple(v.shape) for k, v in init(V, hidden, V).items()}
+    if set(files) != set(expected):
+        raise ValueError(
+            f"{str(p)!r} holds arrays {sorted(files)}; a {cell} model has {sorted(expected)}"
+        )
+    for k, shape in expected.items():
+        if files[k].shape != shape:
+            raise ValueError(
+                f"{str(p)!r}: array {k!r} has shape {files[k].shape}; expected {shape} "
+                f"for hidden={hidden}, vocabulary of {V}"
+            )
+        if not np.issubdtype(files[k].dtype, np.floating) or not np.isfinite(files[k]).all():
+            raise ValueError(f"{str(p)!r}: array {k!r} is not finite floating-point data")
+    if like is None:
+        return CharModel(cell, vocab, files)
+    return CharModel(cell, vocab, xrnn.to_device(files, like))

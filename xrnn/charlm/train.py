@@ -1,0 +1,208 @@
+"""Training: mini-batches of names, clipping, SGD/Adam, early stopping on a validation split."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from xrnn.charlm.corpus import bundled_names, holdout_split, prepare_names
+from xrnn.charlm.model import CharModel, _check_cell
+from xrnn.charlm.optim import SGD, Adam, clip_by_global_norm
+from xrnn.charlm.optim import clip as clip_values
+from xrnn.charlm.vocab import Vocabulary
+
+__all__ = ["resolve_device", "train"]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_float(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def resolve_device(device: str | None) -> Any:
+    """An array whose library and device the model should use, from ``cpu``/``gpu``/``auto``.
+
+    ``cpu`` (and None) is NumPy; ``gpu`` is CuPy and an error where ``cupy.is_available()`` is
+    false; ``auto`` takes the GPU when there is one. Returns a tiny float32 array (``like=``).
+    """
+    import numpy as np
+
+    if device in (None, "cpu"):
+        return np.zeros((1,), dtype=np.float32)
+    if device not in ("gpu", "auto"):
+        raise ValueError(f"device must be 'cpu', 'gpu' or 'auto', got {device!r}")
+    try:
+        import cupy
+
+        available = bool(cupy.is_available())
+    except ImportError:
+        available = False
+    if available:
+        return cupy.zeros((1,), dtype=cupy.float32)
+    if device == "gpu":
+        raise ValueError(
+            "device='gpu' needs CuPy and a CUDA GPU, and cupy.is_available() is false here "
+            "(install the 'gpu' extra on a machine with a GPU, or use device='cpu')"
+        )
+    return np.zeros((1,), dtype=np.float32)
+
+
+def train(
+    names: Sequence[str] | None = None,
+    *,
+    cell: str = "lstm",
+    hidden: int = 128,
+    steps: int = 3000,
+    batch_size: int = 32,
+    lr: float = 0.005,
+    optimizer: str = "adam",
+    clip: float | None = 5.0,
+    clip_norm: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    like: Any = None,
+    validation: float = 0.1,
+    eval_every: int = 50,
+    patience: int = 8,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[CharModel, dict[str, Any]]:
+    """Train a character-level language model on ``names``.
+
+    Parameters
+    ----------
+    names : sequence of str, optional
+        Training names (lowercased; blank lines and duplicates dropped). Default: the bundled
+        dinosaur names less the fixed held-out 10 % of :func:`holdout_split`, so that
+        ``model.evaluate(holdout_split(bundled_names())[1])`` is a fair held-out score.
+    cell : {"lstm", "rnn"}
+    hidden : int
+        Hidden units ``n_a``.
+    steps : int
+        Maximum number of parameter updates (early stopping may end sooner).
+    batch_size : int
+        Names per update; 1 is the exercise's one-name-per-step mode.
+    lr : float
+        Learning rate.
+    optimizer : {"adam", "sgd"}
+    clip : float or None
+        Elementwise gradient clipping bound, as the exercise's ``clip`` (None: no clipping).
+    clip_norm : float or None
+        Global-norm clipping bound, applied after ``clip`` (None: off).
+    seed : int
+        Seeds the initial weights, the validation split and the batch order.
+    device : {"cpu", "gpu", "auto"}, optional
+        Where to train (NumPy, or CuPy on a GPU); see :func:`resolve_device`.
+    like : array, optional
+        Train in this array's library, device and dtype instead (e.g. a ``torch`` tensor or a
+        float64 NumPy array); overrides ``device``.
+    validation : float
+        Fraction of the training names carved out for early stopping (0 turns it off).
+    eval_every, patience : int
+        Validate every ``eval_every`` steps; stop after ``patience`` validations without a new
+        best, and return the best parameters seen.
+    progress : callable, optional
+        Called after every step with ``{"step", "loss", "names_per_s"}`` and, after each
+        validation, ``"val_bpc"``.
+
+    Returns
+    -------
+    model : CharModel
+    history : dict
+        ``loss`` (per-step training loss: mean over the batch of each name's summed
+        cross-entropy, in nats), ``val_bpc`` (``[step, bits/char]`` pairs), ``best_step``,
+        ``steps`` (updates done), ``seconds``, ``train_names``, ``validation_names``.
+    """
+    cell = _check_cell(cell)
+    steps = _positive_int("steps", steps)
+    batch_size = _positive_int("batch_size", batch_size)
+    hidden = _positive_int("hidden", hidden)
+    eval_every = _positive_int("eval_every", eval_every)
+    patience = _positive_int("patience", patience)
+    lr = _positive_float("lr", lr)
+    clip = _positive_float("clip", clip, allow_none=True)
+    clip_norm = _positive_float("clip_norm", clip_norm, allow_none=True)
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if not 0 <= validation < 1:
+        raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
+    if names is None:
+        names = holdout_split(bundled_names())[0]
+    if isinstance(names, str):
+        raise ValueError("names must be a sequence of names, not one string")
+    names = prepare_names(names)
+    if len(names) < 2:
+        raise ValueError(f"training needs at least 2 distinct names, got {len(names)}")
+    if like is None:
+        like = resolve_device(device)
+
+    val_names: list[str] = []
+    if validation > 0 and len(names) >= 10:
+        names, val_names = holdout_split(names, validation, seed=seed + 1)
+    vocab = Vocabulary.from_names(names + val_names)
+    model = CharModel.initialise(cell, vocab, hidden, seed=seed, like=like)
+    opt = Adam(lr) if optimizer == "adam" else SGD(lr)
+    order = random.Random(seed)
+    history: dict[str, Any] = {
+        "loss": [], "val_bpc": [], "best_step": 0, "steps": 0,
+        "train_names": len(names), "validation_names": len(val_names),
+    }
+    best = (math.inf, model.params)
+    stale = 0
+    pool: list[str] = []
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        if len(pool) < batch_size:  # one epoch after another, each in a new random order
+            epoch = list(names)
+            order.shuffle(epoch)
+            pool.extend(epoch)
+        batch, pool = pool[:batch_size], pool[batch_size:]
+        loss, grads = model.loss_and_gradients(batch)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged at step {step} (loss {loss}); lower lr or enable clipping"
+            )
+        if clip is not None:
+            grads = clip_values(grads, clip)
+        if clip_norm is not None:
+            grads = clip_by_global_norm(grads, clip_norm)
+        model.params = opt.step(model.params, grads)
+        history["loss"].append(loss)
+        history["steps"] = step
+        report: dict[str, Any] = {
+            "step": step,
+            "loss": loss,
+            "names_per_s": step * batch_size / (time.perf_counter() - start),
+        }
+        if val_names and (step % eval_every == 0 or step == steps):
+            bpc = model.evaluate(val_names)
+            history["val_bpc"].append([step, bpc])
+            report["val_bpc"] = bpc
+            if bpc < best[0]:
+                best, stale = (bpc, model.params), 0
+                history["best_step"] = step
+            else:
+                stale += 1
+        if progress is not None:
+            progress(report)
+        if val_names and stale >= patience:
+            break
+    if val_names:
+        model.params = best[1]
+    else:
+        history["best_step"] = history["steps"]
+    history["seconds"] = time.perf_counter() - start
+    return model, history
