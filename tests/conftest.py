@@ -90,10 +90,26 @@ def pytest_addoption(parser):
 _BACKENDS = all_backends()
 
 
+def pytest_collection_modifyitems(config, items):
+    """With ``--backend`` naming no ``numpy``, run only the backend-parametrised tests: the
+    backend-free ones run once, in the numpy session."""
+    wanted = config.getoption("--backend")
+    if not wanted or "numpy" in wanted:
+        return
+    keep = [i for i in items if "xp" in getattr(i, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+
+
 def pytest_generate_tests(metafunc):
     if "xp" in metafunc.fixturenames:
         wanted = metafunc.config.getoption("--backend")
         chosen = [b for b in _BACKENDS if not wanted or any(b.name.startswith(w) for w in wanted)]
+        if wanted and not chosen:
+            raise pytest.UsageError(
+                f"--backend {wanted}: none of these is available here "
+                f"(available: {[b.name for b in _BACKENDS]})"
+            )
         metafunc.parametrize("xp", chosen, ids=[b.name for b in chosen])
 
 

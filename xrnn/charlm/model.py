@@ -21,7 +21,7 @@ import numpy as np
 
 import xrnn
 from xrnn.backends import resolve
-from xrnn.charlm.vocab import EOS, Vocabulary
+from xrnn.charlm.vocab import Vocabulary
 
 __all__ = ["FORMAT_VERSION", "CharModel", "load"]
 
@@ -61,9 +61,7 @@ class CharModel:
         if missing:
             raise ValueError(f"{cell} model parameters are missing {missing}")
         self.params = dict(params)
-        ctx = resolve(
-            [(f"params[{k!r}]", v) for k, v in self.params.items()], check_finite=False
-        )
+        ctx = resolve([(f"params[{k!r}]", v) for k, v in self.params.items()], check_finite=False)
         self.xp, self.device, self.dtype = ctx.xp, ctx.device, ctx.dtype
         self.hidden = int(self.params[head_keys[0]].shape[1])
 
@@ -199,8 +197,9 @@ class CharModel:
                     out[j].append(int(draws[j]))
             if done.all():
                 break
-            x = xp.astype(xp.asarray(draws.tolist(), device=self.device)[None, :] == classes,
-                          self.dtype)
+            x = xp.astype(
+                xp.asarray(draws.tolist(), device=self.device)[None, :] == classes, self.dtype
+            )
         return [self.vocab.decode(o) for o in out]
 
     # --- checkpoints -------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def train(
     device: str | None = None,
     like: Any = None,
     validation: float = 0.1,
+    alphabet: str = "",
     eval_every: int = 50,
     patience: int = 8,
     progress: Callable[[dict[str, Any]], None] | None = None,
@@ -111,6 +112,9 @@ def train(
         float64 NumPy array); overrides ``device``.
     validation : float
         Fraction of the training names carved out for early stopping (0 turns it off).
+    alphabet : str
+        Characters the vocabulary must hold besides those of ``names`` — e.g. those of the
+        held-out names you will evaluate on.
     eval_every, patience : int
         Validate every ``eval_every`` steps; stop after ``patience`` validations without a new
         best, and return the best parameters seen.
@@ -140,7 +144,8 @@ def train(
     if not 0 <= validation < 1:
         raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
     if names is None:
-        names = holdout_split(bundled_names())[0]
+        names, held_out = holdout_split(bundled_names())
+        alphabet += "".join(held_out)
     if isinstance(names, str):
         raise ValueError("names must be a sequence of names, not one string")
     names = prepare_names(names)
@@ -152,13 +157,17 @@ def train(
     val_names: list[str] = []
     if validation > 0 and len(names) >= 10:
         names, val_names = holdout_split(names, validation, seed=seed + 1)
-    vocab = Vocabulary.from_names(names + val_names)
+    vocab = Vocabulary.from_names([*names, *val_names, alphabet])
     model = CharModel.initialise(cell, vocab, hidden, seed=seed, like=like)
     opt = Adam(lr) if optimizer == "adam" else SGD(lr)
     order = random.Random(seed)
     history: dict[str, Any] = {
-        "loss": [], "val_bpc": [], "best_step": 0, "steps": 0,
-        "train_names": len(names), "validation_names": len(val_names),
+        "loss": [],
+        "val_bpc": [],
+        "best_step": 0,
+        "steps": 0,
+        "train_names": len(names),
+        "validation_names": len(val_names),
     }
     best = (math.inf, model.params)
     stale = 0

@@ -1,0 +1,59 @@
+"""Test matrix, lint and benchmarks. Plain ``nox`` runs the CPU matrix, the CuPy session (which
+skips itself without a GPU) and lint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "cupy", "lint"]
+nox.options.error_on_missing_interpreters = True
+
+# backend -> what its session installs beyond xrnn[test]
+BACKENDS = {
+    "numpy": [],
+    "array_api_strict": ["array-api-strict>=2.2"],
+    "torch": ["torch==2.13.0"],  # the CPU build; other versions pull a multi-GB CUDA build
+}
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKENDS))
+def tests(session: nox.Session, backend: str) -> None:
+    """pytest over one backend (the numpy session also runs the backend-free tests)."""
+    session.install("-e", ".[test]", *BACKENDS[backend])
+    session.run("pytest", "--backend", backend, *session.posargs)
+
+
+def _nvidia_gpu_visible() -> bool:
+    return shutil.which("nvidia-smi") is not None or os.path.exists("/dev/nvidiactl")
+
+
+@nox.session
+def cupy(session: nox.Session) -> None:
+    """The CuPy backend; skips itself (before installing CuPy) on a machine without a GPU."""
+    if not _nvidia_gpu_visible():
+        session.skip("no NVIDIA GPU or driver on this machine (no nvidia-smi, no /dev/nvidiactl)")
+    session.install("-e", ".[test,gpu]")
+    probe = "import cupy; print(cupy.is_available())"
+    if "True" not in str(session.run("python", "-c", probe, silent=True)):
+        session.skip("cupy.is_available() is false")
+    session.run("pytest", "--backend", "cupy", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) on everything, mypy on the package."""
+    session.install("ruff>=0.6", "mypy>=1.10", "numpy", "array-api-compat")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "xrnn")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite: xrnn vs the exercise's loop vs torch.nn, table + JSON (+ PNG)."""
+    session.install("-e", ".", "torch==2.13.0", "matplotlib>=3.7")
+    session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -1,0 +1,245 @@
+"""The character model: learning, gradients, sampling, checkpoints, corpus and bad input."""
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xrnn import charlm
+from xrnn.charlm.model import CharModel
+
+SMALL = [
+    "anna",
+    "bob",
+    "carla",
+    "dora",
+    "emma",
+    "fabio",
+    "gina",
+    "hans",
+    "ida",
+    "jonas",
+    "karl",
+    "lena",
+    "mia",
+    "nora",
+    "otto",
+    "paula",
+]
+
+
+def _like(xp, dtype="float64"):
+    return xp.asarray(np.zeros((1, 1)), dtype)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_loss_falls_on_a_small_corpus(cell, xp):
+    model, history = charlm.train(
+        SMALL,
+        cell=cell,
+        hidden=16,
+        steps=60,
+        batch_size=4,
+        lr=0.02,
+        validation=0,
+        like=_like(xp, "float32"),
+        seed=1,
+    )
+    loss = history["loss"]
+    assert len(loss) == 60 and history["steps"] == 60
+    assert np.mean(loss[-10:]) < 0.7 * np.mean(loss[:10])
+    assert model.params["by"].dtype == xp.dtype("float32")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_full_model_gradients_match_finite_differences(cell, xp):
+    vocab = charlm.Vocabulary.from_names(SMALL)
+    model = CharModel.initialise(cell, vocab, 5, seed=3, like=_like(xp))
+    host = {k: xp.to_numpy(v).copy() for k, v in model.params.items()}
+    batch = ["anna", "bo", "karl"]  # different lengths: padding and masking are exercised
+    loss, grads = model.loss_and_gradients(batch)
+    rng = np.random.default_rng(0)
+    eps = 1e-6
+    for k, value in host.items():
+        g = xp.to_numpy(grads["d" + k])
+        assert g.shape == value.shape
+        # every output-layer entry; a random sample of the larger kernel matrices
+        flat = list(np.ndindex(*value.shape))
+        picks = flat if len(flat) <= 30 else [flat[i] for i in rng.choice(len(flat), 30, False)]
+        for idx in picks:
+            losses = []
+            for sign in (1, -1):
+                p = {kk: vv.copy() for kk, vv in host.items()}
+                p[k][idx] += sign * eps
+                probe = CharModel(cell, vocab, {kk: xp.asarray(vv) for kk, vv in p.items()})
+                losses.append(probe.loss_and_gradients(batch)[0])
+            numeric = (losses[0] - losses[1]) / (2 * eps)
+            assert math.isclose(g[idx], numeric, rel_tol=1e-5, abs_tol=1e-7), (k, idx)
+
+
+def test_exercise_settings_train_with_a_falling_loss():
+    """RNN, hidden 50, SGD lr 0.01, clip 5, one name per step (the exercise's model)."""
+    names = charlm.bundled_names()[:300]
+    _, history = charlm.train(
+        names,
+        cell="rnn",
+        hidden=50,
+        optimizer="sgd",
+        lr=0.01,
+        clip=5.0,
+        batch_size=1,
+        steps=1500,
+        validation=0,
+        seed=0,
+    )
+    loss = history["loss"]
+    assert np.mean(loss[-300:]) < 0.85 * np.mean(loss[:300])
+
+
+def test_sampling_is_reproducible(xp):
+    vocab = charlm.Vocabulary.from_names(SMALL)
+    model = CharModel.initialise("lstm", vocab, 8, seed=0, like=_like(xp))
+    a = model.sample(6, seed=5)
+    assert a == model.sample(6, seed=5)
+    assert len(a) == 6 and all(set(n) <= set("".join(SMALL)) for n in a)
+    assert a != model.sample(6, seed=6)
+    assert model.sample(0) == []
+    assert all(len(n) <= 3 for n in model.sample(4, max_length=3))
+    trained, _ = charlm.train(SMALL, hidden=8, steps=40, lr=0.05, validation=0, like=_like(xp))
+    cold = trained.sample(20, seed=1, temperature=0.01)  # near-greedy: (almost) all the same
+    assert len(set(cold)) <= 2
+    with pytest.raises(ValueError, match="temperature must be a positive number"):
+        model.sample(2, temperature=0)
+
+
+def test_sampling_is_the_same_on_every_backend(xp):
+    vocab = charlm.Vocabulary.from_names(SMALL)
+    ref = CharModel.initialise("rnn", vocab, 8, seed=2).sample(5, seed=3)
+    assert CharModel.initialise("rnn", vocab, 8, seed=2, like=_like(xp)).sample(5, seed=3) == ref
+
+
+def test_save_load_round_trip_is_exact(tmp_path, xp):
+    model, _ = charlm.train(SMALL, hidden=8, steps=5, validation=0, like=_like(xp))
+    path = model.save(tmp_path / "m.npz")
+    loaded = charlm.load(path, like=_like(xp))
+    assert loaded.cell == model.cell and loaded.vocab == model.vocab
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(xp.to_numpy(loaded.params[k]), xp.to_numpy(v))
+    assert loaded.sample(4, seed=1) == model.sample(4, seed=1)
+    assert loaded.evaluate(SMALL[:3]) == model.evaluate(SMALL[:3])
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary file left behind
+
+
+def _checkpoint(tmp_path):
+    model, _ = charlm.train(SMALL, hidden=4, steps=2, validation=0)
+    return model, model.save(tmp_path / "ok.npz")
+
+
+def test_bad_checkpoints(tmp_path):
+    _, good = _checkpoint(tmp_path)
+    raw = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="not a readable xrnn checkpoint"):
+        charlm.load(tmp_path / "trunc.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not a readable xrnn checkpoint"):
+        charlm.load(tmp_path / "text.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="no metadata"):
+        charlm.load(tmp_path / "other.npz")
+    with np.load(good) as z:
+        files = {k: z[k] for k in z.files}
+    meta = str(files["__meta__"]).replace('"format_version": 1', '"format_version": 99')
+    np.savez(tmp_path / "v99.npz", **{**files, "__meta__": np.array(meta)})
+    with pytest.raises(ValueError, match="format version 99; this xrnn reads version 1"):
+        charlm.load(tmp_path / "v99.npz")
+    np.savez(tmp_path / "shape.npz", **{**files, "by": np.zeros((3, 1))})
+    with pytest.raises(ValueError, match="array 'by' has shape"):
+        charlm.load(tmp_path / "shape.npz")
+    with pytest.raises(ValueError, match="does not exist"):
+        charlm.load(tmp_path / "missing.npz")
+
+
+def test_evaluate_refuses_unknown_characters():
+    model = CharModel.initialise("lstm", charlm.Vocabulary.from_names(SMALL), 4)
+    with pytest.raises(ValueError, match="character 'z', which is not in the model's vocabulary"):
+        model.evaluate(["anna", "zed"])
+    bpc = model.evaluate(SMALL)
+    assert math.isclose(bpc, math.log2(len(model.vocab)), rel_tol=0.1)  # untrained ≈ uniform
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"hidden": 0}, "hidden must be a positive integer"),
+        ({"steps": -1}, "steps must be a positive integer"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"lr": 0}, "lr must be a positive number"),
+        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"cell": "gru"}, "cell must be 'rnn' or 'lstm'"),
+        ({"optimizer": "rmsprop"}, "optimizer must be 'adam' or 'sgd'"),
+        ({"device": "tpu"}, "device must be 'cpu', 'gpu' or 'auto'"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        charlm.train(SMALL, **kwargs)
+
+
+def test_too_few_names():
+    with pytest.raises(ValueError, match="at least 2 distinct names"):
+        charlm.train(["solo", "solo", ""])
+
+
+def test_bad_data_files(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        charlm.read_names(tmp_path / "nope.txt")
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match="has 0 usable name"):
+        charlm.read_names(tmp_path / "empty.txt")
+    (tmp_path / "one.txt").write_text("only\n\n")
+    with pytest.raises(ValueError, match="has 1 usable name"):
+        charlm.read_names(tmp_path / "one.txt")
+    (tmp_path / "bin.dat").write_bytes(b"\x00\x01\x02abc")
+    with pytest.raises(ValueError, match="is binary"):
+        charlm.read_names(tmp_path / "bin.dat")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\nbar\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="is not UTF-8"):
+        charlm.read_names(tmp_path / "latin1.txt")
+    with pytest.raises(ValueError, match="is a directory"):
+        charlm.read_names(tmp_path)
+    if os.geteuid() != 0:  # root reads anything
+        (tmp_path / "locked.txt").write_text("a\nb\n")
+        (tmp_path / "locked.txt").chmod(0)
+        with pytest.raises(ValueError, match="cannot be read"):
+            charlm.read_names(tmp_path / "locked.txt")
+
+
+def test_bundled_corpus_is_the_cleaned_source():
+    names = charlm.bundled_names()
+    assert len(names) == len(set(names)) > 1500
+    assert all(n.isalpha() and n.islower() for n in names)
+    assert not {"skeleton", "illustration"} & set(names)
+    assert {"aetonyx", "afromimus", "klamelisaurus", "kol"} <= set(names)
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "dinos.txt"
+    if source.is_file():  # the repository's checkout: the bundled file is exactly the cleaning
+        assert names == charlm.clean_dino_names(source.read_text().splitlines())
+
+
+def test_holdout_split_protocol():
+    names = charlm.bundled_names()
+    train, test = charlm.holdout_split(names)
+    assert len(test) == len(names) // 10 and set(train).isdisjoint(test)
+    assert sorted(train + test) == sorted(names)
+    assert charlm.holdout_split(names) == (train, test)
+
+
+def test_clipping():
+    g = {"dW": np.array([[-10.0, 0.5], [3.0, 7.0]])}
+    np.testing.assert_array_equal(charlm.clip(g, 5.0)["dW"], [[-5, 0.5], [3, 5]])
+    assert g["dW"][0, 0] == -10  # not mutated
+    n = charlm.clip_by_global_norm(g, 1.0)["dW"]
+    assert math.isclose(float(np.sqrt((n**2).sum())), 1.0, rel_tol=1e-9)
+    np.testing.assert_allclose(n / n[0, 0], g["dW"] / g["dW"][0, 0])

@@ -1,0 +1,93 @@
+"""The command line: a short training run, sampling a checkpoint, and one-line errors (exit 2)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from xrnn.cli import main
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "xrnn", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_train_save_then_sample(tmp_path):
+    ckpt = tmp_path / "model.npz"
+    r = run("train", "--steps", "40", "--hidden", "16", "--samples", "3", "--save", str(ckpt))
+    assert r.returncode == 0, r.stderr
+    assert "held-out:" in r.stdout and "bits/char" in r.stdout
+    assert r.stdout.count("\n  ") == 3  # three sampled names
+    r = run("sample", "--load", str(ckpt), "--n", "4", "--seed", "2")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 4
+
+
+def test_exercise_mode_from_a_data_file(tmp_path):
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(["anna", "bob", "carla", "dora", "emma", "fabio"]) + "\n")
+    r = run(
+        "train",
+        "--data",
+        str(data),
+        "--cell",
+        "rnn",
+        "--hidden",
+        "8",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "1",
+        "--steps",
+        "30",
+        "--samples",
+        "2",
+    )
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "/no/such/file"], "does not exist"),
+        (["train", "--hidden", "0"], "--hidden: must be a positive integer"),
+        (["train", "--steps", "-5"], "--steps: must be a positive integer"),
+        (["train", "--lr", "abc"], "--lr: 'abc' is not a number"),
+        (["train", "--cell", "gru"], "invalid choice"),
+        (["sample", "--load", "/no/such.npz"], "does not exist"),
+        (["sample", "--load", "x", "--temperature", "0"], "--temperature: must be a positive"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_gpu_without_gpu_is_a_clean_error(capsys):
+    pytest.importorskip("numpy")
+    try:
+        import cupy
+
+        if cupy.is_available():
+            pytest.skip("a GPU is present")
+    except ImportError:
+        pass
+    assert main(["train", "--device", "gpu"]) == 2
+    assert "cupy.is_available() is false" in capsys.readouterr().err
+
+
+def test_bad_data_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "bin").write_bytes(b"\x00\x00")
+    assert main(["train", "--data", str(tmp_path / "bin")]) == 2
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04garbage")
+    assert main(["sample", "--load", str(tmp_path / "bad.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("xrnn: error:") for line in err)

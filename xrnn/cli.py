@@ -1,0 +1,251 @@
+"""The ``xrnn`` command: ``xrnn train``, ``xrnn sample``, ``xrnn bench``.
+
+Every error the user can cause (a bad file, a bad number, a bad checkpoint) is one line on
+stderr and exit code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit 2
+        self.exit(2, f"xrnn: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="xrnn",
+        description="RNN/LSTM kernels on the array API, and a "
+        "character-level language model that learns and invents names.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser(
+        "train", help="train the character model, report held-out bits/char, print sampled names"
+    )
+    t.add_argument(
+        "--data", metavar="FILE", help="names, one per line (default: the bundled dinosaur names)"
+    )
+    t.add_argument("--cell", choices=("rnn", "lstm"), default="lstm")
+    t.add_argument("--hidden", type=_positive_int, default=128, metavar="N")
+    t.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=3000,
+        metavar="N",
+        help="maximum updates; early stopping on a validation split may end sooner",
+    )
+    t.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    t.add_argument("--lr", type=_positive_float, default=0.005, metavar="X")
+    t.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
+    t.add_argument(
+        "--clip",
+        type=_positive_float,
+        default=5.0,
+        metavar="X",
+        help="elementwise gradient clipping bound",
+    )
+    t.add_argument("--seed", type=int, default=0, metavar="N")
+    t.add_argument("--samples", type=_non_negative_int, default=10, metavar="N")
+    t.add_argument("--save", metavar="PATH", help="write the trained model (.npz)")
+    t.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
+    t.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
+
+    s = sub.add_parser("sample", help="invent names with a saved model")
+    s.add_argument("--load", metavar="PATH", required=True)
+    s.add_argument("--n", type=_non_negative_int, default=10, metavar="N")
+    s.add_argument("--seed", type=int, default=0, metavar="N")
+    s.add_argument("--temperature", type=_positive_float, default=1.0, metavar="X")
+
+    b = sub.add_parser(
+        "bench",
+        help="time xrnn against the exercise's loop and torch.nn "
+        "(runs benchmarks/bench.py of a source checkout)",
+    )
+    b.add_argument("args", nargs=argparse.REMAINDER, help="arguments for benchmarks/bench.py")
+    return p
+
+
+class _Progress:
+    """tqdm when installed, else a plain line every 10 % of the steps."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.bar: Any = None
+        self.val = float("nan")
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, report: dict[str, Any]) -> None:
+        self.val = report.get("val_bpc", self.val)
+        if self.bar is not None:
+            self.bar.update(1)
+            shown = {"loss": f"{report['loss']:.2f}", "names/s": f"{report['names_per_s']:.0f}"}
+            if self.val == self.val:  # not NaN: a validation has run
+                shown["val bits/char"] = f"{self.val:.3f}"
+            self.bar.set_postfix(shown, refresh=False)
+        elif report["step"] % max(1, self.steps // 10) == 0:
+            print(
+                f"step {report['step']:>6}/{self.steps}  loss {report['loss']:7.3f}  "
+                f"val {self.val:.3f} bits/char  {report['names_per_s']:.0f} names/s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from xrnn import charlm
+    from xrnn.charlm.train import resolve_device
+
+    like = resolve_device(args.device)  # fail on a missing GPU before reading anything
+    if args.data:
+        names, source = charlm.read_names(args.data), args.data
+    else:
+        names, source = charlm.bundled_names(), "the bundled dinosaur names"
+    train_names, test_names = charlm.holdout_split(names)
+    print(
+        f"xrnn {args.cell} · {len(names)} names from {source} · {len(test_names)} held out · "
+        f"hidden {args.hidden} · {args.optimizer} lr {args.lr} · batch {args.batch_size}"
+    )
+    bar = _Progress(args.steps)
+    try:
+        model, history = charlm.train(
+            train_names,
+            cell=args.cell,
+            hidden=args.hidden,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            clip=args.clip,
+            seed=args.seed,
+            like=like,
+            progress=bar,
+            alphabet="".join(test_names),
+        )
+    finally:
+        bar.close()
+    test_bpc = model.evaluate(test_names)
+    print(
+        f"trained {history['steps']} steps in {history['seconds']:.1f} s "
+        f"(best at step {history['best_step']})"
+    )
+    print(f"held-out: {test_bpc:.3f} bits/char over {len(test_names)} names")
+    if args.save:
+        print(f"saved {model.save(args.save)}")
+    if args.plot:
+        _plot(history, args.plot)
+    if args.samples:
+        print("samples:")
+        for name in model.sample(args.samples, seed=args.seed):
+            print(f"  {name}")
+    return 0
+
+
+def _plot(history: dict[str, Any], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'xrnn[plot]'") from None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(history["loss"], lw=0.6, label="training loss (nats per name)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if history["val_bpc"]:
+        ax2 = ax.twinx()
+        steps, bpc = zip(*history["val_bpc"], strict=True)
+        ax2.plot(steps, bpc, color="C1", marker=".", label="validation bits/char")
+        ax2.set_ylabel("bits/char")
+        ax2.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"saved loss curve to {path}")
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from xrnn import charlm
+
+    model = charlm.load(args.load)
+    for name in model.sample(args.n, seed=args.seed, temperature=args.temperature):
+        print(name)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+    if not script.is_file():
+        raise ValueError(
+            "xrnn bench runs benchmarks/bench.py of a source checkout of xrnn "
+            "(pip install -e . from the repository); it is not in this install"
+        )
+    import runpy
+
+    sys.argv = [str(script), *args.args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"train": _train, "sample": _sample, "bench": _bench}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, OSError) as exc:
+        print(f"xrnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xrnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
