@@ -183,3 +183,11 @@ def test_empty_axes(xp, rng):
     x, a0, p = rnn_case(xp, rng)
     with pytest.raises(ValueError, match="every axis needs at least one element"):
         xrnn.rnn_forward(xp.asarray(np.zeros((3, 2, 0))), a0, p)
+
+
+def test_finite_check_has_no_false_alarm_on_overflowing_sums(xp, rng):
+    """The finiteness check sums first; a sum that overflows on finite data is re-checked."""
+    x, a0, p = lstm_case(xp, rng, dtype="float32")
+    big = xp.asarray(np.full((3, 2, 5), 3e38), "float32")  # finite, but the sum overflows
+    a, _, _, _ = xrnn.lstm_forward(big, a0, p)
+    assert np.isfinite(xp.to_numpy(a)).all()

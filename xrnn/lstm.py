@@ -151,7 +151,8 @@ def lstm_forward(
     n_y = validate_lstm_parameters(parameters, n_x, n_a)
 
     W, b = _stacked(xp, parameters)
-    G = xp.matmul(W[:, n_a:], time_blocked(xp, x)) + b
+    G = xp.matmul(W[:, n_a:], time_blocked(xp, x))
+    G += b  # in place: a fresh (4n_a, T*m) result would cost a second pass and page faults
     H = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
     C = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
     H[:, :m] = a0

@@ -99,7 +99,8 @@ def rnn_forward(
     check_shape("a0", a0, (n_a, m), f"m={m} from x")
     n_y = validate_rnn_parameters(parameters, n_x, n_a)
 
-    GX = xp.matmul(parameters["Wax"], time_blocked(xp, x)) + parameters["ba"]
+    GX = xp.matmul(parameters["Wax"], time_blocked(xp, x))
+    GX += parameters["ba"]  # in place: no second (n_a, T*m) array
     H = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
     H[:, :m] = a0
     ops, Waa = get_ops(xp), parameters["Waa"]

@@ -62,66 +62,71 @@ def _sigmoid_(x: np.ndarray) -> None:
 
 
 class NumpyOps(Ops):
-    """Step kernels with in-place ufuncs on NumPy arrays; same math as :class:`xrnn.ops.Ops`."""
+    """Step kernels with in-place ufuncs; same math as :class:`xrnn.ops.Ops`.
+
+    Why it is faster: each step works on one *contiguous* ``(k n_a, m)`` scratch block (the
+    recurrent GEMM's fresh output) with in-place ufuncs, and touches the strided time-blocked
+    buffers only once to read and once to write — ufuncs on the strided column blocks run at
+    about half speed, and the generic kernels' temporaries cost an allocation each.
+    """
 
     def rnn_forward_step(self, H, GX, Waa, t, m):
-        h = H[:, _block(t + 1, m)]
-        np.matmul(Waa, H[:, _block(t, m)], out=h)
-        h += GX[:, _block(t, m)]
-        np.tanh(h, out=h)
+        p = Waa @ H[:, _block(t, m)]
+        p += GX[:, _block(t, m)]
+        np.tanh(p, out=p)
+        H[:, _block(t + 1, m)] = p
 
     def rnn_backward_step(self, dP, dA, H, WaaT, t, m, da_next):
-        dp = dP[:, _block(t, m)]
+        dp = dA[:, _block(t, m)] + da_next
         a = H[:, _block(t + 1, m)]
-        np.add(dA[:, _block(t, m)], da_next, out=dp)
         dp *= 1 - a * a
+        dP[:, _block(t, m)] = dp
         return WaaT @ dp
 
     def lstm_forward_step(self, G, H, C, Wa, t, m):
         n_a = H.shape[0]
         cur, nxt = _block(t, m), _block(t + 1, m)
-        g = G[:, cur]
-        g += Wa @ H[:, cur]
-        _sigmoid_(g[: 3 * n_a])
-        cct = g[3 * n_a :]
+        p = Wa @ H[:, cur]  # contiguous (4n_a, m) scratch
+        p += G[:, cur]
+        _sigmoid_(p[: 3 * n_a, :])
+        f, u, o, cct = p[:n_a, :], p[n_a : 2 * n_a, :], p[2 * n_a : 3 * n_a, :], p[3 * n_a :, :]
         np.tanh(cct, out=cct)
-        c = C[:, nxt]
-        np.multiply(g[:n_a], C[:, cur], out=c)
-        c += g[n_a : 2 * n_a] * cct
-        h = H[:, nxt]
-        np.tanh(c, out=h)
-        h *= g[2 * n_a : 3 * n_a]
+        c = f * C[:, cur]
+        c += u * cct
+        C[:, nxt] = c
+        np.tanh(c, out=c)
+        c *= o
+        H[:, nxt] = c
+        G[:, cur] = p
 
     def lstm_backward_step(self, dP, dA, G, C, WaT, t, m, da_next, dc_next):
         n_a = C.shape[0]
         cur, nxt = _block(t, m), _block(t + 1, m)
-        g = G[:, cur]
-        f, u, o, cct = g[:n_a], g[n_a : 2 * n_a], g[2 * n_a : 3 * n_a], g[3 * n_a :]
-        dp = dP[:, cur]
-        dpf, dpu, dpo, dpc = dp[:n_a], dp[n_a : 2 * n_a], dp[2 * n_a : 3 * n_a], dp[3 * n_a :]
+        g = np.ascontiguousarray(G[:, cur])
+        f, u, o, cct = g[:n_a, :], g[n_a : 2 * n_a, :], g[2 * n_a : 3 * n_a, :], g[3 * n_a :, :]
         da = dA[:, cur] + da_next
         tc = np.tanh(C[:, nxt])
-        # dΓo = da ∗ tanh(c) ∗ Γo(1 − Γo)
-        np.multiply(da, tc, out=dpo)
-        dpo *= o
-        dpo *= 1 - o
-        # dc = dc_next + da ∗ Γo ∗ (1 − tanh²(c))   (reuses tc and da as scratch)
+        dp = np.empty_like(g)
+        dpf, dpu, dpo, dpc = (dp[k * n_a : (k + 1) * n_a, :] for k in range(4))
+        np.multiply(da, tc, out=dpo)  # × Γo(1 − Γo) below, with the other sigmoid gates
+        # dc = dc_next + da ∗ Γo ∗ (1 − tanh²(c))
         np.multiply(tc, tc, out=tc)
         np.subtract(1, tc, out=tc)
-        da *= o
-        da *= tc
+        tc *= o
         dc = da
+        dc *= tc
         dc += dc_next
-        # dc̃ = dc ∗ Γu ∗ (1 − c̃²);  dΓu = dc ∗ c̃ ∗ Γu(1 − Γu);  dΓf = dc ∗ c_prev ∗ Γf(1 − Γf)
+        # dc̃ = dc ∗ Γu ∗ (1 − c̃²)
         np.multiply(cct, cct, out=dpc)
         np.subtract(1, dpc, out=dpc)
         dpc *= u
         dpc *= dc
-        np.multiply(dc, cct, out=dpu)
-        dpu *= u
-        dpu *= 1 - u
+        # [dΓf; dΓu; dΓo] = [dc ∗ c_prev; dc ∗ c̃; da ∗ tanh(c)] ∗ σ(1 − σ)
         np.multiply(dc, C[:, cur], out=dpf)
-        dpf *= f
-        dpf *= 1 - f
+        np.multiply(dc, cct, out=dpu)
+        s = g[: 3 * n_a, :]
+        dp[: 3 * n_a, :] *= s
+        dp[: 3 * n_a, :] *= 1 - s
+        dP[:, cur] = dp
         dc *= f  # now dc_prev
         return WaT @ dp, dc

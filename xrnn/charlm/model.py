@@ -217,11 +217,12 @@ class CharModel:
             "vocab": "".join(self.vocab.chars),
             "dtype": str(np.dtype(_to_host(self.params["by"]).dtype)),
         }
-        arrays = {k: _to_host(v) for k, v in self.params.items()}
+        payload: dict[str, Any] = {k: _to_host(v) for k, v in self.params.items()}
+        payload["__meta__"] = np.array(json.dumps(meta))
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+                np.savez(f, **payload)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -23,9 +23,11 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
-def _positive_float(name: str, value: Any, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
+def _optional_positive_float(name: str, value: Any) -> float | None:
+    return None if value is None else _positive_float(name, value)
+
+
+def _positive_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not math.isfinite(value):
@@ -137,8 +139,8 @@ def train(
     eval_every = _positive_int("eval_every", eval_every)
     patience = _positive_int("patience", patience)
     lr = _positive_float("lr", lr)
-    clip = _positive_float("clip", clip, allow_none=True)
-    clip_norm = _positive_float("clip_norm", clip_norm, allow_none=True)
+    clip = _optional_positive_float("clip", clip)
+    clip_norm = _optional_positive_float("clip_norm", clip_norm)
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if not 0 <= validation < 1:

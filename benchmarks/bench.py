@@ -1,0 +1,339 @@
+"""Time xrnn against the exercise's loop and torch.nn, in one process, and report ratios.
+
+Usage: ``python benchmarks/bench.py [--quick] [--cells lstm,rnn] [--dtypes float32,float64]
+[--configs A,B,charlm,long] [--out DIR]`` (also ``nox -s bench`` and ``xrnn bench``).
+
+For every config, dtype and cell it first checks that the implementations agree, then times
+forward and forward+backward with warm-up and reports medians: xrnn on every available backend
+(NumPy; PyTorch tensors; CuPy, synchronised, where a GPU is present), ``reference.py`` (the
+exercise's loop) and ``torch.nn.LSTM``/``nn.RNN``. It prints a table (ms, GFLOP/s of the
+GEMMs, ratios), writes ``bench.json`` and, with matplotlib, ``bench.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference  # noqa: E402
+
+import xrnn  # noqa: E402
+
+CONFIGS = {
+    "A": (128, 128, 64, 100),
+    "B": (256, 512, 128, 50),
+    "charlm": (27, 50, 1, 25),
+    "long": (64, 128, 16, 200),
+}
+
+
+def gemm_flops(cell: str, n_x: int, n_a: int, m: int, T: int) -> tuple[float, float]:
+    """GEMM FLOPs of the forward pass and of forward+backward (backward ≈ 2× forward)."""
+    gates = 4 if cell == "lstm" else 1
+    fwd = 2.0 * gates * n_a * (n_a + n_x) * m * T
+    return fwd, 3 * fwd
+
+
+def timeit(fn, *, sync=None, min_runs: int, budget_s: float) -> list[float]:
+    """Seconds per call: two warm-up calls, then at least ``min_runs`` timed calls and more
+    while the budget lasts (at most 50)."""
+    for _ in range(2):
+        fn()
+        if sync:
+            sync()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < budget_s and len(times) < 50):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def make_inputs(cell, n_x, n_a, m, T, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    init = xrnn.initialize_lstm if cell == "lstm" else xrnn.initialize_rnn
+    p = {k: v.astype(dtype) for k, v in init(n_x, n_a, seed=seed).items()}
+    x = rng.normal(size=(n_x, m, T)).astype(dtype)
+    a0 = (0.1 * rng.normal(size=(n_a, m))).astype(dtype)
+    da = rng.normal(size=(n_a, m, T)).astype(dtype)
+    return x, a0, p, da
+
+
+def xrnn_fns(cell, x, a0, p, da):
+    fwd_f = xrnn.lstm_forward if cell == "lstm" else xrnn.rnn_forward
+    bwd_f = xrnn.lstm_backward if cell == "lstm" else xrnn.rnn_backward
+
+    def fwd():
+        return fwd_f(x, a0, p)
+
+    def both():
+        return bwd_f(da, fwd_f(x, a0, p)[-1])
+
+    return fwd, both
+
+
+def reference_fns(cell, x, a0, p, da):
+    fwd_f = reference.lstm_forward if cell == "lstm" else reference.rnn_forward
+    bwd_f = reference.lstm_backward if cell == "lstm" else reference.rnn_backward
+    return (lambda: fwd_f(x, a0, p)), (lambda: bwd_f(da, fwd_f(x, a0, p)[-1]))
+
+
+def torch_nn_fns(torch, cell, x, a0, p, da):
+    n_x, m, T = x.shape
+    n_a = a0.shape[0]
+    dt = torch.float32 if x.dtype == np.float32 else torch.float64
+    if cell == "lstm":
+        mod = torch.nn.LSTM(n_x, n_a, dtype=dt)
+        order = ("i", "f", "c", "o")
+        w = np.concatenate([p["W" + g] for g in order])
+        b = np.concatenate([p["b" + g][:, 0] for g in order])
+        w_hh, w_ih = w[:, :n_a], w[:, n_a:]
+    else:
+        mod = torch.nn.RNN(n_x, n_a, dtype=dt)
+        w_ih, w_hh, b = p["Wax"], p["Waa"], p["ba"][:, 0]
+    with torch.no_grad():
+        mod.weight_ih_l0.copy_(torch.from_numpy(np.ascontiguousarray(w_ih)))
+        mod.weight_hh_l0.copy_(torch.from_numpy(np.ascontiguousarray(w_hh)))
+        mod.bias_ih_l0.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+        mod.bias_hh_l0.zero_()
+    tx = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0))).requires_grad_(True)
+    h0 = torch.from_numpy(np.ascontiguousarray(a0.T[None]))
+    state = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
+    R = torch.from_numpy(np.ascontiguousarray(da.transpose(2, 1, 0)))
+
+    def fwd():  # the training forward (autograd on), the half of forward+backward
+        return mod(tx, state)[0]
+
+    def both():
+        mod.zero_grad(set_to_none=True)
+        tx.grad = None
+        out = mod(tx, state)[0]
+        (out * R).sum().backward()
+        return out
+
+    return fwd, both
+
+
+def check_agreement(cell, x, a0, p, da, torch=None) -> float:
+    """Largest relative difference between xrnn and the reference (dx) and torch.nn (a)."""
+    g = xrnn_fns(cell, x, a0, p, da)[1]()
+    r = reference_fns(cell, x, a0, p, da)[1]()
+    worst = float(np.abs(np.asarray(g["dx"]) - r["dx"]).max() / (np.abs(r["dx"]).max() or 1))
+    if torch is not None:
+        a_t = torch_nn_fns(torch, cell, x, a0, p, da)[0]().detach().numpy().transpose(2, 1, 0)
+        a_x = np.asarray(xrnn_fns(cell, x, a0, p, da)[0]()[0])
+        worst = max(worst, float(np.abs(a_t - a_x).max()))
+    return worst
+
+
+def measure_gemm_peak(dtype) -> float:
+    n = 1024
+    rng = np.random.default_rng(0)
+    a, b = (rng.normal(size=(n, n)).astype(dtype) for _ in range(2))
+    t = statistics.median(timeit(lambda: a @ b, min_runs=10, budget_s=1.0))
+    return 2 * n**3 / t / 1e9
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer timed runs (a smoke run)")
+    ap.add_argument("--cells", default="lstm,rnn")
+    ap.add_argument("--dtypes", default="float32,float64")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--out", default="bench-results")
+    args = ap.parse_args(argv)
+    min_runs, budget = (2, 0.2) if args.quick else (7, 2.0)
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    try:
+        import cupy
+
+        cupy = cupy if cupy.is_available() else None
+    except ImportError:
+        cupy = None
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [(i.get("internal_api"), i.get("num_threads")) for i in threadpool_info()]
+    except ImportError:
+        blas = "threadpoolctl not installed"
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "cupy": getattr(cupy, "__version__", None),
+        "blas": blas,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+    peaks = {dt: measure_gemm_peak(dt) for dt in args.dtypes.split(",")}
+    print(f"machine: {machine}")
+    print(
+        "GEMM peak (1024³ matmul, NumPy): "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items())
+    )
+
+    rows = []
+    header = (
+        f"{'cell':4} {'config':7} {'(n_x,n_a,m,T)':19} {'dtype':7} {'impl':14} "
+        f"{'fwd ms':>9} {'f+b ms':>9} {'fwd GF/s':>8} {'f+b GF/s':>8} "
+        f"{'f+b vs torch':>12} {'f+b vs exercise':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for cell in args.cells.split(","):
+        for cname in args.configs.split(","):
+            shape = CONFIGS[cname]
+            for dtype in args.dtypes.split(","):
+                x, a0, p, da = make_inputs(cell, *shape, dtype)
+                err = check_agreement(cell, x, a0, p, da, torch)
+                tol = 1e-3 if dtype == "float32" else 1e-9
+                if err > tol:
+                    raise SystemExit(f"implementations disagree on {cell} {cname} {dtype}: {err}")
+                impls = {
+                    "xrnn-numpy": xrnn_fns(cell, x, a0, p, da),
+                    "exercise-loop": reference_fns(cell, x, a0, p, da),
+                }
+                sync = {}
+                if torch is not None:
+                    impls["torch.nn"] = torch_nn_fns(torch, cell, x, a0, p, da)
+                    tt = {k: torch.from_numpy(v) for k, v in p.items()}
+                    impls["xrnn-torch"] = xrnn_fns(
+                        cell, torch.from_numpy(x), torch.from_numpy(a0), tt, torch.from_numpy(da)
+                    )
+                if cupy is not None:
+                    cp = {k: cupy.asarray(v) for k, v in p.items()}
+                    impls["xrnn-cupy"] = xrnn_fns(
+                        cell, cupy.asarray(x), cupy.asarray(a0), cp, cupy.asarray(da)
+                    )
+                    sync["xrnn-cupy"] = cupy.cuda.Device().synchronize
+                fl_f, fl_b = gemm_flops(cell, *shape)
+                result = {}
+                for name, (fwd, both) in impls.items():
+                    tf = statistics.median(
+                        timeit(fwd, sync=sync.get(name), min_runs=min_runs, budget_s=budget)
+                    )
+                    tb = statistics.median(
+                        timeit(both, sync=sync.get(name), min_runs=min_runs, budget_s=budget)
+                    )
+                    result[name] = (tf, tb)
+                for name, (tf, tb) in result.items():
+                    vs_torch = tb / result["torch.nn"][1] if "torch.nn" in result else float("nan")
+                    vs_ex = result["exercise-loop"][1] / tb
+                    row = dict(
+                        cell=cell,
+                        config=cname,
+                        shape=shape,
+                        dtype=dtype,
+                        impl=name,
+                        fwd_ms=tf * 1e3,
+                        fb_ms=tb * 1e3,
+                        fwd_gflops=fl_f / tf / 1e9,
+                        fb_gflops=fl_b / tb / 1e9,
+                        fb_vs_torch=vs_torch,
+                        fwd_vs_torch=(
+                            tf / result["torch.nn"][0] if "torch.nn" in result else float("nan")
+                        ),
+                        speedup_vs_exercise=vs_ex,
+                    )
+                    rows.append(row)
+                    print(
+                        f"{cell:4} {cname:7} {str(shape):19} {dtype:7} {name:14} "
+                        f"{row['fwd_ms']:9.2f} {row['fb_ms']:9.2f} {row['fwd_gflops']:8.1f} "
+                        f"{row['fb_gflops']:8.1f} {vs_torch:11.2f}x {vs_ex:14.2f}x",
+                        flush=True,
+                    )
+
+    summary = summarise(rows, peaks)
+    for line in summary["lines"]:
+        print(line)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(
+        json.dumps(
+            {"machine": machine, "gemm_peak_gflops": peaks, "rows": rows, "summary": summary},
+            indent=1,
+        )
+    )
+    print(f"wrote {out / 'bench.json'}")
+    plot(rows, out / "bench.png")
+    return 0
+
+
+def summarise(rows, peaks) -> dict:
+    mine = [r for r in rows if r["impl"] == "xrnn-numpy"]
+    lines = []
+    speedups = [r["speedup_vs_exercise"] for r in mine]
+    geo = float(np.exp(np.mean(np.log(speedups)))) if speedups else float("nan")
+    lines.append(
+        f"xrnn-numpy vs exercise loop, forward+backward: geometric mean speed-up "
+        f"{geo:.2f}x over {len(speedups)} cases"
+    )
+    for r in mine:
+        if r["cell"] == "lstm" and r["dtype"] == "float32" and r["config"] in ("A", "B"):
+            lines.append(
+                f"LSTM config {r['config']} float32: forward {r['fwd_vs_torch']:.2f}x, "
+                f"forward+backward {r['fb_vs_torch']:.2f}x torch.nn.LSTM's time"
+            )
+            if r["config"] == "B":
+                frac = r["fwd_gflops"] / peaks.get("float32", float("nan"))
+                lines.append(
+                    f"LSTM config B float32 forward: {r['fwd_gflops']:.0f} GFLOP/s = "
+                    f"{100 * frac:.0f}% of the measured GEMM peak"
+                )
+    return {"geomean_speedup_vs_exercise": geo, "lines": lines}
+
+
+def plot(rows, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart")
+        return
+    groups = sorted({(r["cell"], r["config"], r["dtype"]) for r in rows})
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(8, len(groups) * 0.9), 4.5))
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        vals = []
+        for g in groups:
+            match = [
+                r["fb_ms"]
+                for r in rows
+                if (r["cell"], r["config"], r["dtype"]) == g and r["impl"] == impl
+            ]
+            vals.append(match[0] if match else np.nan)
+        ax.bar(np.arange(len(groups)) + k * width, vals, width, label=impl)
+    ax.set_yscale("log")
+    ax.set_ylabel("forward+backward, ms (median, log scale)")
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
+    ax.set_xticklabels([f"{c} {n}\n{d}" for c, n, d in groups], fontsize=7)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
