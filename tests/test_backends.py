@@ -29,7 +29,7 @@ def _run_loops(ops, xp, bufs, m=2, T=4):
     da = xp.asarray(np.zeros((n_a, m)))
     dc = xp.asarray(np.ones((n_a, m)))
     for t in reversed(range(T)):
-        da, dc = ops.lstm_backward_step(dP, dA, G, C, Wa.T, t, m, da, dc)
+        da, dc = ops.lstm_backward_step(dP, t, dA[:, t * m : (t + 1) * m], G, C, Wa.T, t, m, da, dc)
     return [xp.to_numpy(v) for v in (G, H, C, dP, da, dc)]
 
 
@@ -41,7 +41,7 @@ def _run_rnn_loops(ops, xp, bufs, m=2, T=4):
     dP = xp.asarray(np.zeros((n_a, T * m)))
     da = xp.asarray(np.zeros((n_a, m)))
     for t in reversed(range(T)):
-        da = ops.rnn_backward_step(dP, dA, H, Wa.T, t, m, da)
+        da = ops.rnn_backward_step(dP, t, dA[:, t * m : (t + 1) * m], H, Wa.T, t, m, da)
     return [xp.to_numpy(v) for v in (H, dP, da)]
 
 
@@ -136,3 +136,31 @@ def test_exercise_style_list_caches_are_accepted(xp, rng):
     g = xrnn.rnn_backward(da, xrnn.rnn_forward(x, a0, pr)[2])
     for k in g:
         np.testing.assert_allclose(xp.to_numpy(g_list[k]), xp.to_numpy(g[k]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 5])
+def test_chunked_backward_equals_one_chunk(chunk, xp, rng, monkeypatch):
+    """Chunks of 1 step, of 3 steps with a partial last chunk, or one step short of T: the
+    same gradients as one chunk holding every step."""
+    import xrnn.bptt
+
+    n_x, n_a, m, T = 2, 3, 2, 7
+    x = xp.asarray(rng.normal(size=(n_x, m, T)))
+    a0 = xp.asarray(rng.normal(size=(n_a, m)))
+    da = xp.asarray(rng.normal(size=(n_a, m, T)))
+    pl = xp.params(xrnn.initialize_lstm(n_x, n_a, seed=4))
+    pr = xp.params(xrnn.initialize_rnn(n_x, n_a, seed=4))
+    whole = (
+        xrnn.lstm_backward(da, xrnn.lstm_forward(x, a0, pl)[3]),
+        xrnn.rnn_backward(da, xrnn.rnn_forward(x, a0, pr)[2]),
+    )
+    monkeypatch.setattr(xrnn.bptt, "CHUNK_COLUMNS", chunk * m)
+    parts = (
+        xrnn.lstm_backward(da, xrnn.lstm_forward(x, a0, pl)[3]),
+        xrnn.rnn_backward(da, xrnn.rnn_forward(x, a0, pr)[2]),
+    )
+    for w, p in zip(whole, parts, strict=True):
+        for k in w:
+            np.testing.assert_allclose(
+                xp.to_numpy(p[k]), xp.to_numpy(w[k]), rtol=1e-12, atol=1e-14, err_msg=k
+            )

@@ -7,6 +7,7 @@ from typing import Any
 
 from xrnn.activations import softmax
 from xrnn.backends import get_ops, resolve
+from xrnn.bptt import backward_in_chunks
 from xrnn.caches import LSTMStepCaches
 from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import output_layer_forward, time_blocked, unblocked
@@ -277,23 +278,15 @@ def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[
     check_da(da, n_a, m, T)
 
     W, _ = _stacked(xp, parameters)
-    dA = time_blocked(xp, da)
-    dP = xp.empty((4 * n_a, T * m), dtype=ctx.dtype, device=ctx.device)
     ops, WaT = get_ops(xp), W[:, :n_a].T
-    da_next = xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)
-    dc_next = xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)
-    for t in reversed(range(T)):
-        da_next, dc_next = ops.lstm_backward_step(
-            dP, dA, steps.G, steps.C, WaT, t, m, da_next, dc_next
+    state = [xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in range(2)]
+
+    def step(dP: Any, j: int, da_t: Any, t: int) -> None:
+        state[:] = ops.lstm_backward_step(
+            dP, j, da_t, steps.G, steps.C, WaT, t, m, state[0], state[1]
         )
 
-    dW = xp.concat(
-        [xp.matmul(dP, steps.H[:, : T * m].T), xp.matmul(dP, time_blocked(xp, x).T)], axis=1
-    )
-    grads = {
-        "dx": unblocked(xp, xp.matmul(W[:, n_a:].T, dP), T, m),
-        "da0": da_next,
-        "dc0": dc_next,
-    }
-    grads.update(_unstacked(dW, xp.sum(dP, axis=1, keepdims=True), n_a))
+    dWa, dWx, db, dx = backward_in_chunks(xp, ctx, step, da, x, steps.H, W[:, n_a:], 4 * n_a)
+    grads = {"dx": dx, "da0": state[0], "dc0": state[1]}
+    grads.update(_unstacked(xp.concat([dWa, dWx], axis=1), db, n_a))
     return grads

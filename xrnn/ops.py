@@ -7,8 +7,9 @@ by time step: column block ``t`` is ``[:, t*m:(t+1)*m]``.
   computed as one GEMM before the loop), overwritten step by step with the activated gates
   ``[Γf; Γu; Γo; c̃]`` — the three sigmoid gates first so one sigmoid covers them.
 - ``H`` and ``C`` (n_a, (T+1)*m): hidden and cell states, block 0 holding ``a0``/``c0``.
-- ``dP`` (k*n_a, T*m): gradients of the pre-activations, filled by the backward loop and then
-  reduced into ``dW``, ``db`` and ``dx`` by large GEMMs after the loop.
+- ``dP`` (k*n_a, K*m): gradients of the pre-activations of a chunk of K steps, filled by the
+  backward loop and reduced into ``dW``, ``db`` and ``dx`` by large GEMMs after each chunk
+  (:mod:`xrnn.bptt`).
 
 ``Ops`` is the reference: every backend can run it. ``xrnn.backends`` picks a subclass that
 overrides only the step methods (in-place NumPy ufuncs, fused CuPy kernels); the subclasses are
@@ -134,13 +135,13 @@ class Ops:
         H[:, _block(t + 1, m)] = rnn_pointwise_forward(xp, p)
 
     def rnn_backward_step(
-        self, dP: Any, dA: Any, H: Any, WaaT: Any, t: int, m: int, da_next: Any
+        self, dP: Any, j: int, da_t: Any, H: Any, WaaT: Any, t: int, m: int, da_next: Any
     ) -> Any:
-        """Fill ``dP[:, block t]`` and return ``da_prev = Waaᵀ dp`` (n_a, m)."""
+        """Step ``t`` with upstream ``da_t`` (n_a, m): fill ``dP[:, block j]``, return
+        ``da_prev = Waaᵀ dp`` (n_a, m)."""
         xp = self.xp
-        da = dA[:, _block(t, m)] + da_next
-        dp = rnn_pointwise_backward(xp, H[:, _block(t + 1, m)], da)
-        dP[:, _block(t, m)] = dp
+        dp = rnn_pointwise_backward(xp, H[:, _block(t + 1, m)], da_t + da_next)
+        dP[:, _block(j, m)] = dp
         return xp.matmul(WaaT, dp)
 
     def lstm_forward_step(self, G: Any, H: Any, C: Any, Wa: Any, t: int, m: int) -> None:
@@ -157,7 +158,8 @@ class Ops:
     def lstm_backward_step(
         self,
         dP: Any,
-        dA: Any,
+        j: int,
+        da_t: Any,
         G: Any,
         C: Any,
         WaT: Any,
@@ -166,11 +168,12 @@ class Ops:
         da_next: Any,
         dc_next: Any,
     ) -> tuple[Any, Any]:
-        """Fill ``dP[:, block t]``; return ``(da_prev, dc_prev)``, each (n_a, m)."""
+        """Step ``t`` with upstream ``da_t`` (n_a, m): fill ``dP[:, block j]``, return
+        ``(da_prev, dc_prev)``, each (n_a, m)."""
         xp = self.xp
         n_a = C.shape[0]
         cur, nxt = _block(t, m), _block(t + 1, m)
-        da = dA[:, cur] + da_next
+        da = da_t + da_next
         dp, dc_prev = lstm_pointwise_backward(xp, G[:, cur], C[:, nxt], C[:, cur], da, dc_next, n_a)
-        dP[:, cur] = dp
+        dP[:, _block(j, m)] = dp
         return xp.matmul(WaT, dp), dc_prev

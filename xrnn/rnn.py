@@ -6,6 +6,7 @@ from typing import Any
 
 from xrnn.activations import softmax
 from xrnn.backends import get_ops, resolve
+from xrnn.bptt import backward_in_chunks
 from xrnn.caches import RNNStepCaches
 from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import output_layer_forward, time_blocked, unblocked
@@ -208,17 +209,11 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
     validate_rnn_parameters(parameters, n_x, n_a)
     check_da(da, n_a, m, T)
 
-    dA = time_blocked(xp, da)
-    dP = xp.empty((n_a, T * m), dtype=ctx.dtype, device=ctx.device)
     ops, WaaT = get_ops(xp), parameters["Waa"].T
-    da_next = xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)
-    for t in reversed(range(T)):
-        da_next = ops.rnn_backward_step(dP, dA, steps.H, WaaT, t, m, da_next)
+    da_next = [xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)]
 
-    return {
-        "dx": unblocked(xp, xp.matmul(parameters["Wax"].T, dP), T, m),
-        "da0": da_next,
-        "dWax": xp.matmul(dP, time_blocked(xp, x).T),
-        "dWaa": xp.matmul(dP, steps.H[:, : T * m].T),
-        "dba": xp.sum(dP, axis=1, keepdims=True),
-    }
+    def step(dP: Any, j: int, da_t: Any, t: int) -> None:
+        da_next[0] = ops.rnn_backward_step(dP, j, da_t, steps.H, WaaT, t, m, da_next[0])
+
+    dWaa, dWax, dba, dx = backward_in_chunks(xp, ctx, step, da, x, steps.H, parameters["Wax"], n_a)
+    return {"dx": dx, "da0": da_next[0], "dWax": dWax, "dWaa": dWaa, "dba": dba}

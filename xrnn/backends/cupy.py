@@ -85,9 +85,9 @@ class CupyOps(Ops):
         self.cp.matmul(Waa, H[:, _block(t, m)], out=h)
         _kernels()["rnn_fwd"](GX[:, _block(t, m)], h)
 
-    def rnn_backward_step(self, dP, dA, H, WaaT, t, m, da_next):
-        dp = dP[:, _block(t, m)]
-        _kernels()["rnn_bwd"](dA[:, _block(t, m)], da_next, H[:, _block(t + 1, m)], dp)
+    def rnn_backward_step(self, dP, j, da_t, H, WaaT, t, m, da_next):
+        dp = dP[:, _block(j, m)]
+        _kernels()["rnn_bwd"](da_t, da_next, H[:, _block(t + 1, m)], dp)
         return self.cp.matmul(WaaT, dp)
 
     def lstm_forward_step(self, G, H, C, Wa, t, m):
@@ -98,13 +98,13 @@ class CupyOps(Ops):
             *_gates(r, n_a), C[:, cur], *_gates(G[:, cur], n_a), C[:, nxt], H[:, nxt]
         )
 
-    def lstm_backward_step(self, dP, dA, G, C, WaT, t, m, da_next, dc_next):
+    def lstm_backward_step(self, dP, j, da_t, G, C, WaT, t, m, da_next, dc_next):
         n_a = C.shape[0]
         cur, nxt = _block(t, m), _block(t + 1, m)
-        dp = dP[:, cur]
+        dp = dP[:, _block(j, m)]
         dc_prev = self.cp.empty_like(dc_next)
         _kernels()["lstm_bwd"](
-            dA[:, cur],
+            da_t,
             da_next,
             dc_next,
             *_gates(G[:, cur], n_a),

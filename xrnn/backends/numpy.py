@@ -76,11 +76,11 @@ class NumpyOps(Ops):
         np.tanh(p, out=p)
         H[:, _block(t + 1, m)] = p
 
-    def rnn_backward_step(self, dP, dA, H, WaaT, t, m, da_next):
-        dp = dA[:, _block(t, m)] + da_next
+    def rnn_backward_step(self, dP, j, da_t, H, WaaT, t, m, da_next):
+        dp = da_t + da_next
         a = H[:, _block(t + 1, m)]
         dp *= 1 - a * a
-        dP[:, _block(t, m)] = dp
+        dP[:, _block(j, m)] = dp
         return WaaT @ dp
 
     def lstm_forward_step(self, G, H, C, Wa, t, m):
@@ -99,12 +99,12 @@ class NumpyOps(Ops):
         H[:, nxt] = c
         G[:, cur] = p
 
-    def lstm_backward_step(self, dP, dA, G, C, WaT, t, m, da_next, dc_next):
+    def lstm_backward_step(self, dP, j, da_t, G, C, WaT, t, m, da_next, dc_next):
         n_a = C.shape[0]
         cur, nxt = _block(t, m), _block(t + 1, m)
         g = np.ascontiguousarray(G[:, cur])
         f, u, o, cct = g[:n_a, :], g[n_a : 2 * n_a, :], g[2 * n_a : 3 * n_a, :], g[3 * n_a :, :]
-        da = dA[:, cur] + da_next
+        da = da_t + da_next
         tc = np.tanh(C[:, nxt])
         dp = np.empty_like(g)
         dpf, dpu, dpo, dpc = (dp[k * n_a : (k + 1) * n_a, :] for k in range(4))
@@ -127,6 +127,6 @@ class NumpyOps(Ops):
         s = g[: 3 * n_a, :]
         dp[: 3 * n_a, :] *= s
         dp[: 3 * n_a, :] *= 1 - s
-        dP[:, cur] = dp
+        dP[:, _block(j, m)] = dp
         dc *= f  # now dc_prev
         return WaT @ dp, dc
