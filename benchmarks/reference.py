@@ -1,10 +1,14 @@
 """A plain re-implementation of the exercise's loops — the baseline xrnn is timed against.
 
-Written the way the exercise writes them: NumPy, one cell call per step, the four gate GEMMs
-separately on a freshly concatenated ``[a_prev; xt]``, a list of per-step cache tuples, and the
-output layer inside the loop. Only the exercise's errata are fixed (the backward carries
-``da_prev``/``dc_prev`` and uses the corrected gate derivatives), so the results equal xrnn's and
-the comparison is of speed alone. Not part of the package.
+Written the way the exercise's solution writes them: NumPy, one cell call per step, the four
+gate GEMMs separately on a freshly concatenated ``[a_prev; xt]``, a list of per-step cache
+tuples, the output layer inside the loop, state and gradient arrays from ``np.zeros(shape)``
+(float64, as in the exercise — so float32 inputs are computed in float64 after the first step,
+exactly as the exercise's code does), and the cell backward's eight separate GEMMs on weight
+slices. Only the errata are fixed (the backward carries ``da_prev``/``dc_prev``; the gate
+derivatives have the corrected parentheses), so the results equal xrnn's and the comparison is
+of speed alone. The output layer is optional here (the exercise requires ``Wy``) so that both
+sides do the same work. Not part of the package.
 """
 
 from __future__ import annotations
@@ -47,13 +51,13 @@ def lstm_forward(x, a0, parameters):
     caches = []
     n_x, m, T_x = x.shape
     n_a = a0.shape[0]
-    a = np.zeros((n_a, m, T_x), dtype=x.dtype)
-    c = np.zeros((n_a, m, T_x), dtype=x.dtype)
+    a = np.zeros((n_a, m, T_x))
+    c = np.zeros((n_a, m, T_x))
     y = None
     if "Wy" in parameters:
-        y = np.zeros((parameters["Wy"].shape[0], m, T_x), dtype=x.dtype)
+        y = np.zeros((parameters["Wy"].shape[0], m, T_x))
     a_next = a0
-    c_next = np.zeros_like(a0)
+    c_next = np.zeros(a_next.shape)
     for t in range(T_x):
         a_next, c_next, yt, cache = lstm_cell_forward(x[:, :, t], a_next, c_next, parameters)
         a[:, :, t] = a_next
@@ -66,30 +70,42 @@ def lstm_forward(x, a0, parameters):
 
 def lstm_cell_backward(da_next, dc_next, cache):
     (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters) = cache
+    n_x, m = xt.shape
     n_a, m = a_next.shape
-    tc = np.tanh(c_next)
-    dc = dc_next + da_next * ot * (1 - tc**2)
-    dot = da_next * tc * ot * (1 - ot)
-    dcct = dc * it * (1 - cct**2)
-    dit = dc * cct * it * (1 - it)
-    dft = dc * c_prev * ft * (1 - ft)
-    concat = np.concatenate((a_prev, xt), axis=0)
-    dWf = np.dot(dft, concat.T)
-    dWi = np.dot(dit, concat.T)
-    dWc = np.dot(dcct, concat.T)
-    dWo = np.dot(dot, concat.T)
+    dot = da_next * np.tanh(c_next) * ot * (1 - ot)
+    dcct = (dc_next * it + ot * (1 - np.square(np.tanh(c_next))) * it * da_next) * (
+        1 - np.square(cct)
+    )
+    dit = (dc_next * cct + ot * (1 - np.square(np.tanh(c_next))) * cct * da_next) * it * (1 - it)
+    dft = (
+        (dc_next * c_prev + ot * (1 - np.square(np.tanh(c_next))) * c_prev * da_next)
+        * ft
+        * (1 - ft)
+    )
+    dWf = np.dot(dft, np.concatenate((a_prev, xt), axis=0).T)
+    dWi = np.dot(dit, np.concatenate((a_prev, xt), axis=0).T)
+    dWc = np.dot(dcct, np.concatenate((a_prev, xt), axis=0).T)
+    dWo = np.dot(dot, np.concatenate((a_prev, xt), axis=0).T)
     dbf = np.sum(dft, axis=1, keepdims=True)
     dbi = np.sum(dit, axis=1, keepdims=True)
     dbc = np.sum(dcct, axis=1, keepdims=True)
     dbo = np.sum(dot, axis=1, keepdims=True)
-    dconcat = (
-        np.dot(parameters["Wf"].T, dft)
-        + np.dot(parameters["Wi"].T, dit)
-        + np.dot(parameters["Wc"].T, dcct)
-        + np.dot(parameters["Wo"].T, dot)
+    Wf, Wi, Wc, Wo = (parameters[k] for k in ("Wf", "Wi", "Wc", "Wo"))
+    da_prev = (
+        np.dot(Wf[:, :n_a].T, dft)
+        + np.dot(Wi[:, :n_a].T, dit)
+        + np.dot(Wc[:, :n_a].T, dcct)
+        + np.dot(Wo[:, :n_a].T, dot)
+    )
+    dc_prev = dc_next * ft + ot * (1 - np.square(np.tanh(c_next))) * ft * da_next
+    dxt = (
+        np.dot(Wf[:, n_a:].T, dft)
+        + np.dot(Wi[:, n_a:].T, dit)
+        + np.dot(Wc[:, n_a:].T, dcct)
+        + np.dot(Wo[:, n_a:].T, dot)
     )
     return {
-        "dxt": dconcat[n_a:, :], "da_prev": dconcat[:n_a, :], "dc_prev": dc * ft,
+        "dxt": dxt, "da_prev": da_prev, "dc_prev": dc_prev,
         "dWf": dWf, "dbf": dbf, "dWi": dWi, "dbi": dbi,
         "dWc": dWc, "dbc": dbc, "dWo": dWo, "dbo": dbo,
     }  # fmt: skip
@@ -97,20 +113,41 @@ def lstm_cell_backward(da_next, dc_next, cache):
 
 def lstm_backward(da, caches):
     (caches, x) = caches
+    (a1, c1, a0, c0, f1, i1, cc1, o1, x1, parameters) = caches[0]
     n_a, m, T_x = da.shape
-    n_x = x.shape[0]
-    dx = np.zeros((n_x, m, T_x), dtype=da.dtype)
-    da_prevt = np.zeros((n_a, m), dtype=da.dtype)
-    dc_prevt = np.zeros((n_a, m), dtype=da.dtype)
-    grads = {k: np.zeros((n_a, n_a + n_x), dtype=da.dtype) for k in ("dWf", "dWi", "dWc", "dWo")}
-    grads.update({k: np.zeros((n_a, 1), dtype=da.dtype) for k in ("dbf", "dbi", "dbc", "dbo")})
+    n_x, m = x1.shape
+    dx = np.zeros((n_x, m, T_x))
+    da0 = np.zeros((n_a, m))
+    da_prevt = np.zeros(da0.shape)
+    dc_prevt = np.zeros(da0.shape)
+    dWf = np.zeros((n_a, n_a + n_x))
+    dWi = np.zeros(dWf.shape)
+    dWc = np.zeros(dWf.shape)
+    dWo = np.zeros(dWf.shape)
+    dbf = np.zeros((n_a, 1))
+    dbi = np.zeros(dbf.shape)
+    dbc = np.zeros(dbf.shape)
+    dbo = np.zeros(dbf.shape)
     for t in reversed(range(T_x)):
-        g = lstm_cell_backward(da[:, :, t] + da_prevt, dc_prevt, caches[t])
-        dx[:, :, t] = g["dxt"]
-        for k in grads:
-            grads[k] += g[k]
-        da_prevt, dc_prevt = g["da_prev"], g["dc_prev"]
-    return {"dx": dx, "da0": da_prevt, "dc0": dc_prevt, **grads}
+        gradients = lstm_cell_backward(da[:, :, t] + da_prevt, dc_prevt, caches[t])
+        dx[:, :, t] = gradients["dxt"]
+        dWf += gradients["dWf"]
+        dWi += gradients["dWi"]
+        dWc += gradients["dWc"]
+        dWo += gradients["dWo"]
+        dbf += gradients["dbf"]
+        dbi += gradients["dbi"]
+        dbc += gradients["dbc"]
+        dbo += gradients["dbo"]
+        da_prevt = gradients["da_prev"]
+        dc_prevt = gradients["dc_prev"]
+    da0 = gradients["da_prev"]
+    dc0 = gradients["dc_prev"]
+    return {
+        "dx": dx, "da0": da0, "dc0": dc0,
+        "dWf": dWf, "dbf": dbf, "dWi": dWi, "dbi": dbi,
+        "dWc": dWc, "dbc": dbc, "dWo": dWo, "dbo": dbo,
+    }  # fmt: skip
 
 
 # --- RNN ----------------------------------------------------------------------------------
@@ -130,7 +167,7 @@ def rnn_forward(x, a0, parameters):
     caches = []
     n_x, m, T_x = x.shape
     n_a = a0.shape[0]
-    a = np.zeros((n_a, m, T_x), dtype=x.dtype)
+    a = np.zeros((n_a, m, T_x))
     a_next = a0
     for t in range(T_x):
         a_next, _, cache = rnn_cell_forward(x[:, :, t], a_next, parameters)
@@ -155,11 +192,11 @@ def rnn_backward(da, caches):
     (caches, x) = caches
     n_a, m, T_x = da.shape
     n_x = x.shape[0]
-    dx = np.zeros((n_x, m, T_x), dtype=da.dtype)
-    dWax = np.zeros((n_a, n_x), dtype=da.dtype)
-    dWaa = np.zeros((n_a, n_a), dtype=da.dtype)
-    dba = np.zeros((n_a, 1), dtype=da.dtype)
-    da_prevt = np.zeros((n_a, m), dtype=da.dtype)
+    dx = np.zeros((n_x, m, T_x))
+    dWax = np.zeros((n_a, n_x))
+    dWaa = np.zeros((n_a, n_a))
+    dba = np.zeros((n_a, 1))
+    da_prevt = np.zeros((n_a, m))
     for t in reversed(range(T_x)):
         g = rnn_cell_backward(da[:, :, t] + da_prevt, caches[t])
         dx[:, :, t] = g["dxt"]

@@ -11,37 +11,38 @@ from xrnn.ops import Ops
 
 
 def _loop_buffers(xp, rng, n_a=3, m=2, T=4, lstm=True):
+    """Time-major buffers (xrnn.ops): G (T, k n_a, m), H and C (T+1, n_a, m), dA (T, n_a, m)."""
     k = 4 if lstm else 1
-    G = xp.asarray(rng.normal(size=(k * n_a, T * m)))
-    H = xp.asarray(np.concatenate([rng.normal(size=(n_a, m)), np.zeros((n_a, T * m))], axis=1))
-    C = xp.asarray(np.concatenate([rng.normal(size=(n_a, m)), np.zeros((n_a, T * m))], axis=1))
+    G = xp.asarray(rng.normal(size=(T, k * n_a, m)))
+    H = xp.asarray(np.concatenate([rng.normal(size=(1, n_a, m)), np.zeros((T, n_a, m))]))
+    C = xp.asarray(np.concatenate([rng.normal(size=(1, n_a, m)), np.zeros((T, n_a, m))]))
     Wa = xp.asarray(rng.normal(size=(k * n_a, n_a)))
-    dA = xp.asarray(rng.normal(size=(n_a, T * m)))
+    dA = xp.asarray(rng.normal(size=(T, n_a, m)))
     return G, H, C, Wa, dA
 
 
 def _run_loops(ops, xp, bufs, m=2, T=4):
     G, H, C, Wa, dA = (xp.asarray(xp.to_numpy(b).copy()) for b in bufs)  # private copies
-    n_a = H.shape[0]
+    n_a = H.shape[1]
     for t in range(T):
-        ops.lstm_forward_step(G, H, C, Wa, t, m)
+        ops.lstm_forward_step(G, H, C, Wa, t)
     dP = xp.asarray(np.zeros((4 * n_a, T * m)))
     da = xp.asarray(np.zeros((n_a, m)))
     dc = xp.asarray(np.ones((n_a, m)))
     for t in reversed(range(T)):
-        da, dc = ops.lstm_backward_step(dP, t, dA[:, t * m : (t + 1) * m], G, C, Wa.T, t, m, da, dc)
+        da, dc = ops.lstm_backward_step(dP, t, dA[t, :, :], G, C, Wa.T, t, da, dc)
     return [xp.to_numpy(v) for v in (G, H, C, dP, da, dc)]
 
 
 def _run_rnn_loops(ops, xp, bufs, m=2, T=4):
     G, H, _, Wa, dA = (xp.asarray(xp.to_numpy(b).copy()) for b in bufs)
-    n_a = H.shape[0]
+    n_a = H.shape[1]
     for t in range(T):
-        ops.rnn_forward_step(H, G, Wa, t, m)
+        ops.rnn_forward_step(H, G, Wa, t)
     dP = xp.asarray(np.zeros((n_a, T * m)))
     da = xp.asarray(np.zeros((n_a, m)))
     for t in reversed(range(T)):
-        da = ops.rnn_backward_step(dP, t, dA[:, t * m : (t + 1) * m], H, Wa.T, t, m, da)
+        da = ops.rnn_backward_step(dP, t, dA[t, :, :], H, Wa.T, t, da)
     return [xp.to_numpy(v) for v in (H, dP, da)]
 
 

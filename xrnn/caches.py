@@ -13,8 +13,6 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xrnn.ops import _block
-
 __all__ = ["LSTMStepCaches", "RNNStepCaches"]
 
 
@@ -44,8 +42,8 @@ class RNNStepCaches(_StepCaches):
 
     Attributes
     ----------
-    H : array of shape (n_a, (T+1)*m)
-        Hidden states, time-blocked; block 0 is ``a0``.
+    H : array of shape (T+1, n_a, m)
+        Hidden states (:mod:`xrnn.ops`); block 0 is ``a0``.
     x : array of shape (n_x, m, T_x)
     parameters : dict of arrays
     """
@@ -55,19 +53,13 @@ class RNNStepCaches(_StepCaches):
         self.m, self.T = int(x.shape[1]), int(x.shape[2])
 
     def _step(self, t: int) -> tuple:
-        m = self.m
-        return (
-            self.H[:, _block(t + 1, m)],
-            self.H[:, _block(t, m)],
-            self.x[:, :, t],
-            self.parameters,
-        )
+        return (self.H[t + 1, :, :], self.H[t, :, :], self.x[:, :, t], self.parameters)
 
     @classmethod
     def from_tuples(cls, xp: Any, steps: Sequence[tuple], x: Any) -> RNNStepCaches:
         """Stack a list of exercise-style ``(a_next, a_prev, xt, parameters)`` tuples."""
         _check_tuples(steps, 4, "(a_next, a_prev, xt, parameters)")
-        H = xp.concat([steps[0][1]] + [s[0] for s in steps], axis=1)
+        H = xp.stack([steps[0][1]] + [s[0] for s in steps], axis=0)
         return cls(H, x, steps[0][3])
 
 
@@ -77,10 +69,10 @@ class LSTMStepCaches(_StepCaches):
 
     Attributes
     ----------
-    G : array of shape (4 n_a, T*m)
-        Activated gates ``[Γf; Γu; Γo; c̃]``, time-blocked.
-    H, C : arrays of shape (n_a, (T+1)*m)
-        Hidden and cell states, time-blocked; block 0 is ``a0``/``c0``.
+    G : array of shape (T, 4 n_a, m)
+        Activated gates ``[Γf; Γu; Γo; c̃]`` (:mod:`xrnn.ops`).
+    H, C : arrays of shape (T+1, n_a, m)
+        Hidden and cell states; block 0 is ``a0``/``c0``.
     x : array of shape (n_x, m, T_x)
     parameters : dict of arrays
     """
@@ -90,14 +82,13 @@ class LSTMStepCaches(_StepCaches):
         self.m, self.T = int(x.shape[1]), int(x.shape[2])
 
     def _step(self, t: int) -> tuple:
-        m, n_a = self.m, int(self.H.shape[0])
-        cur, nxt = _block(t, m), _block(t + 1, m)
-        g = self.G[:, cur]
+        n_a = int(self.H.shape[1])
+        g = self.G[t, :, :]
         return (
-            self.H[:, nxt],
-            self.C[:, nxt],
-            self.H[:, cur],
-            self.C[:, cur],
+            self.H[t + 1, :, :],
+            self.C[t + 1, :, :],
+            self.H[t, :, :],
+            self.C[t, :, :],
             g[:n_a, :],
             g[n_a : 2 * n_a, :],
             g[3 * n_a :, :],
@@ -112,9 +103,9 @@ class LSTMStepCaches(_StepCaches):
         _check_tuples(
             steps, 10, "(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)"
         )
-        H = xp.concat([steps[0][2]] + [s[0] for s in steps], axis=1)
-        C = xp.concat([steps[0][3]] + [s[1] for s in steps], axis=1)
-        G = xp.concat([xp.concat([s[4], s[5], s[7], s[6]], axis=0) for s in steps], axis=1)
+        H = xp.stack([steps[0][2]] + [s[0] for s in steps], axis=0)
+        C = xp.stack([steps[0][3]] + [s[1] for s in steps], axis=0)
+        G = xp.stack([xp.concat([s[4], s[5], s[7], s[6]], axis=0) for s in steps], axis=0)
         return cls(G, H, C, x, steps[0][9])
 
 

@@ -10,7 +10,7 @@ from xrnn.backends import get_ops, resolve
 from xrnn.bptt import backward_in_chunks
 from xrnn.caches import LSTMStepCaches
 from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
-from xrnn.layout import output_layer_forward, time_blocked, unblocked
+from xrnn.layout import output_layer_forward, public, time_major
 from xrnn.ops import lstm_pointwise_backward, lstm_pointwise_forward
 from xrnn.params import (
     LSTM_GATES,
@@ -152,21 +152,20 @@ def lstm_forward(
     n_y = validate_lstm_parameters(parameters, n_x, n_a)
 
     W, b = _stacked(xp, parameters)
-    G = xp.matmul(W[:, n_a:], time_blocked(xp, x))
-    G += b  # in place: a fresh (4n_a, T*m) result would cost a second pass and page faults
-    H = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
-    C = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
-    H[:, :m] = a0
-    C[:, :m] = 0 if c0 is None else c0
+    G = xp.matmul(W[:, n_a:], time_major(xp, x))  # (T, 4n_a, m): every step's input part
+    G += b  # in place: no second (T, 4n_a, m) array
+    H = xp.empty((T + 1, n_a, m), dtype=ctx.dtype, device=ctx.device)
+    C = xp.empty((T + 1, n_a, m), dtype=ctx.dtype, device=ctx.device)
+    H[0, :, :] = a0
+    C[0, :, :] = 0 if c0 is None else c0
     ops, Wa = get_ops(xp), W[:, :n_a]
     for t in range(T):
-        ops.lstm_forward_step(G, H, C, Wa, t, m)
+        ops.lstm_forward_step(G, H, C, Wa, t)
 
-    a = unblocked(xp, H[:, m:], T, m)
-    c = unblocked(xp, C[:, m:], T, m)
     y = None
     if n_y is not None:
-        y = output_layer_forward(xp, parameters["Wy"], parameters["by"], H[:, m:], T, m)
+        y = output_layer_forward(xp, parameters["Wy"], parameters["by"], H[1:, :, :])
+    a, c = public(xp, H[1:, :, :]), public(xp, C[1:, :, :])
     return a, y, c, (LSTMStepCaches(G, H, C, x, parameters), x)
 
 
@@ -273,7 +272,7 @@ def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[
     )
     xp = ctx.xp
     n_x, m, T = sequence_shape(x)
-    n_a = int(steps.H.shape[0])
+    n_a = int(steps.H.shape[1])
     validate_lstm_parameters(parameters, n_x, n_a)
     check_da(da, n_a, m, T)
 
@@ -282,9 +281,7 @@ def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[
     state = [xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in range(2)]
 
     def step(dP: Any, j: int, da_t: Any, t: int) -> None:
-        state[:] = ops.lstm_backward_step(
-            dP, j, da_t, steps.G, steps.C, WaT, t, m, state[0], state[1]
-        )
+        state[:] = ops.lstm_backward_step(dP, j, da_t, steps.G, steps.C, WaT, t, *state)
 
     dWa, dWx, db, dx = backward_in_chunks(xp, ctx, step, da, x, steps.H, W[:, n_a:], 4 * n_a)
     grads = {"dx": dx, "da0": state[0], "dc0": state[1]}

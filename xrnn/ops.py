@@ -1,15 +1,16 @@
 """Generic per-step kernels of the sequence functions, written against the array API.
 
-The sequence functions keep their state in a few stacked 2-D buffers whose columns are blocked
-by time step: column block ``t`` is ``[:, t*m:(t+1)*m]``.
+The sequence functions keep their state in stacked 3-D buffers, time-major with a
+feature-major ``(features, m)`` block per step, so every per-step read and write is one
+contiguous block and each gate is a contiguous slab of it:
 
-- ``G`` (4n_a, T*m): LSTM gate pre-activations for all steps (input projection plus bias,
-  computed as one GEMM before the loop), overwritten step by step with the activated gates
+- ``G`` (T, 4n_a, m): LSTM gate pre-activations for all steps (input projection plus bias,
+  computed before the loop), overwritten step by step with the activated gates
   ``[Γf; Γu; Γo; c̃]`` — the three sigmoid gates first so one sigmoid covers them.
-- ``H`` and ``C`` (n_a, (T+1)*m): hidden and cell states, block 0 holding ``a0``/``c0``.
-- ``dP`` (k*n_a, K*m): gradients of the pre-activations of a chunk of K steps, filled by the
-  backward loop and reduced into ``dW``, ``db`` and ``dx`` by large GEMMs after each chunk
-  (:mod:`xrnn.bptt`).
+- ``H`` and ``C`` (T+1, n_a, m): hidden and cell states, block 0 holding ``a0``/``c0``.
+- ``dP`` (k*n_a, K*m): gradients of the pre-activations of a chunk of K steps, column block
+  ``j`` for its step ``j``; reduced into ``dW``, ``db`` and ``dx`` by 2-D GEMMs after each
+  chunk (:mod:`xrnn.bptt`).
 
 ``Ops`` is the reference: every backend can run it. ``xrnn.backends`` picks a subclass that
 overrides only the step methods (in-place NumPy ufuncs, fused CuPy kernels); the subclasses are
@@ -31,20 +32,17 @@ __all__ = [
 ]
 
 
-def _block(t: int, m: int) -> slice:
-    return slice(t * m, (t + 1) * m)
-
-
 # --- pointwise math, one function per cell and direction ------------------------------------
+# Feature-major blocks: rows are units, columns are batch entries; gates are row ranges.
 
 
 def rnn_pointwise_forward(xp: Any, p: Any) -> Any:
-    """``a⟨t⟩ = tanh(p)`` for the pre-activation ``p = Waa a⟨t-1⟩ + Wax x⟨t⟩ + ba`` (n_a, m)."""
+    """``a⟨t⟩ = tanh(p)`` for the pre-activation ``p = Waa a⟨t-1⟩ + Wax x⟨t⟩ + ba``."""
     return xp.tanh(p)
 
 
 def rnn_pointwise_backward(xp: Any, a_next: Any, da: Any) -> Any:
-    """Gradient of the pre-activation: ``dp = da ∗ (1 − a⟨t⟩²)``, all (n_a, m)."""
+    """Gradient of the pre-activation: ``dp = da ∗ (1 − a⟨t⟩²)``."""
     return da * (1 - a_next * a_next)
 
 
@@ -87,7 +85,7 @@ def lstm_pointwise_backward(
     Returns
     -------
     dp : array of shape (4 n_a, m)
-        ``[dΓf; dΓu; dΓo; dc̃]`` with respect to the pre-activations (σ′ and tanh′ applied once).
+        ``[dΓf; dΓu; dΓo; dc̃]`` with respect to the pre-activations (σ′, tanh′ applied once).
     dc_prev : array of shape (n_a, m)
 
     Notes
@@ -128,32 +126,32 @@ class Ops:
     def __init__(self, xp: Any) -> None:
         self.xp = xp
 
-    def rnn_forward_step(self, H: Any, GX: Any, Waa: Any, t: int, m: int) -> None:
-        """``H[:, block t+1] = tanh(GX[:, block t] + Waa @ H[:, block t])``."""
+    def rnn_forward_step(self, H: Any, GX: Any, Waa: Any, t: int) -> None:
+        """``H[t+1] = tanh(GX[t] + Waa @ H[t])``."""
         xp = self.xp
-        p = GX[:, _block(t, m)] + xp.matmul(Waa, H[:, _block(t, m)])
-        H[:, _block(t + 1, m)] = rnn_pointwise_forward(xp, p)
+        p = GX[t, :, :] + xp.matmul(Waa, H[t, :, :])
+        H[t + 1, :, :] = rnn_pointwise_forward(xp, p)
 
     def rnn_backward_step(
-        self, dP: Any, j: int, da_t: Any, H: Any, WaaT: Any, t: int, m: int, da_next: Any
+        self, dP: Any, j: int, da_t: Any, H: Any, WaaT: Any, t: int, da_next: Any
     ) -> Any:
         """Step ``t`` with upstream ``da_t`` (n_a, m): fill ``dP[:, block j]``, return
         ``da_prev = Waaᵀ dp`` (n_a, m)."""
         xp = self.xp
-        dp = rnn_pointwise_backward(xp, H[:, _block(t + 1, m)], da_t + da_next)
-        dP[:, _block(j, m)] = dp
+        dp = rnn_pointwise_backward(xp, H[t + 1, :, :], da_t + da_next)
+        m = int(dp.shape[1])
+        dP[:, j * m : (j + 1) * m] = dp
         return xp.matmul(WaaT, dp)
 
-    def lstm_forward_step(self, G: Any, H: Any, C: Any, Wa: Any, t: int, m: int) -> None:
-        """Activate ``G[:, block t]`` in place and write ``C``/``H`` block ``t+1``."""
+    def lstm_forward_step(self, G: Any, H: Any, C: Any, Wa: Any, t: int) -> None:
+        """Activate ``G[t]`` in place and write ``C[t+1]`` and ``H[t+1]``."""
         xp = self.xp
-        n_a = H.shape[0]
-        cur, nxt = _block(t, m), _block(t + 1, m)
-        p = G[:, cur] + xp.matmul(Wa, H[:, cur])
-        gates, c_next, a_next = lstm_pointwise_forward(xp, p, C[:, cur], n_a)
-        G[:, cur] = gates
-        C[:, nxt] = c_next
-        H[:, nxt] = a_next
+        n_a = H.shape[1]
+        p = G[t, :, :] + xp.matmul(Wa, H[t, :, :])
+        gates, c_next, a_next = lstm_pointwise_forward(xp, p, C[t, :, :], n_a)
+        G[t, :, :] = gates
+        C[t + 1, :, :] = c_next
+        H[t + 1, :, :] = a_next
 
     def lstm_backward_step(
         self,
@@ -164,16 +162,15 @@ class Ops:
         C: Any,
         WaT: Any,
         t: int,
-        m: int,
         da_next: Any,
         dc_next: Any,
     ) -> tuple[Any, Any]:
         """Step ``t`` with upstream ``da_t`` (n_a, m): fill ``dP[:, block j]``, return
         ``(da_prev, dc_prev)``, each (n_a, m)."""
         xp = self.xp
-        n_a = C.shape[0]
-        cur, nxt = _block(t, m), _block(t + 1, m)
-        da = da_t + da_next
-        dp, dc_prev = lstm_pointwise_backward(xp, G[:, cur], C[:, nxt], C[:, cur], da, dc_next, n_a)
-        dP[:, _block(j, m)] = dp
+        n_a, m = int(C.shape[1]), int(C.shape[2])
+        dp, dc_prev = lstm_pointwise_backward(
+            xp, G[t, :, :], C[t + 1, :, :], C[t, :, :], da_t + da_next, dc_next, n_a
+        )
+        dP[:, j * m : (j + 1) * m] = dp
         return xp.matmul(WaT, dp), dc_prev

@@ -9,7 +9,7 @@ from xrnn.backends import get_ops, resolve
 from xrnn.bptt import backward_in_chunks
 from xrnn.caches import RNNStepCaches
 from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
-from xrnn.layout import output_layer_forward, time_blocked, unblocked
+from xrnn.layout import output_layer_forward, public, time_major
 from xrnn.ops import rnn_pointwise_backward, rnn_pointwise_forward
 from xrnn.params import RNN_KEYS, RNN_OUTPUT, parameter_items, validate_rnn_parameters
 
@@ -100,18 +100,18 @@ def rnn_forward(
     check_shape("a0", a0, (n_a, m), f"m={m} from x")
     n_y = validate_rnn_parameters(parameters, n_x, n_a)
 
-    GX = xp.matmul(parameters["Wax"], time_blocked(xp, x))
-    GX += parameters["ba"]  # in place: no second (n_a, T*m) array
-    H = xp.empty((n_a, (T + 1) * m), dtype=ctx.dtype, device=ctx.device)
-    H[:, :m] = a0
+    GX = xp.matmul(parameters["Wax"], time_major(xp, x))  # (T, n_a, m)
+    GX += parameters["ba"]  # in place: no second (T, n_a, m) array
+    H = xp.empty((T + 1, n_a, m), dtype=ctx.dtype, device=ctx.device)
+    H[0, :, :] = a0
     ops, Waa = get_ops(xp), parameters["Waa"]
     for t in range(T):
-        ops.rnn_forward_step(H, GX, Waa, t, m)
+        ops.rnn_forward_step(H, GX, Waa, t)
 
-    a = unblocked(xp, H[:, m:], T, m)
     y_pred = None
     if n_y is not None:
-        y_pred = output_layer_forward(xp, parameters["Wya"], parameters["by"], H[:, m:], T, m)
+        y_pred = output_layer_forward(xp, parameters["Wya"], parameters["by"], H[1:, :, :])
+    a = public(xp, H[1:, :, :])
     return a, y_pred, (RNNStepCaches(H, x, parameters), x)
 
 
@@ -205,7 +205,7 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
     )
     xp = ctx.xp
     n_x, m, T = sequence_shape(x)
-    n_a = int(steps.H.shape[0])
+    n_a = int(steps.H.shape[1])
     validate_rnn_parameters(parameters, n_x, n_a)
     check_da(da, n_a, m, T)
 
@@ -213,7 +213,7 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
     da_next = [xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)]
 
     def step(dP: Any, j: int, da_t: Any, t: int) -> None:
-        da_next[0] = ops.rnn_backward_step(dP, j, da_t, steps.H, WaaT, t, m, da_next[0])
+        da_next[0] = ops.rnn_backward_step(dP, j, da_t, steps.H, WaaT, t, da_next[0])
 
     dWaa, dWax, dba, dx = backward_in_chunks(xp, ctx, step, da, x, steps.H, parameters["Wax"], n_a)
     return {"dx": dx, "da0": da_next[0], "dWax": dWax, "dWaa": dWaa, "dba": dba}

@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from xrnn.ops import Ops, _block
+from xrnn.ops import Ops
 
 __all__ = ["CupyOps"]
 
@@ -68,7 +68,7 @@ def _kernels() -> dict[str, Any]:
 
 
 def _gates(a: Any, n_a: int) -> tuple[Any, Any, Any, Any]:
-    return a[:n_a, :], a[n_a : 2 * n_a, :], a[2 * n_a : 3 * n_a, :], a[3 * n_a :, :]
+    return a[:n_a], a[n_a : 2 * n_a], a[2 * n_a : 3 * n_a], a[3 * n_a :]
 
 
 class CupyOps(Ops):
@@ -80,37 +80,27 @@ class CupyOps(Ops):
 
         self.cp = cupy  # the library itself: its matmul takes out=, unlike the array API's
 
-    def rnn_forward_step(self, H, GX, Waa, t, m):
-        h = H[:, _block(t + 1, m)]
-        self.cp.matmul(Waa, H[:, _block(t, m)], out=h)
-        _kernels()["rnn_fwd"](GX[:, _block(t, m)], h)
+    def rnn_forward_step(self, H, GX, Waa, t):
+        h = H[t + 1]
+        self.cp.matmul(Waa, H[t], out=h)
+        _kernels()["rnn_fwd"](GX[t], h)
 
-    def rnn_backward_step(self, dP, j, da_t, H, WaaT, t, m, da_next):
-        dp = dP[:, _block(j, m)]
-        _kernels()["rnn_bwd"](da_t, da_next, H[:, _block(t + 1, m)], dp)
+    def rnn_backward_step(self, dP, j, da_t, H, WaaT, t, da_next):
+        m = da_t.shape[1]
+        dp = dP[:, j * m : (j + 1) * m]
+        _kernels()["rnn_bwd"](da_t, da_next, H[t + 1], dp)
         return self.cp.matmul(WaaT, dp)
 
-    def lstm_forward_step(self, G, H, C, Wa, t, m):
-        n_a = H.shape[0]
-        cur, nxt = _block(t, m), _block(t + 1, m)
-        r = self.cp.matmul(Wa, H[:, cur])
-        _kernels()["lstm_fwd"](
-            *_gates(r, n_a), C[:, cur], *_gates(G[:, cur], n_a), C[:, nxt], H[:, nxt]
-        )
+    def lstm_forward_step(self, G, H, C, Wa, t):
+        n_a = H.shape[1]
+        r = self.cp.matmul(Wa, H[t])
+        _kernels()["lstm_fwd"](*_gates(r, n_a), C[t], *_gates(G[t], n_a), C[t + 1], H[t + 1])
 
-    def lstm_backward_step(self, dP, j, da_t, G, C, WaT, t, m, da_next, dc_next):
-        n_a = C.shape[0]
-        cur, nxt = _block(t, m), _block(t + 1, m)
-        dp = dP[:, _block(j, m)]
+    def lstm_backward_step(self, dP, j, da_t, G, C, WaT, t, da_next, dc_next):
+        n_a, m = C.shape[1], C.shape[2]
+        dp = dP[:, j * m : (j + 1) * m]
         dc_prev = self.cp.empty_like(dc_next)
         _kernels()["lstm_bwd"](
-            da_t,
-            da_next,
-            dc_next,
-            *_gates(G[:, cur], n_a),
-            C[:, nxt],
-            C[:, cur],
-            *_gates(dp, n_a),
-            dc_prev,
+            da_t, da_next, dc_next, *_gates(G[t], n_a), C[t + 1], C[t], *_gates(dp, n_a), dc_prev
         )
         return self.cp.matmul(WaT, dp), dc_prev

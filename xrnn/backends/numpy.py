@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from xrnn.ops import Ops, _block
+from xrnn.ops import Ops
 
 __all__ = ["NumpyOps", "cast", "cast_all", "to_numpy", "uniform_sampler", "zeros"]
 
@@ -64,50 +64,46 @@ def _sigmoid_(x: np.ndarray) -> None:
 class NumpyOps(Ops):
     """Step kernels with in-place ufuncs; same math as :class:`xrnn.ops.Ops`.
 
-    Why it is faster: each step works on one *contiguous* ``(k n_a, m)`` scratch block (the
-    recurrent GEMM's fresh output) with in-place ufuncs, and touches the strided time-blocked
-    buffers only once to read and once to write — ufuncs on the strided column blocks run at
-    about half speed, and the generic kernels' temporaries cost an allocation each.
+    Each step works in place on its contiguous ``(features, m)`` block of xrnn's buffers
+    (``out=``), which saves the generic kernels' temporaries and their allocations.
     """
 
-    def rnn_forward_step(self, H, GX, Waa, t, m):
-        p = Waa @ H[:, _block(t, m)]
-        p += GX[:, _block(t, m)]
-        np.tanh(p, out=p)
-        H[:, _block(t + 1, m)] = p
+    def rnn_forward_step(self, H, GX, Waa, t):
+        h = H[t + 1]
+        np.matmul(Waa, H[t], out=h)
+        h += GX[t]
+        np.tanh(h, out=h)
 
-    def rnn_backward_step(self, dP, j, da_t, H, WaaT, t, m, da_next):
+    def rnn_backward_step(self, dP, j, da_t, H, WaaT, t, da_next):
         dp = da_t + da_next
-        a = H[:, _block(t + 1, m)]
+        a = H[t + 1]
         dp *= 1 - a * a
-        dP[:, _block(j, m)] = dp
+        m = dp.shape[1]
+        dP[:, j * m : (j + 1) * m] = dp
         return WaaT @ dp
 
-    def lstm_forward_step(self, G, H, C, Wa, t, m):
-        n_a = H.shape[0]
-        cur, nxt = _block(t, m), _block(t + 1, m)
-        p = Wa @ H[:, cur]  # contiguous (4n_a, m) scratch
-        p += G[:, cur]
-        _sigmoid_(p[: 3 * n_a, :])
-        f, u, o, cct = p[:n_a, :], p[n_a : 2 * n_a, :], p[2 * n_a : 3 * n_a, :], p[3 * n_a :, :]
+    def lstm_forward_step(self, G, H, C, Wa, t):
+        n_a = H.shape[1]
+        g = G[t]  # pre-activations in, gates out
+        g += Wa @ H[t]
+        _sigmoid_(g[: 3 * n_a])
+        f, u, o, cct = g[:n_a], g[n_a : 2 * n_a], g[2 * n_a : 3 * n_a], g[3 * n_a :]
         np.tanh(cct, out=cct)
-        c = f * C[:, cur]
+        c = C[t + 1]
+        np.multiply(f, C[t], out=c)
         c += u * cct
-        C[:, nxt] = c
-        np.tanh(c, out=c)
-        c *= o
-        H[:, nxt] = c
-        G[:, cur] = p
+        h = H[t + 1]
+        np.tanh(c, out=h)
+        h *= o
 
-    def lstm_backward_step(self, dP, j, da_t, G, C, WaT, t, m, da_next, dc_next):
-        n_a = C.shape[0]
-        cur, nxt = _block(t, m), _block(t + 1, m)
-        g = np.ascontiguousarray(G[:, cur])
-        f, u, o, cct = g[:n_a, :], g[n_a : 2 * n_a, :], g[2 * n_a : 3 * n_a, :], g[3 * n_a :, :]
+    def lstm_backward_step(self, dP, j, da_t, G, C, WaT, t, da_next, dc_next):
+        n_a = C.shape[1]
+        g = G[t]
+        f, u, o, cct = g[:n_a], g[n_a : 2 * n_a], g[2 * n_a : 3 * n_a], g[3 * n_a :]
+        dp = np.empty_like(g)  # contiguous scratch; copied into dP's column block at the end
+        dpf, dpu, dpo, dpc = dp[:n_a], dp[n_a : 2 * n_a], dp[2 * n_a : 3 * n_a], dp[3 * n_a :]
         da = da_t + da_next
-        tc = np.tanh(C[:, nxt])
-        dp = np.empty_like(g)
-        dpf, dpu, dpo, dpc = (dp[k * n_a : (k + 1) * n_a, :] for k in range(4))
+        tc = np.tanh(C[t + 1])
         np.multiply(da, tc, out=dpo)  # × Γo(1 − Γo) below, with the other sigmoid gates
         # dc = dc_next + da ∗ Γo ∗ (1 − tanh²(c))
         np.multiply(tc, tc, out=tc)
@@ -122,11 +118,13 @@ class NumpyOps(Ops):
         dpc *= u
         dpc *= dc
         # [dΓf; dΓu; dΓo] = [dc ∗ c_prev; dc ∗ c̃; da ∗ tanh(c)] ∗ σ(1 − σ)
-        np.multiply(dc, C[:, cur], out=dpf)
+        np.multiply(dc, C[t], out=dpf)
         np.multiply(dc, cct, out=dpu)
-        s = g[: 3 * n_a, :]
-        dp[: 3 * n_a, :] *= s
-        dp[: 3 * n_a, :] *= 1 - s
-        dP[:, _block(j, m)] = dp
+        s = g[: 3 * n_a]
+        dps = dp[: 3 * n_a]
+        dps *= s
+        dps *= 1 - s
         dc *= f  # now dc_prev
+        m = dp.shape[1]
+        dP[:, j * m : (j + 1) * m] = dp
         return WaT @ dp, dc
