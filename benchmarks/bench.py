@@ -19,6 +19,7 @@ import platform
 import statistics
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,19 @@ def check_agreement(cell, x, a0, p, da, torch=None) -> float:
     return worst
 
 
+def peak_memory_mb(fn) -> float:
+    """Peak traced memory of one call, in MB (tracemalloc sees NumPy's allocations)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak / 1e6
+
+
 def measure_gemm_peak(dtype) -> float:
     n = 1024
     rng = np.random.default_rng(0)
@@ -235,6 +249,9 @@ def main(argv=None) -> int:
                         timeit(both, sync=sync.get(name), min_runs=min_runs, budget_s=budget)
                     )
                     result[name] = (tf, tb)
+                mem = {
+                    name: peak_memory_mb(impls[name][0]) for name in ("xrnn-numpy", "exercise-loop")
+                }
                 for name, (tf, tb) in result.items():
                     vs_torch = tb / result["torch.nn"][1] if "torch.nn" in result else float("nan")
                     vs_ex = result["exercise-loop"][1] / tb
@@ -253,12 +270,14 @@ def main(argv=None) -> int:
                             tf / result["torch.nn"][0] if "torch.nn" in result else float("nan")
                         ),
                         speedup_vs_exercise=vs_ex,
+                        fwd_peak_mb=mem.get(name),
                     )
                     rows.append(row)
                     print(
                         f"{cell:4} {cname:7} {str(shape):19} {dtype:7} {name:14} "
                         f"{row['fwd_ms']:9.2f} {row['fb_ms']:9.2f} {row['fwd_gflops']:8.1f} "
-                        f"{row['fb_gflops']:8.1f} {vs_torch:11.2f}x {vs_ex:14.2f}x",
+                        f"{row['fb_gflops']:8.1f} {vs_torch:11.2f}x {vs_ex:14.2f}x "
+                        + (f"{mem[name]:11.2f}" if name in mem else ""),
                         flush=True,
                     )
 
@@ -281,12 +300,22 @@ def main(argv=None) -> int:
 def summarise(rows, peaks) -> dict:
     mine = [r for r in rows if r["impl"] == "xrnn-numpy"]
     lines = []
-    speedups = [r["speedup_vs_exercise"] for r in mine]
-    geo = float(np.exp(np.mean(np.log(speedups)))) if speedups else float("nan")
-    lines.append(
-        f"xrnn-numpy vs exercise loop, forward+backward: geometric mean speed-up "
-        f"{geo:.2f}x over {len(speedups)} cases"
-    )
+    geomeans = {}
+    groups = [(c, d) for c in ("lstm", "rnn", "*") for d in ("float32", "float64", "*")]
+    for cell, dtype in groups:
+        sel = [
+            r["speedup_vs_exercise"]
+            for r in mine
+            if cell in ("*", r["cell"]) and dtype in ("*", r["dtype"])
+        ]
+        if not sel:
+            continue
+        geo = float(np.exp(np.mean(np.log(sel))))
+        geomeans[f"{cell}/{dtype}"] = geo
+        lines.append(
+            f"xrnn-numpy vs exercise loop, forward+backward, cell {cell}, dtype {dtype}: "
+            f"geometric mean speed-up {geo:.2f}x over {len(sel)} configs"
+        )
     for r in mine:
         if r["cell"] == "lstm" and r["dtype"] == "float32" and r["config"] in ("A", "B"):
             lines.append(
@@ -299,7 +328,7 @@ def summarise(rows, peaks) -> dict:
                     f"LSTM config B float32 forward: {r['fwd_gflops']:.0f} GFLOP/s = "
                     f"{100 * frac:.0f}% of the measured GEMM peak"
                 )
-    return {"geomean_speedup_vs_exercise": geo, "lines": lines}
+    return {"geomean_speedup_vs_exercise": geomeans, "lines": lines}
 
 
 def plot(rows, path: Path) -> None:
