@@ -14,8 +14,19 @@ from xrnn.rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forw
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # ``xrnn.charlm`` without an explicit import, loaded only when first used
+    if name == "charlm":
+        import importlib
+
+        return importlib.import_module("xrnn.charlm")
+    raise AttributeError(f"module 'xrnn' has no attribute {name!r}")
+
+
 __all__ = [
     "available_backends",
+    "charlm",
     "initialize_lstm",
     "initialize_rnn",
     "lstm_backward",
