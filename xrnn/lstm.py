@@ -145,9 +145,10 @@ def lstm_forward(
 
     Notes
     -----
-    The four gate matrices are stacked into one ``(4n_a, n_a+n_x)`` matrix; the input
-    projection of all steps is one GEMM before the loop, the output layer one GEMM after it,
-    and the loop does only the recurrent GEMM and the pointwise gate math.
+    The four gates' weights are stacked once per call into ``W_a (4n_a, n_a)`` and
+    ``W_x (4n_a, n_x)``; the input projection ``W_x x⟨t⟩ + b`` of all steps is one batched GEMM
+    before the loop and the output layer one after it, so the loop does only the recurrent GEMM
+    ``W_a a⟨t-1⟩`` and the pointwise gate math (:mod:`xrnn.ops`).
     """
     ctx = resolve(
         [("x", x), ("a0", a0), ("c0", c0), *parameter_items(parameters, _ALL_KEYS)],
@@ -264,7 +265,7 @@ def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[
     Step t receives ``da[:, :, t] + da_prev(t+1)`` and ``dc_prev(t+1)`` — both carried, unlike
     the exercise's solution (erratum 2). The loop does the pointwise gate math of
     :func:`lstm_cell_backward` and one recurrent GEMM ``W_aᵀ dp``; ``dW``, ``db`` and ``dx``
-    of all steps are large GEMMs over the stacked ``dp`` after the loop.
+    are large GEMMs over the stacked ``dp`` of each chunk of steps (:mod:`xrnn.bptt`).
     """
     steps, x = unpack_caches(caches, "lstm_forward")
     if not isinstance(steps, LSTMStepCaches):

@@ -187,7 +187,7 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
     -----
     Step t receives ``da[:, :, t] + da_prev(t+1)``. Inside the loop only the pointwise
     ``dz = da ∗ (1 − a⟨t⟩²)`` and the recurrent GEMM ``Waaᵀ dz``; ``dWax``, ``dWaa``, ``dba``
-    and ``dx`` for all steps are GEMMs over the stacked ``dz`` after the loop.
+    and ``dx`` are GEMMs over the stacked ``dz`` of each chunk of steps (:mod:`xrnn.bptt`).
     """
     steps, x = unpack_caches(caches, "rnn_forward")
     if not isinstance(steps, RNNStepCaches):

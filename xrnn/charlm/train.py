@@ -16,6 +16,9 @@ from xrnn.charlm.vocab import Vocabulary
 
 __all__ = ["resolve_device", "train"]
 
+# Default validation interval, in training names seen (see ``eval_every``).
+VALIDATE_EVERY_NAMES = 1600
+
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -79,7 +82,7 @@ def train(
     like: Any = None,
     validation: float = 0.1,
     alphabet: str = "",
-    eval_every: int = 50,
+    eval_every: int | None = None,
     patience: int = 8,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[CharModel, dict[str, Any]]:
@@ -117,9 +120,12 @@ def train(
     alphabet : str
         Characters the vocabulary must hold besides those of ``names`` — e.g. those of the
         held-out names you will evaluate on.
-    eval_every, patience : int
-        Validate every ``eval_every`` steps; stop after ``patience`` validations without a new
-        best, and return the best parameters seen.
+    eval_every : int, optional
+        Validate every ``eval_every`` steps; default: every 1,600 names (50 steps of 32, 1,600
+        steps of one name), so validation is as frequent, and as noisy, in every batch mode.
+    patience : int
+        Stop after ``patience`` validations without a new best, and return the best parameters
+        seen.
     progress : callable, optional
         Called after every step with ``{"step", "loss", "names_per_s"}`` and, after each
         validation, ``"val_bpc"``.
@@ -136,6 +142,8 @@ def train(
     steps = _positive_int("steps", steps)
     batch_size = _positive_int("batch_size", batch_size)
     hidden = _positive_int("hidden", hidden)
+    if eval_every is None:
+        eval_every = max(1, -(-VALIDATE_EVERY_NAMES // batch_size))
     eval_every = _positive_int("eval_every", eval_every)
     patience = _positive_int("patience", patience)
     lr = _positive_float("lr", lr)
