@@ -2,7 +2,6 @@
 memory than the exercise's loop (tracemalloc sees NumPy's allocations). No timing here."""
 
 import sys
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import xrnn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 reference = pytest.importorskip("reference")
+bench = pytest.importorskip("bench")
 
 
 def _inputs(cell, n_x=4, n_a=6, m=3, T=5, seed=0):
@@ -45,18 +45,6 @@ def test_reference_loop_matches_xrnn(cell):
         np.testing.assert_allclose(g[k], r[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
-def _peak_bytes(fn):
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        result = fn()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    del result
-    return peak
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("shape", [(64, 64, 16, 50), (128, 128, 16, 40), (32, 64, 8, 40)])
 def test_lstm_forward_peak_memory_not_above_the_exercise_loop(shape, dtype):
@@ -70,6 +58,6 @@ def test_lstm_forward_peak_memory_not_above_the_exercise_loop(shape, dtype):
     x, a0, p, _ = _inputs("lstm", n_x, n_a, m, T)
     x, a0 = x.astype(dtype), a0.astype(dtype)
     p = {k: v.astype(dtype) for k, v in p.items()}
-    mine = _peak_bytes(lambda: xrnn.lstm_forward(x, a0, p))
-    theirs = _peak_bytes(lambda: reference.lstm_forward(x, a0, p))
-    assert mine <= theirs, f"xrnn {mine} B > exercise loop {theirs} B"
+    mine = bench.peak_memory_mb(lambda: xrnn.lstm_forward(x, a0, p))
+    theirs = bench.peak_memory_mb(lambda: reference.lstm_forward(x, a0, p))
+    assert mine <= theirs, f"xrnn {mine} MB > exercise loop {theirs} MB"

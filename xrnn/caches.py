@@ -10,10 +10,14 @@ exercise's own loop), which they stack first.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["LSTMStepCaches", "RNNStepCaches"]
+from xrnn.backends import resolve
+from xrnn.inputs import check_da, sequence_shape, unpack_caches
+from xrnn.params import parameter_items
+
+__all__ = ["LSTMStepCaches", "RNNStepCaches", "open_caches"]
 
 
 class _StepCaches(Sequence):
@@ -118,3 +122,38 @@ def _check_tuples(steps: Any, size: int, layout: str) -> None:
     for t, s in enumerate(steps):
         if not isinstance(s, tuple) or len(s) != size:
             raise ValueError(f"caches[0][{t}] must be a {size}-tuple {layout}")
+
+
+def open_caches(
+    da: Any,
+    caches: Any,
+    cls: type[RNNStepCaches] | type[LSTMStepCaches],
+    forward: str,
+    keys: tuple[str, ...],
+    validate: Callable[[Mapping[str, Any], int, int], Any],
+    check_finite: bool,
+) -> tuple[Any, Any, Any, int, int, int, int]:
+    """The common opening of the sequence backward functions.
+
+    Unpacks ``caches`` (stacking an exercise-style list of step tuples), resolves one namespace,
+    device and dtype over ``da``, ``x``, the cached states and the parameters, and checks every
+    shape, ``da``'s time length included. Returns ``(ctx, steps, x, n_x, n_a, m, T)``.
+    """
+    steps, x = unpack_caches(caches, forward)
+    if not isinstance(steps, cls):
+        steps = cls.from_tuples(resolve([("caches[1] (x)", x)]).xp, steps, x)
+    parameters = steps.parameters
+    ctx = resolve(
+        [
+            ("da", da),
+            ("caches[1] (x)", x),
+            ("caches[0] (states)", steps.H),
+            *parameter_items(parameters, keys),
+        ],
+        check_finite=check_finite,
+    )
+    n_x, m, T = sequence_shape(x)
+    n_a = int(steps.H.shape[1])
+    validate(parameters, n_x, n_a)
+    check_da(da, n_a, m, T)
+    return ctx, steps, x, n_x, n_a, m, T

@@ -8,8 +8,8 @@ from typing import Any
 from xrnn.activations import softmax
 from xrnn.backends import get_ops, resolve
 from xrnn.bptt import backward_in_chunks
-from xrnn.caches import LSTMStepCaches
-from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
+from xrnn.caches import LSTMStepCaches, open_caches
+from xrnn.inputs import check_shape, sequence_shape, shape_of
 from xrnn.layout import output_layer_forward, public, time_major
 from xrnn.ops import lstm_pointwise_backward, lstm_pointwise_forward
 from xrnn.params import (
@@ -267,26 +267,16 @@ def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[
     :func:`lstm_cell_backward` and one recurrent GEMM ``W_aᵀ dp``; ``dW``, ``db`` and ``dx``
     are large GEMMs over the stacked ``dp`` of each chunk of steps (:mod:`xrnn.bptt`).
     """
-    steps, x = unpack_caches(caches, "lstm_forward")
-    if not isinstance(steps, LSTMStepCaches):
-        xp0 = resolve([("caches[1] (x)", x)]).xp
-        steps = LSTMStepCaches.from_tuples(xp0, steps, x)
-    parameters = steps.parameters
-    ctx = resolve(
-        [
-            ("da", da),
-            ("caches[1] (x)", x),
-            ("caches[0] (states)", steps.H),
-            *parameter_items(parameters, LSTM_KEYS),
-        ],
-        check_finite=check_finite,
+    ctx, steps, x, n_x, n_a, m, T = open_caches(
+        da,
+        caches,
+        LSTMStepCaches,
+        "lstm_forward",
+        LSTM_KEYS,
+        validate_lstm_parameters,
+        check_finite,
     )
-    xp = ctx.xp
-    n_x, m, T = sequence_shape(x)
-    n_a = int(steps.H.shape[1])
-    validate_lstm_parameters(parameters, n_x, n_a)
-    check_da(da, n_a, m, T)
-
+    xp, parameters = ctx.xp, steps.parameters
     Wa, Wx, _ = _stacked_split(xp, parameters, n_a)
     ops, WaT = get_ops(xp), Wa.T
     state = [xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in range(2)]

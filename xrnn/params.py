@@ -89,6 +89,16 @@ def _positive(name: str, value: Any, *, optional: bool = False) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _sampler(n_x: Any, n_a: Any, n_y: Any, seed: int) -> Any:
+    """Validate the sizes; return the seeded ``U(±1/sqrt(n_a))`` sampler both initialisers use."""
+    _positive("n_x", n_x)
+    _positive("n_a", n_a)
+    _positive("n_y", n_y, optional=True)
+    from xrnn.backends import numpy as npb
+
+    return npb.uniform_sampler(seed, n_a)
+
+
 def _materialise(host: dict[str, Any], dtype: Any, like: Any) -> dict[str, Any]:
     from xrnn.backends import numpy as npb
 
@@ -124,12 +134,9 @@ def initialize_rnn(
         Floating dtype of the result (of ``like``'s namespace when ``like`` is given). Default:
         ``like``'s dtype, else NumPy float64.
     """
-    _positive("n_x", n_x)
-    _positive("n_a", n_a)
-    _positive("n_y", n_y, optional=True)
     from xrnn.backends import numpy as npb
 
-    u = npb.uniform_sampler(seed, n_a)
+    u = _sampler(n_x, n_a, n_y, seed)
     host = {"Wax": u((n_a, n_x)), "Waa": u((n_a, n_a)), "ba": npb.zeros((n_a, 1))}
     if n_y is not None:
         host.update(Wya=u((n_y, n_a)), by=npb.zeros((n_y, 1)))
@@ -153,12 +160,9 @@ def initialize_lstm(
     which keeps the cell's memory open early in training (Jozefowicz et al., 2015).
     ``like`` and ``dtype`` as in :func:`initialize_rnn`.
     """
-    _positive("n_x", n_x)
-    _positive("n_a", n_a)
-    _positive("n_y", n_y, optional=True)
     from xrnn.backends import numpy as npb
 
-    u = npb.uniform_sampler(seed, n_a)
+    u = _sampler(n_x, n_a, n_y, seed)
     host: dict[str, Any] = {}
     for w, b in (("Wf", "bf"), ("Wi", "bi"), ("Wc", "bc"), ("Wo", "bo")):
         host[w] = u((n_a, n_a + n_x))

@@ -7,8 +7,8 @@ from typing import Any
 from xrnn.activations import softmax
 from xrnn.backends import get_ops, resolve
 from xrnn.bptt import backward_in_chunks
-from xrnn.caches import RNNStepCaches
-from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
+from xrnn.caches import RNNStepCaches, open_caches
+from xrnn.inputs import check_shape, sequence_shape, shape_of
 from xrnn.layout import output_layer_forward, public, time_major
 from xrnn.ops import rnn_pointwise_backward, rnn_pointwise_forward
 from xrnn.params import RNN_KEYS, RNN_OUTPUT, parameter_items, validate_rnn_parameters
@@ -189,26 +189,10 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
     ``dz = da ∗ (1 − a⟨t⟩²)`` and the recurrent GEMM ``Waaᵀ dz``; ``dWax``, ``dWaa``, ``dba``
     and ``dx`` are GEMMs over the stacked ``dz`` of each chunk of steps (:mod:`xrnn.bptt`).
     """
-    steps, x = unpack_caches(caches, "rnn_forward")
-    if not isinstance(steps, RNNStepCaches):
-        xp0 = resolve([("caches[1] (x)", x)]).xp
-        steps = RNNStepCaches.from_tuples(xp0, steps, x)
-    parameters = steps.parameters
-    ctx = resolve(
-        [
-            ("da", da),
-            ("caches[1] (x)", x),
-            ("caches[0] (states)", steps.H),
-            *parameter_items(parameters, RNN_KEYS),
-        ],
-        check_finite=check_finite,
+    ctx, steps, x, n_x, n_a, m, T = open_caches(
+        da, caches, RNNStepCaches, "rnn_forward", RNN_KEYS, validate_rnn_parameters, check_finite
     )
-    xp = ctx.xp
-    n_x, m, T = sequence_shape(x)
-    n_a = int(steps.H.shape[1])
-    validate_rnn_parameters(parameters, n_x, n_a)
-    check_da(da, n_a, m, T)
-
+    xp, parameters = ctx.xp, steps.parameters
     ops, WaaT = get_ops(xp), parameters["Waa"].T
     da_next = [xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)]
 
