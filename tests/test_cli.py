@@ -72,7 +72,6 @@ def test_errors_are_one_line_and_exit_2(argv, message, capsys):
 
 
 def test_gpu_without_gpu_is_a_clean_error(capsys):
-    pytest.importorskip("numpy")
     try:
         import cupy
 

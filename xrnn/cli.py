@@ -196,16 +196,15 @@ def _plot(history: dict[str, Any], path: str) -> None:
     except ImportError:
         raise ValueError("--plot needs matplotlib: pip install 'xrnn[plot]'") from None
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(history["loss"], lw=0.6, label="training loss (nats per name)")
+    lines = ax.plot(history["loss"], lw=0.6, label="training loss (nats per name)")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("training loss")
     if history["val_bpc"]:
         ax2 = ax.twinx()
         steps, bpc = zip(*history["val_bpc"], strict=True)
-        ax2.plot(steps, bpc, color="C1", marker=".", label="validation bits/char")
+        lines += ax2.plot(steps, bpc, color="C1", marker=".", label="validation bits/char")
         ax2.set_ylabel("bits/char")
-        ax2.legend(loc="upper center")
-    ax.legend(loc="upper right")
+    ax.legend(handles=lines, loc="upper right")  # one legend for both axes
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"saved loss curve to {path}")

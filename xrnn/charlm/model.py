@@ -296,8 +296,11 @@ def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
                 f"{str(p)!r}: array {k!r} has shape {files[k].shape}; expected {shape} "
                 f"for hidden={hidden}, vocabulary of {V}"
             )
-        if not np.issubdtype(files[k].dtype, np.floating) or not np.isfinite(files[k]).all():
-            raise ValueError(f"{str(p)!r}: array {k!r} is not finite floating-point data")
+        if str(files[k].dtype) != meta.get("dtype") or not np.isfinite(files[k]).all():
+            raise ValueError(
+                f"{str(p)!r}: array {k!r} is not finite {meta.get('dtype')} data as the "
+                f"metadata says (dtype {files[k].dtype})"
+            )
     if like is None:
         return CharModel(cell, vocab, files)
     return CharModel(cell, vocab, xrnn.to_device(files, like))
