@@ -158,8 +158,8 @@ def test_bad_checkpoints(tmp_path):
     np.savez(tmp_path / "shape.npz", **{**files, "by": np.zeros((3, 1))})
     with pytest.raises(ValueError, match="array 'by' has shape"):
         charlm.load(tmp_path / "shape.npz")
-    np.savez(tmp_path / "dtype.npz", **{**files, "by": files["by"].astype(np.float32)})
-    with pytest.raises(ValueError, match="array 'by' is not finite float64 data"):
+    np.savez(tmp_path / "dtype.npz", **{**files, "by": files["by"].astype(np.float64)})
+    with pytest.raises(ValueError, match="array 'by' is not finite float32 data"):
         charlm.load(tmp_path / "dtype.npz")
     np.savez(tmp_path / "nan.npz", **{**files, "by": files["by"] * np.nan})
     with pytest.raises(ValueError, match="array 'by' is not finite"):
