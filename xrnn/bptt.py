@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xrnn.layout import columns, time_major
+from xrnn.layout import columns, public, time_major
 
 __all__ = ["CHUNK_COLUMNS", "backward_in_chunks"]
 
@@ -81,7 +81,7 @@ def backward_in_chunks(
         for t in reversed(range(start, end)):
             step(dP, t - start, dAc[t - start, :, :], t)
         dPc = dP[:, : (end - start) * m]
-        H_prev = xp.reshape(xp.permute_dims(H[start:end, :, :], (1, 0, 2)), (n_a, -1))
+        H_prev = columns(xp, public(xp, H[start:end, :, :]))  # (n_a, K*m), like dPc
         dWa = dWa + xp.matmul(dPc, H_prev.T)
         dWx = dWx + xp.matmul(dPc, columns(xp, x[:, :, start:end]).T)
         db = db + xp.sum(dPc, axis=1, keepdims=True)

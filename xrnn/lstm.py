@@ -25,17 +25,11 @@ __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_for
 _ALL_KEYS = LSTM_KEYS + LSTM_OUTPUT
 
 
-def _stacked(xp: Any, parameters: Mapping[str, Any]) -> tuple[Any, Any]:
-    """``W (4n_a, n_a+n_x)`` and ``b (4n_a, 1)`` in the kernels' gate order ``[f; u; o; c̃]``."""
-    W = xp.concat([parameters[w] for w, _ in LSTM_GATES], axis=0)
-    b = xp.concat([parameters[b] for _, b in LSTM_GATES], axis=0)
-    return W, b
-
-
 def _stacked_split(xp: Any, parameters: Mapping[str, Any], n_a: int) -> tuple[Any, Any, Any]:
     """The stacked recurrent part ``W_a (4n_a, n_a)``, input part ``W_x (4n_a, n_x)`` and
-    ``b (4n_a, 1)``, each a contiguous array: GEMMs on column slices of the stacked ``W``
-    are markedly slower (NumPy's batched matmul falls off its fast path on them)."""
+    ``b (4n_a, 1)`` in the kernels' gate order ``[f; u; o; c̃]``, each a contiguous array:
+    GEMMs on column slices of one stacked ``W`` are markedly slower (NumPy's batched matmul
+    falls off its fast path on them)."""
     Wa = xp.concat([parameters[w][:, :n_a] for w, _ in LSTM_GATES], axis=0)
     Wx = xp.concat([parameters[w][:, n_a:] for w, _ in LSTM_GATES], axis=0)
     b = xp.concat([parameters[b] for _, b in LSTM_GATES], axis=0)
@@ -101,8 +95,8 @@ def lstm_cell_forward(
     check_shape("a_prev", a_prev, (n_a, m), f"m={m} from xt")
     check_shape("c_prev", c_prev, (n_a, m), "the shape of a_prev")
     n_y = validate_lstm_parameters(parameters, n_x, n_a)
-    W, b = _stacked(xp, parameters)
-    p = xp.matmul(W, xp.concat([a_prev, xt], axis=0)) + b
+    Wa, Wx, b = _stacked_split(xp, parameters, n_a)
+    p = xp.matmul(Wa, a_prev) + xp.matmul(Wx, xt) + b
     gates, c_next, a_next = lstm_pointwise_forward(xp, p, c_prev, n_a)
     ft, it = gates[:n_a, :], gates[n_a : 2 * n_a, :]
     ot, cct = gates[2 * n_a : 3 * n_a, :], gates[3 * n_a :, :]
@@ -230,15 +224,14 @@ def lstm_cell_backward(
     validate_lstm_parameters(parameters, n_x, n_a)
     gates = xp.concat([ft, it, ot, cct], axis=0)
     dp, dc_prev = lstm_pointwise_backward(xp, gates, c_next, c_prev, da_next, dc_next, n_a)
-    W, _ = _stacked(xp, parameters)
-    dz = xp.matmul(W.T, dp)
+    Wa, Wx, _ = _stacked_split(xp, parameters, n_a)
     grads = {
-        "dxt": dz[n_a:, :],
-        "da_prev": dz[:n_a, :],
+        "dxt": xp.matmul(Wx.T, dp),
+        "da_prev": xp.matmul(Wa.T, dp),
         "dc_prev": dc_prev,
     }
-    z = xp.concat([a_prev, xt], axis=0)
-    grads.update(_unstacked(xp.matmul(dp, z.T), xp.sum(dp, axis=1, keepdims=True), n_a))
+    dW = xp.concat([xp.matmul(dp, a_prev.T), xp.matmul(dp, xt.T)], axis=1)
+    grads.update(_unstacked(dW, xp.sum(dp, axis=1, keepdims=True), n_a))
     return grads
 
 

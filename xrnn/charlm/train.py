@@ -13,6 +13,7 @@ from xrnn.charlm.model import CharModel, _check_cell
 from xrnn.charlm.optim import SGD, Adam, clip_by_global_norm
 from xrnn.charlm.optim import clip as clip_values
 from xrnn.charlm.vocab import Vocabulary
+from xrnn.params import _positive
 
 __all__ = ["resolve_device", "train"]
 
@@ -21,8 +22,7 @@ VALIDATE_EVERY_NAMES = 1600
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _positive(name, value)  # the same check and message as the initialisers'
     return value
 
 
