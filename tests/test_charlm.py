@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import xrnn
 from xrnn import charlm
 from xrnn.charlm.model import CharModel
 
@@ -34,7 +35,7 @@ def _like(xp, dtype="float64"):
     return xp.asarray(np.zeros((1, 1)), dtype)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+@pytest.mark.parametrize("cell", sorted(xrnn.CELLS))
 def test_loss_falls_on_a_small_corpus(cell, xp):
     model, history = charlm.train(
         SMALL,
@@ -53,7 +54,7 @@ def test_loss_falls_on_a_small_corpus(cell, xp):
     assert model.params["by"].dtype == xp.dtype("float32")
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+@pytest.mark.parametrize("cell", sorted(xrnn.CELLS))
 def test_full_model_gradients_match_finite_differences(cell, xp):
     vocab = charlm.Vocabulary.from_names(SMALL)
     model = CharModel.initialise(cell, vocab, 5, seed=3, like=_like(xp))
@@ -184,7 +185,8 @@ def test_evaluate_refuses_unknown_characters():
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"lr": 0}, "lr must be a positive number"),
         ({"lr": float("nan")}, "lr must be a positive number"),
-        ({"cell": "gru"}, "cell must be 'rnn' or 'lstm'"),
+        ({"cell": "tcn"}, "cell must be one of 'gru', 'lstm', 'rnn'; got 'tcn'"),
+        ({"cell": ["lstm"]}, "cell must be one of"),
         ({"optimizer": "rmsprop"}, "optimizer must be 'adam' or 'sgd'"),
         ({"device": "tpu"}, "device must be 'cpu', 'gpu' or 'auto'"),
     ],

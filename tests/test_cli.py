@@ -57,7 +57,7 @@ def test_exercise_mode_from_a_data_file(tmp_path):
         (["train", "--hidden", "0"], "--hidden: must be a positive integer"),
         (["train", "--steps", "-5"], "--steps: must be a positive integer"),
         (["train", "--lr", "abc"], "--lr: 'abc' is not a number"),
-        (["train", "--cell", "gru"], "invalid choice"),
+        (["train", "--cell", "tcn"], "invalid choice"),
         (["sample", "--load", "/no/such.npz"], "does not exist"),
         (["sample", "--load", "x", "--temperature", "0"], "--temperature: must be a positive"),
     ],

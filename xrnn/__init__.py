@@ -1,16 +1,25 @@
-"""xrnn: RNN and LSTM kernels written once against the Python array API.
+"""xrnn: RNN, LSTM and GRU kernels written once against the Python array API.
 
 The functional API of the classic "Building your Recurrent Neural Network – Step by Step"
 exercise — same names, argument order, return tuples and cache layouts — with the exercise's
-LSTM-backward errata corrected, a fast batched time loop, and every array-API backend: NumPy,
-CuPy, PyTorch tensors, array-api-strict. Results keep the input's library, device and dtype.
+LSTM-backward errata corrected, a GRU in the same conventions, variable-length batches and
+reverse time, a fast batched time loop, and every array-API backend: NumPy, CuPy, PyTorch
+tensors, JAX, array-api-strict. Results keep the input's library, device and dtype.
 """
 
 from xrnn.activations import sigmoid, softmax
 from xrnn.backends import available_backends
-from xrnn.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
-from xrnn.params import initialize_lstm, initialize_rnn, to_device
-from xrnn.rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
+from xrnn.cell import CELLS, get_cell
+from xrnn.gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward, initialize_gru
+from xrnn.lstm import (
+    initialize_lstm,
+    lstm_backward,
+    lstm_cell_backward,
+    lstm_cell_forward,
+    lstm_forward,
+)
+from xrnn.params import to_device
+from xrnn.rnn import initialize_rnn, rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
 
 __version__ = "0.1.0"
 
@@ -25,8 +34,15 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "CELLS",
     "available_backends",
     "charlm",
+    "get_cell",
+    "gru_backward",
+    "gru_cell_backward",
+    "gru_cell_forward",
+    "gru_forward",
+    "initialize_gru",
     "initialize_lstm",
     "initialize_rnn",
     "lstm_backward",

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xrnn.cell import CELLS
+
 __all__ = ["main"]
 
 
@@ -64,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--data", metavar="FILE", help="names, one per line (default: the bundled dinosaur names)"
     )
-    t.add_argument("--cell", choices=("rnn", "lstm"), default="lstm")
+    t.add_argument("--cell", choices=sorted(CELLS), default="lstm")
     t.add_argument("--hidden", type=_positive_int, default=128, metavar="N")
     t.add_argument(
         "--steps",

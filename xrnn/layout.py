@@ -1,11 +1,11 @@
 """Conversions between the public ``(n, m, T_x)`` layout and the kernels' time-major
-``(T_x, n, m)`` layout, and the output layer applied to all steps at once."""
+``(T_x, n, m)`` layout, per-sequence time reversal, and the output layer over all steps."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["columns", "output_layer_forward", "public", "time_major"]
+__all__ = ["columns", "output_layer_forward", "public", "reorder", "reversal", "time_major"]
 
 
 def time_major(xp: Any, x: Any) -> Any:
@@ -29,13 +29,39 @@ def public(xp: Any, M: Any) -> Any:
     return xp.permute_dims(M, (1, 2, 0))
 
 
+def reversal(xp: Any, lengths: Any, m: int, T: int) -> Any:
+    """The gather that reverses each sequence over its own length: for the flattened
+    ``(m·T)`` axis of an ``(n, m, T)`` array, position ``(j, t)`` reads ``(j, L_j − 1 − t)``
+    for ``t < L_j`` and stays put past the length. It is its own inverse.
+
+    ``lengths`` None reverses every sequence over all ``T`` steps (returned as the string
+    ``"flip"``: a plain flip, no gather).
+    """
+    if lengths is None:
+        return "flip"
+    t = xp.arange(T, dtype=lengths.dtype, device=lengths.device)[None, :]
+    L = lengths[:, None]
+    within = xp.where(t < L, L - 1 - t, t)
+    base = xp.arange(m, dtype=lengths.dtype, device=lengths.device)[:, None] * T
+    return xp.reshape(base + within, (m * T,))
+
+
+def reorder(xp: Any, a: Any, order: Any) -> Any:
+    """``a`` (n, m, T) with each sequence's steps reordered by :func:`reversal`'s ``order``
+    (``None``: unchanged)."""
+    if order is None:
+        return a
+    if isinstance(order, str):
+        return xp.flip(a, axis=2)
+    n, m, T = (int(s) for s in a.shape)
+    return xp.reshape(xp.take(xp.reshape(a, (n, m * T)), order, axis=1), (n, m, T))
+
+
 def output_layer_forward(xp: Any, W: Any, b: Any, H: Any) -> Any:
     """``softmax(W a⟨t⟩ + b)`` for every step; ``H`` is (T, n_a, m), the result (n_y, m, T).
 
     The softmax runs over the class axis with its maximum subtracted, as :func:`xrnn.softmax`.
     """
-    z = xp.matmul(W, H)
-    z += b
+    z = xp.matmul(W, H) + b
     z = xp.exp(z - xp.max(z, axis=1, keepdims=True))
-    z /= xp.sum(z, axis=1, keepdims=True)
-    return public(xp, z)
+    return public(xp, z / xp.sum(z, axis=1, keepdims=True))

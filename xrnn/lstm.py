@@ -1,49 +1,166 @@
-"""The LSTM: cell and sequence, forward and backward through time."""
+"""The LSTM: its spec, and the exercise's cell and sequence functions.
+
+With ``z = [a⟨t-1⟩; x⟨t⟩]``: ``Γf = σ(Wf z + bf)``, ``Γu = σ(Wi z + bi)``,
+``c̃ = tanh(Wc z + bc)``, ``Γo = σ(Wo z + bo)``, ``c⟨t⟩ = Γf∗c⟨t-1⟩ + Γu∗c̃``,
+``a⟨t⟩ = Γo∗tanh(c⟨t⟩)``, optionally ``ŷ⟨t⟩ = softmax(Wy a⟨t⟩ + by)``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from xrnn.activations import softmax
-from xrnn.backends import get_ops, resolve
-from xrnn.bptt import backward_in_chunks
-from xrnn.caches import LSTMStepCaches, open_caches
-from xrnn.inputs import check_shape, sequence_shape, shape_of
-from xrnn.layout import output_layer_forward, public, time_major
-from xrnn.ops import lstm_pointwise_backward, lstm_pointwise_forward
-from xrnn.params import (
-    LSTM_GATES,
-    LSTM_KEYS,
-    LSTM_OUTPUT,
-    parameter_items,
-    validate_lstm_parameters,
-)
+import array_api_compat
 
-__all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
+from xrnn.activations import sigmoid
+from xrnn.cell import Cell, Stacked, register, torch_bias
+from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
+from xrnn.params import initialize
 
-_ALL_KEYS = LSTM_KEYS + LSTM_OUTPUT
+__all__ = [
+    "LSTM_CELL",
+    "initialize_lstm",
+    "lstm_backward",
+    "lstm_cell_backward",
+    "lstm_cell_forward",
+    "lstm_forward",
+]
 
-
-def _stacked_split(xp: Any, parameters: Mapping[str, Any], n_a: int) -> tuple[Any, Any, Any]:
-    """The stacked recurrent part ``W_a (4n_a, n_a)``, input part ``W_x (4n_a, n_x)`` and
-    ``b (4n_a, 1)`` in the kernels' gate order ``[f; u; o; c̃]``, each a contiguous array:
-    GEMMs on column slices of one stacked ``W`` are markedly slower (NumPy's batched matmul
-    falls off its fast path on them)."""
-    Wa = xp.concat([parameters[w][:, :n_a] for w, _ in LSTM_GATES], axis=0)
-    Wx = xp.concat([parameters[w][:, n_a:] for w, _ in LSTM_GATES], axis=0)
-    b = xp.concat([parameters[b] for _, b in LSTM_GATES], axis=0)
-    return Wa, Wx, b
+# (weight, bias) per gate in the stacked order: the three sigmoid gates first, so one sigmoid
+# covers them, then c̃.
+GATES = (("Wf", "bf"), ("Wi", "bi"), ("Wo", "bo"), ("Wc", "bc"))
+# PyTorch stacks (i, f, g, o): our keys in its order.
+TORCH_GATES = (("Wi", "bi"), ("Wf", "bf"), ("Wc", "bc"), ("Wo", "bo"))
 
 
-def _unstacked(dW: Any, db: Any, n_a: int) -> dict[str, Any]:
-    """Split stacked gradients back into ``dWf, dWi, dWo, dWc, dbf, …`` (views)."""
-    out = {}
-    for k, (w, b) in enumerate(LSTM_GATES):
-        rows = slice(k * n_a, (k + 1) * n_a)
-        out["d" + w] = dW[rows, :]
-        out["d" + b] = db[rows, :]
-    return out
+class LSTMCell(Cell):
+    """The spec of the LSTM: four gate blocks ``[Γf; Γu; Γo; c̃]``; saves the activated gates."""
+
+    name = "lstm"
+    keys = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo")
+    output_keys = ("Wy", "by")
+    states = ("a", "c")
+    blocks = 4
+    saved_blocks = 4
+    cache_size = 10
+    cache_layout = "(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)"
+
+    def shapes(self, n_x, n_a):
+        out = {}
+        for w, b in (("Wf", "bf"), ("Wi", "bi"), ("Wc", "bc"), ("Wo", "bo")):
+            out[w] = ((n_a, n_a + n_x), f"n_a={n_a}, n_a + n_x={n_a + n_x}")
+            out[b] = ((n_a, 1), f"n_a={n_a}")
+        return out
+
+    def draw(self, uniform, zeros, n_x, n_a):
+        # Biases zero except the forget gate's bf = 1, which keeps the cell's memory open early
+        # in training (Jozefowicz et al., 2015). Draw order fixed: seeds stay reproducible.
+        out = {}
+        for w, b in (("Wf", "bf"), ("Wi", "bi"), ("Wc", "bc"), ("Wo", "bo")):
+            out[w] = uniform((n_a, n_a + n_x))
+            out[b] = zeros((n_a, 1)) + (1.0 if w == "Wf" else 0.0)
+        return out
+
+    def stack(self, xp, parameters, n_a):
+        return Stacked(
+            xp.concat([parameters[w][:, :n_a] for w, _ in GATES], axis=0),
+            xp.concat([parameters[w][:, n_a:] for w, _ in GATES], axis=0),
+            xp.concat([parameters[b] for _, b in GATES], axis=0),
+        )
+
+    def unstack(self, dWa, dWx, db, dbh, n_a):
+        xp = array_api_compat.array_namespace(dWa)
+        dW = xp.concat([dWa, dWx], axis=1)
+        out = {}
+        for k, (w, b) in enumerate(GATES):
+            out["d" + w] = dW[k * n_a : (k + 1) * n_a, :]
+            out["d" + b] = db[k * n_a : (k + 1) * n_a, :]
+        return out
+
+    def to_torch(self, xp, parameters, n_a):
+        b = xp.concat([parameters[b][:, 0] for _, b in TORCH_GATES])
+        return {
+            "weight_ih": xp.concat([parameters[w][:, n_a:] for w, _ in TORCH_GATES], axis=0),
+            "weight_hh": xp.concat([parameters[w][:, :n_a] for w, _ in TORCH_GATES], axis=0),
+            "bias_ih": b,
+            "bias_hh": xp.zeros_like(b),
+        }
+
+    def from_torch(self, xp, weight_ih, weight_hh, bias_ih, bias_hh, n_a):
+        b = torch_bias(xp, bias_ih, bias_hh, weight_hh)
+        out = {}
+        for k, (w, bk) in enumerate(TORCH_GATES):
+            rows = slice(k * n_a, (k + 1) * n_a)
+            out[w] = xp.concat([weight_hh[rows, :], weight_ih[rows, :]], axis=1)
+            out[bk] = xp.reshape(b[rows], (n_a, 1))
+        return out
+
+    def forward_pointwise(self, xp, gx, ra, state, W):
+        n_a = int(state[0].shape[0])
+        p = gx + ra
+        s = sigmoid(p[: 3 * n_a, :])
+        cct = xp.tanh(p[3 * n_a :, :])
+        c = s[:n_a, :] * state[1] + s[n_a : 2 * n_a, :] * cct
+        a = s[2 * n_a :, :] * xp.tanh(c)
+        return (a, c), xp.concat([s, cct], axis=0)
+
+    def backward_pointwise(self, xp, saved, prev, new, up):
+        """The corrected equations (erratum 1): with ``dc = dc⟨t⟩ + da∗Γo∗(1 − tanh²(c⟨t⟩))``
+        (the tanh′ factor multiplies only the ``da`` term),
+        ``dΓo = da∗tanh(c⟨t⟩)∗Γo(1−Γo)``, ``dc̃ = dc∗Γu∗(1−c̃²)``, ``dΓu = dc∗c̃∗Γu(1−Γu)``,
+        ``dΓf = dc∗c⟨t-1⟩∗Γf(1−Γf)``, ``dc⟨t-1⟩ = dc∗Γf``."""
+        n_a = int(prev[0].shape[0])
+        f, u = saved[:n_a, :], saved[n_a : 2 * n_a, :]
+        o, cct = saved[2 * n_a : 3 * n_a, :], saved[3 * n_a :, :]
+        da, dc_next = up
+        tc = xp.tanh(new[1])
+        dc = dc_next + da * o * (1 - tc * tc)
+        dp = xp.concat(
+            [
+                dc * prev[1] * f * (1 - f),
+                dc * cct * u * (1 - u),
+                da * tc * o * (1 - o),
+                dc * u * (1 - cct * cct),
+            ],
+            axis=0,
+        )
+        return dp, dp, (None, dc * f)
+
+    def cache_tuple(self, prev, new, saved, xt, parameters):
+        n_a = int(prev[0].shape[0])
+        f, u = saved[:n_a, :], saved[n_a : 2 * n_a, :]
+        o, cct = saved[2 * n_a : 3 * n_a, :], saved[3 * n_a :, :]
+        return (new[0], new[1], prev[0], prev[1], f, u, cct, o, xt, parameters)
+
+    def cache_parts(self, cache):
+        a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters = cache
+        xp = array_api_compat.array_namespace(ft, it, cct, ot)
+        saved = xp.concat([ft, it, ot, cct], axis=0)
+        return (a_prev, c_prev), (a_next, c_next), saved, xt, parameters
+
+
+LSTM_CELL = register(LSTMCell())
+
+
+def initialize_lstm(
+    n_x: int,
+    n_a: int,
+    n_y: int | None = None,
+    *,
+    seed: int = 0,
+    dtype: Any = None,
+    like: Any = None,
+) -> dict[str, Any]:
+    """Random LSTM parameters ``Wf, Wi, Wc, Wo (n_a, n_a + n_x)``, ``bf, bi, bc, bo (n_a, 1)``
+    and, when ``n_y`` is given, ``Wy (n_y, n_a)``, ``by (n_y, 1)``.
+
+    Weights are uniform in ``±1/sqrt(n_a)`` (PyTorch's ``nn.LSTM`` default) from a NumPy
+    ``Generator`` seeded with ``seed``; biases are zero except the forget-gate bias ``bf = 1``,
+    which keeps the cell's memory open early in training (Jozefowicz et al., 2015).
+    ``like`` and ``dtype`` as in :func:`xrnn.initialize_rnn`.
+    """
+    return initialize(
+        LSTM_CELL.draw, LSTM_CELL.output_keys, n_x, n_a, n_y, seed=seed, dtype=dtype, like=like
+    )
 
 
 def lstm_cell_forward(
@@ -80,31 +197,10 @@ def lstm_cell_forward(
     ``c̃ = tanh(Wc z + bc)``, ``c⟨t⟩ = Γf∗c⟨t-1⟩ + Γu∗c̃``, ``Γo = σ(Wo z + bo)``,
     ``a⟨t⟩ = Γo∗tanh(c⟨t⟩)``, ``ŷ⟨t⟩ = softmax(Wy a⟨t⟩ + by)``.
     """
-    ctx = resolve(
-        [
-            ("xt", xt),
-            ("a_prev", a_prev),
-            ("c_prev", c_prev),
-            *parameter_items(parameters, _ALL_KEYS),
-        ],
-        check_finite=check_finite,
+    (a_next, c_next), yt, cache = run_cell_forward(
+        LSTM_CELL, xt, (a_prev, c_prev), parameters, check_finite=check_finite
     )
-    xp = ctx.xp
-    n_x, m = shape_of("xt", xt, ("n_x", "m"))
-    n_a, _ = shape_of("a_prev", a_prev, ("n_a", "m"))
-    check_shape("a_prev", a_prev, (n_a, m), f"m={m} from xt")
-    check_shape("c_prev", c_prev, (n_a, m), "the shape of a_prev")
-    n_y = validate_lstm_parameters(parameters, n_x, n_a)
-    Wa, Wx, b = _stacked_split(xp, parameters, n_a)
-    p = xp.matmul(Wa, a_prev) + xp.matmul(Wx, xt) + b
-    gates, c_next, a_next = lstm_pointwise_forward(xp, p, c_prev, n_a)
-    ft, it = gates[:n_a, :], gates[n_a : 2 * n_a, :]
-    ot, cct = gates[2 * n_a : 3 * n_a, :], gates[3 * n_a :, :]
-    yt_pred = None
-    if n_y is not None:
-        yt_pred = softmax(xp.matmul(parameters["Wy"], a_next) + parameters["by"])
-    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
-    return a_next, c_next, yt_pred, cache
+    return a_next, c_next, yt, cache
 
 
 def lstm_forward(
@@ -113,6 +209,8 @@ def lstm_forward(
     parameters: dict[str, Any],
     *,
     c0: Any = None,
+    lengths: Any = None,
+    reverse: bool = False,
     check_finite: bool = True,
 ) -> tuple[Any, Any, Any, tuple]:
     """The LSTM over a whole sequence.
@@ -125,8 +223,13 @@ def lstm_forward(
         As in :func:`lstm_cell_forward`.
     c0 : array of shape (n_a, m), optional
         Initial cell state; zeros when omitted (the exercise's behaviour).
+    lengths : integer array of shape (m,), optional
+        Each sequence's length (1 ≤ length ≤ T_x); see :func:`xrnn.rnn_forward`.
+    reverse : bool, default False
+        Run each sequence backwards over its own length; see :func:`xrnn.rnn_forward`.
     check_finite : bool, default True
-        Refuse NaN/inf in the inputs and parameters with a ``ValueError``.
+        Refuse NaN/inf in the inputs and parameters, and lengths out of range, with a
+        ``ValueError`` (one host read each; pass False in GPU hot loops).
 
     Returns
     -------
@@ -135,43 +238,36 @@ def lstm_forward(
     c : array of shape (n_a, m, T_x)
     caches : tuple ``(step_caches, x)``
         ``step_caches[t]`` is step t's 10-tuple cache, built on demand from views of stacked
-        gate and state buffers.
+        gate and state buffers; ``step_caches.final_states()`` is ``(a_T, c_T)``.
 
     Notes
     -----
     The four gates' weights are stacked once per call into ``W_a (4n_a, n_a)`` and
     ``W_x (4n_a, n_x)``; the input projection ``W_x x⟨t⟩ + b`` of all steps is one batched GEMM
     before the loop and the output layer one after it, so the loop does only the recurrent GEMM
-    ``W_a a⟨t-1⟩`` and the pointwise gate math (:mod:`xrnn.ops`).
+    ``W_a a⟨t-1⟩`` and the pointwise gate math (:mod:`xrnn.engine`).
+
+    Examples
+    --------
+    >>> import numpy as np, xrnn
+    >>> p = xrnn.initialize_lstm(3, 5, seed=0)
+    >>> x = np.random.default_rng(0).normal(size=(3, 4, 6))
+    >>> a, y, c, caches = xrnn.lstm_forward(x, np.zeros((5, 4)), p, lengths=[6, 2, 4, 1])
+    >>> a.shape, y is None, float(abs(a[:, 1, 2:]).max())   # zero past length 2
+    ((5, 4, 6), True, 0.0)
+    >>> sorted(xrnn.lstm_backward(np.ones_like(a), caches))[:4]
+    ['da0', 'dbc', 'dbf', 'dbi']
     """
-    ctx = resolve(
-        [("x", x), ("a0", a0), ("c0", c0), *parameter_items(parameters, _ALL_KEYS)],
+    (a, c), y, caches = run_forward(
+        LSTM_CELL,
+        x,
+        (a0, c0),
+        parameters,
+        lengths=lengths,
+        reverse=reverse,
         check_finite=check_finite,
     )
-    xp = ctx.xp
-    n_x, m, T = sequence_shape(x)
-    n_a, _ = shape_of("a0", a0, ("n_a", "m"))
-    check_shape("a0", a0, (n_a, m), f"m={m} from x")
-    if c0 is not None:
-        check_shape("c0", c0, (n_a, m), "the shape of a0")
-    n_y = validate_lstm_parameters(parameters, n_x, n_a)
-
-    Wa, Wx, b = _stacked_split(xp, parameters, n_a)
-    G = xp.matmul(Wx, time_major(xp, x))  # (T, 4n_a, m): every step's input part
-    G += b  # in place: no second (T, 4n_a, m) array
-    H = xp.empty((T + 1, n_a, m), dtype=ctx.dtype, device=ctx.device)
-    C = xp.empty((T + 1, n_a, m), dtype=ctx.dtype, device=ctx.device)
-    H[0, :, :] = a0
-    C[0, :, :] = 0 if c0 is None else c0
-    ops = get_ops(xp)
-    for t in range(T):
-        ops.lstm_forward_step(G, H, C, Wa, t)
-
-    y = None
-    if n_y is not None:
-        y = output_layer_forward(xp, parameters["Wy"], parameters["by"], H[1:, :, :])
-    a, c = public(xp, H[1:, :, :]), public(xp, C[1:, :, :])
-    return a, y, c, (LSTMStepCaches(G, H, C, x, parameters), x)
+    return a, y, c, caches
 
 
 def lstm_cell_backward(
@@ -200,39 +296,7 @@ def lstm_cell_backward(
     ``db· = Σ_m dΓ·``, ``[da_prev; dxt] = Σ W·ᵀ dΓ·``, ``dc_prev = dc∗Γf``. The exercise's
     printed equations misplace the parentheses of ``dc`` (erratum 1); these do not.
     """
-    if not isinstance(cache, tuple | list) or len(cache) != 10:
-        raise ValueError(
-            "cache must be the 10-tuple (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, "
-            "parameters) from lstm_cell_forward"
-        )
-    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters = cache
-    names = ("a_next", "c_next", "a_prev", "c_prev", "ft", "it", "cct", "ot", "xt")
-    ctx = resolve(
-        [
-            ("da_next", da_next),
-            ("dc_next", dc_next),
-            *((f"cache {n}", v) for n, v in zip(names, cache[:9], strict=True)),
-            *parameter_items(parameters, LSTM_KEYS),
-        ],
-        check_finite=check_finite,
-    )
-    xp = ctx.xp
-    n_a, m = shape_of("cache a_next", a_next, ("n_a", "m"))
-    check_shape("da_next", da_next, (n_a, m), "the shape of a_next")
-    check_shape("dc_next", dc_next, (n_a, m), "the shape of c_next")
-    n_x, _ = shape_of("cache xt", xt, ("n_x", "m"))
-    validate_lstm_parameters(parameters, n_x, n_a)
-    gates = xp.concat([ft, it, ot, cct], axis=0)
-    dp, dc_prev = lstm_pointwise_backward(xp, gates, c_next, c_prev, da_next, dc_next, n_a)
-    Wa, Wx, _ = _stacked_split(xp, parameters, n_a)
-    grads = {
-        "dxt": xp.matmul(Wx.T, dp),
-        "da_prev": xp.matmul(Wa.T, dp),
-        "dc_prev": dc_prev,
-    }
-    dW = xp.concat([xp.matmul(dp, a_prev.T), xp.matmul(dp, xt.T)], axis=1)
-    grads.update(_unstacked(dW, xp.sum(dp, axis=1, keepdims=True), n_a))
-    return grads
+    return run_cell_backward(LSTM_CELL, (da_next, dc_next), cache, check_finite=check_finite)
 
 
 def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[str, Any]:
@@ -258,26 +322,6 @@ def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[
     Step t receives ``da[:, :, t] + da_prev(t+1)`` and ``dc_prev(t+1)`` — both carried, unlike
     the exercise's solution (erratum 2). The loop does the pointwise gate math of
     :func:`lstm_cell_backward` and one recurrent GEMM ``W_aᵀ dp``; ``dW``, ``db`` and ``dx``
-    are large GEMMs over the stacked ``dp`` of each chunk of steps (:mod:`xrnn.bptt`).
+    are large GEMMs over the stacked ``dp`` of each chunk of steps (:mod:`xrnn.engine`).
     """
-    ctx, steps, x, n_x, n_a, m, T = open_caches(
-        da,
-        caches,
-        LSTMStepCaches,
-        "lstm_forward",
-        LSTM_KEYS,
-        validate_lstm_parameters,
-        check_finite,
-    )
-    xp, parameters = ctx.xp, steps.parameters
-    Wa, Wx, _ = _stacked_split(xp, parameters, n_a)
-    ops, WaT = get_ops(xp), Wa.T
-    state = [xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in range(2)]
-
-    def step(dP: Any, j: int, da_t: Any, t: int) -> None:
-        state[:] = ops.lstm_backward_step(dP, j, da_t, steps.G, steps.C, WaT, t, *state)
-
-    dWa, dWx, db, dx = backward_in_chunks(xp, ctx, step, da, x, steps.H, Wx, 4 * n_a)
-    grads = {"dx": dx, "da0": state[0], "dc0": state[1]}
-    grads.update(_unstacked(xp.concat([dWa, dWx], axis=1), db, n_a))
-    return grads
+    return run_backward(LSTM_CELL, da, caches, "lstm_forward", check_finite=check_finite)

@@ -1,176 +1,275 @@
-"""Generic per-step kernels of the sequence functions, written against the array API.
+"""Per-step work of the time loops and where it is stored: the generic reference, which every
+array library can run, and the hooks backends override.
 
-The sequence functions keep their state in stacked 3-D buffers, time-major with a
-feature-major ``(features, m)`` block per step, so every per-step read and write is one
-contiguous block and each gate is a contiguous slab of it:
+The engine (:mod:`xrnn.engine`) owns the loops and the recurrent state; each step asks ``Ops``
+to run one cell step and to store its results. The reference never writes into an array after
+creating it — step results are collected in lists and stacked once — so immutable arrays (JAX)
+work and a library's autograd (``torch.autograd``, ``jax.grad``) can differentiate through every
+forward function.
 
-- ``G`` (T, 4n_a, m): LSTM gate pre-activations for all steps (input projection plus bias,
-  computed before the loop), overwritten step by step with the activated gates
-  ``[Γf; Γu; Γo; c̃]`` — the three sigmoid gates first so one sigmoid covers them.
-- ``H`` and ``C`` (T+1, n_a, m): hidden and cell states, block 0 holding ``a0``/``c0``.
-- ``dP`` (k*n_a, K*m): gradients of the pre-activations of a chunk of K steps, column block
-  ``j`` for its step ``j``; reduced into ``dW``, ``db`` and ``dx`` by 2-D GEMMs after each
-  chunk (:mod:`xrnn.bptt`).
-
-``Ops`` is the reference: every backend can run it. ``xrnn.backends`` picks a subclass that
-overrides only the step methods (in-place NumPy ufuncs, fused CuPy kernels); the subclasses are
-tested against this class.
+Backends subclass ``Ops`` (``xrnn/backends/numpy.py``, ``xrnn/backends/cupy.py``): they store
+into preallocated buffers and register fused or in-place step kernels per cell with
+:meth:`Ops.register`. A cell without a registered kernel runs the cell's own pointwise math
+(its module's ``forward_pointwise``/``backward_pointwise``) — the reference the kernels are
+tested against.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from xrnn.activations import sigmoid
+import array_api_compat
 
 __all__ = [
+    "BufferColumns",
+    "BufferStore",
+    "InPlaceOps",
+    "ListColumns",
+    "ListStore",
     "Ops",
-    "lstm_pointwise_backward",
-    "lstm_pointwise_forward",
-    "rnn_pointwise_backward",
-    "rnn_pointwise_forward",
+    "Slot",
 ]
 
 
-# --- pointwise math, one function per cell and direction ------------------------------------
-# Feature-major blocks: rows are units, columns are batch entries; gates are row ranges.
+@dataclass(frozen=True)
+class Slot:
+    """Where a step may write its results in place: views into preallocated buffers."""
+
+    states: tuple  # the new state components, each (n_a, m)
+    saved: Any  # the step's saved block, or None
 
 
-def rnn_pointwise_forward(xp: Any, p: Any) -> Any:
-    """``a⟨t⟩ = tanh(p)`` for the pre-activation ``p = Waa a⟨t-1⟩ + Wax x⟨t⟩ + ba``."""
-    return xp.tanh(p)
+class ListStore:
+    """Forward results collected in lists and stacked at the end (the reference)."""
+
+    def __init__(self, xp: Any, state0: tuple) -> None:
+        self.xp = xp
+        self.states: list[list[Any]] = [[s] for s in state0]
+        self.saved: list[Any] = []
+
+    def slot(self, t: int) -> Slot | None:
+        return None
+
+    def put(self, t: int, state: tuple, saved: Any) -> None:
+        for column, s in zip(self.states, state, strict=True):
+            column.append(s)
+        if saved is not None:
+            self.saved.append(saved)
+
+    def result(self) -> tuple[tuple, Any]:
+        """``(states, saved)``: each state component (T+1, n_a, m), saved (T, rows, m)."""
+        xp = self.xp
+        states = tuple(xp.stack(column, axis=0) for column in self.states)
+        return states, xp.stack(self.saved, axis=0) if self.saved else None
 
 
-def rnn_pointwise_backward(xp: Any, a_next: Any, da: Any) -> Any:
-    """Gradient of the pre-activation: ``dp = da ∗ (1 − a⟨t⟩²)``."""
-    return da * (1 - a_next * a_next)
+class BufferStore:
+    """Forward results written into preallocated time-major buffers (in-place backends).
 
-
-def lstm_pointwise_forward(xp: Any, p: Any, c_prev: Any, n_a: int) -> tuple[Any, Any, Any]:
-    """Activate stacked gate pre-activations and advance the cell.
-
-    Parameters
-    ----------
-    p : array of shape (4 n_a, m)
-        Pre-activations in the stacked order ``[f; u; o; c̃]``.
-    c_prev : array of shape (n_a, m)
-
-    Returns
-    -------
-    gates : array of shape (4 n_a, m)
-        ``[Γf; Γu; Γo; c̃]``.
-    c_next, a_next : arrays of shape (n_a, m)
-        ``c⟨t⟩ = Γf∗c⟨t-1⟩ + Γu∗c̃`` and ``a⟨t⟩ = Γo∗tanh(c⟨t⟩)``.
+    A step kernel writes straight into :meth:`slot`'s views and returns them; a step that
+    returned arrays of its own (a cell without an in-place kernel) is copied in by :meth:`put`.
     """
-    s = sigmoid(p[: 3 * n_a, :])
-    cct = xp.tanh(p[3 * n_a :, :])
-    c_next = s[:n_a, :] * c_prev + s[n_a : 2 * n_a, :] * cct
-    a_next = s[2 * n_a :, :] * xp.tanh(c_next)
-    return xp.concat([s, cct], axis=0), c_next, a_next
+
+    def __init__(self, xp: Any, state0: tuple, T: int, saved: Any) -> None:
+        n_a, m = (int(s) for s in state0[0].shape)
+        self.states = []
+        for s in state0:
+            buf = xp.empty((T + 1, n_a, m), dtype=s.dtype, device=_device(s))
+            buf[0, ...] = s
+            self.states.append(buf)
+        self.saved = saved
+        self._slot: Slot | None = None
+
+    def slot(self, t: int) -> Slot:
+        saved = None if self.saved is None else self.saved[t]
+        self._slot = Slot(tuple(buf[t + 1] for buf in self.states), saved)
+        return self._slot
+
+    def put(self, t: int, state: tuple, saved: Any) -> None:
+        slot = self._slot
+        for buf, s, view in zip(self.states, state, slot.states, strict=True):
+            if s is not view:
+                buf[t + 1, ...] = s
+        if saved is not None and saved is not slot.saved:
+            self.saved[t, ...] = saved
+
+    def result(self) -> tuple[tuple, Any]:
+        return tuple(self.states), self.saved
 
 
-def lstm_pointwise_backward(
-    xp: Any, gates: Any, c_next: Any, c_prev: Any, da: Any, dc_next: Any, n_a: int
-) -> tuple[Any, Any]:
-    """Gradients of the stacked pre-activations and of ``c⟨t-1⟩`` for one step.
+class BufferColumns:
+    """A chunk's gradient column blocks in preallocated ``(rows, width)`` buffers, reused
+    across chunks (in-place backends); ``dra`` gets its own buffer only when ``split``."""
 
-    Parameters
-    ----------
-    gates : array of shape (4 n_a, m)
-        ``[Γf; Γu; Γo; c̃]`` from the forward step.
-    c_next, c_prev : arrays of shape (n_a, m)
-    da, dc_next : arrays of shape (n_a, m)
-        Total upstream gradients of ``a⟨t⟩`` and ``c⟨t⟩``.
+    def __init__(self, xp: Any, rows: int, width: int, like: Any, split: bool) -> None:
+        kw = {"dtype": like.dtype, "device": _device(like)}
+        self.gx = xp.empty((rows, width), **kw)
+        self.ra = xp.empty((rows, width), **kw) if split else None
+        self.m = 0
+        self._slot: tuple[Any, Any] = (None, None)
 
-    Returns
-    -------
-    dp : array of shape (4 n_a, m)
-        ``[dΓf; dΓu; dΓo; dc̃]`` with respect to the pre-activations (σ′, tanh′ applied once).
-    dc_prev : array of shape (n_a, m)
+    def slot(self, j: int, m: int) -> tuple[Any, Any]:
+        cols = slice(j * m, (j + 1) * m)
+        self.m = m
+        ra = None if self.ra is None else self.ra[:, cols]
+        self._slot = (self.gx[:, cols], ra)
+        return self._slot
 
-    Notes
-    -----
-    With ``dc = dc_next + da∗Γo∗(1 − tanh²(c⟨t⟩))`` (the σ′/tanh′ factor multiplies the whole
-    sum — erratum 1 of the exercise):
-    ``dΓo = da∗tanh(c⟨t⟩)∗Γo(1−Γo)``, ``dc̃ = dc∗Γu∗(1−c̃²)``, ``dΓu = dc∗c̃∗Γu(1−Γu)``,
-    ``dΓf = dc∗c⟨t-1⟩∗Γf(1−Γf)``, ``dc_prev = dc∗Γf``.
-    """
-    f = gates[:n_a, :]
-    u = gates[n_a : 2 * n_a, :]
-    o = gates[2 * n_a : 3 * n_a, :]
-    cct = gates[3 * n_a :, :]
-    tc = xp.tanh(c_next)
-    dc = dc_next + da * o * (1 - tc * tc)
-    dp = xp.concat(
-        [
-            dc * c_prev * f * (1 - f),
-            dc * cct * u * (1 - u),
-            da * tc * o * (1 - o),
-            dc * u * (1 - cct * cct),
-        ],
-        axis=0,
-    )
-    return dp, dc * f
+    def put(self, j: int, dgx: Any, dra: Any) -> None:
+        gx_view, ra_view = self._slot
+        cols = slice(j * self.m, (j + 1) * self.m)
+        if dgx is not gx_view:
+            self.gx[:, cols] = dgx
+        if self.ra is not None and dra is not ra_view:
+            self.ra[:, cols] = dra
+
+    def columns(self, K: int) -> tuple[Any, Any]:
+        dgx = self.gx[:, : K * self.m]
+        return dgx, dgx if self.ra is None else self.ra[:, : K * self.m]
 
 
-# --- step drivers ----------------------------------------------------------------------------
+def _device(a: Any) -> Any:
+    return array_api_compat.device(a)
 
 
 class Ops:
-    """Per-step kernels of the time loops; backends override these and nothing else.
+    """The reference step work; backends override the hooks and register step kernels.
 
-    Every method only writes into xrnn's own buffers (``H``, ``C``, ``G``, ``dP``), never into
-    an array the user passed.
+    Kernels are registered per (cell name, direction) on a subclass:
+
+    - ``forward(ops, cell, W, gx, ra_input, state, slot) -> (state, saved)`` where
+      ``ra_input`` is the previous hidden state (the kernel does ``Wa a⟨t-1⟩`` itself);
+    - ``backward(ops, cell, saved, prev, new, up, slot) -> (dgx, dra, direct)``.
+
+    ``slot`` holds views the kernel may write into (None for list storage). A backward kernel
+    may overwrite ``up[0]``, a temporary of the engine's; nothing else it is given.
     """
+
+    kernels: ClassVar[dict[tuple[str, str], Callable]] = {}
 
     def __init__(self, xp: Any) -> None:
         self.xp = xp
 
-    def rnn_forward_step(self, H: Any, GX: Any, Waa: Any, t: int) -> None:
-        """``H[t+1] = tanh(GX[t] + Waa @ H[t])``."""
-        xp = self.xp
-        p = GX[t, :, :] + xp.matmul(Waa, H[t, :, :])
-        H[t + 1, :, :] = rnn_pointwise_forward(xp, p)
+    @classmethod
+    def register(cls, cell: str, direction: str) -> Callable[[Callable], Callable]:
+        """Decorator: ``fn`` is this backend's ``direction`` step kernel for ``cell``."""
+        if "kernels" not in cls.__dict__:  # each backend keeps its own table
+            cls.kernels = {}
 
-    def rnn_backward_step(
-        self, dP: Any, j: int, da_t: Any, H: Any, WaaT: Any, t: int, da_next: Any
-    ) -> Any:
-        """Step ``t`` with upstream ``da_t`` (n_a, m): fill ``dP[:, block j]``, return
-        ``da_prev = Waaᵀ dp`` (n_a, m)."""
-        xp = self.xp
-        dp = rnn_pointwise_backward(xp, H[t + 1, :, :], da_t + da_next)
-        m = int(dp.shape[1])
-        dP[:, j * m : (j + 1) * m] = dp
-        return xp.matmul(WaaT, dp)
+        def add(fn: Callable) -> Callable:
+            cls.kernels[(cell, direction)] = fn
+            return fn
 
-    def lstm_forward_step(self, G: Any, H: Any, C: Any, Wa: Any, t: int) -> None:
-        """Activate ``G[t]`` in place and write ``C[t+1]`` and ``H[t+1]``."""
-        xp = self.xp
-        n_a = H.shape[1]
-        p = G[t, :, :] + xp.matmul(Wa, H[t, :, :])
-        gates, c_next, a_next = lstm_pointwise_forward(xp, p, C[t, :, :], n_a)
-        G[t, :, :] = gates
-        C[t + 1, :, :] = c_next
-        H[t + 1, :, :] = a_next
+        return add
 
-    def lstm_backward_step(
-        self,
-        dP: Any,
-        j: int,
-        da_t: Any,
-        G: Any,
-        C: Any,
-        WaT: Any,
-        t: int,
-        da_next: Any,
-        dc_next: Any,
-    ) -> tuple[Any, Any]:
-        """Step ``t`` with upstream ``da_t`` (n_a, m): fill ``dP[:, block j]``, return
-        ``(da_prev, dc_prev)``, each (n_a, m)."""
+    def kernel(self, cell: Any, direction: str) -> Callable | None:
+        return type(self).kernels.get((cell.name, direction))
+
+    # --- storage --------------------------------------------------------------------------
+
+    def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
+        """Where the forward loop keeps states and saved blocks (``GX``: the input side)."""
+        return ListStore(self.xp, state0)
+
+    def add_bias(self, G: Any, b: Any) -> Any:
+        """``G + b`` (in place where the backend may: ``G`` is xrnn's own array)."""
+        return G + b
+
+    def gradient_columns(self, rows: int, width: int, like: Any, split: bool) -> Any:
+        """Storage for a chunk's ``dgx`` (and, with ``split``, ``dra``) column blocks."""
+        return ListColumns(self.xp)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def forward_step(self, cell: Any, W: Any, gx: Any, state: tuple, slot: Any) -> tuple:
+        fused = self.kernel(cell, "forward")
+        if fused is not None:
+            return fused(self, cell, W, gx, state, slot)
+        ra = self.xp.matmul(W.Wa, state[0])
+        return cell.forward_pointwise(self.xp, gx, ra, state, W)
+
+    def backward_step(
+        self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any
+    ) -> tuple:
+        fused = self.kernel(cell, "backward")
+        if fused is not None:
+            return fused(self, cell, saved, prev, new, up, slot)
+        return cell.backward_pointwise(self.xp, saved, prev, new, up)
+
+    def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
+        """Where ``keep`` (1, m) is true the sequence has ended: its state stays ``old``."""
         xp = self.xp
-        n_a, m = int(C.shape[1]), int(C.shape[2])
-        dp, dc_prev = lstm_pointwise_backward(
-            xp, G[t, :, :], C[t + 1, :, :], C[t, :, :], da_t + da_next, dc_next, n_a
-        )
-        dP[:, j * m : (j + 1) * m] = dp
-        return xp.matmul(WaT, dp), dc_prev
+        return tuple(xp.where(keep, o, n) for n, o in zip(new, old, strict=True))
+
+    def all_full(self, lengths: Any, T: int) -> bool:
+        """Whether every length is ``T`` — known without a host read only on the host; the
+        reference answers False (the masked path is then exact, just not free)."""
+        return False
+
+
+class ListColumns:
+    """A chunk's gradient column blocks, collected and concatenated (the reference)."""
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self.gx: dict[int, Any] = {}
+        self.ra: dict[int, Any] = {}
+
+    def slot(self, j: int, m: int) -> Any:
+        return None
+
+    def put(self, j: int, dgx: Any, dra: Any) -> None:
+        self.gx[j] = dgx
+        self.ra[j] = dra
+
+    def columns(self, K: int) -> tuple[Any, Any]:
+        xp = self.xp
+        dgx = xp.concat([self.gx[j] for j in range(K)], axis=1)
+        same = all(self.ra[j] is self.gx[j] for j in range(K))
+        dra = dgx if same else xp.concat([self.ra[j] for j in range(K)], axis=1)
+        self.gx.clear()
+        self.ra.clear()
+        return dgx, dra
+
+
+class InPlaceOps(Ops):
+    """Shared storage of the in-place backends (NumPy, CuPy): preallocated time-major buffers,
+    the bias added in place, finished sequences kept with ``copyto(..., where=)``.
+
+    ``lib`` is the library module itself (``numpy``, ``cupy``), for what the array API lacks
+    (``out=``, ``copyto``). A forward kernel registered with ``saved_in_gx = True`` turns each
+    step's input-side block into its saved block in place, so the store lends it ``GX``.
+    """
+
+    lib: Any = None
+
+    def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
+        T = int(GX.shape[0])
+        kernel = self.kernel(cell, "forward")
+        if getattr(kernel, "saved_in_gx", False):
+            saved = GX
+        elif cell.saved_blocks:
+            n_a, m = (int(s) for s in state0[0].shape)
+            saved = self.lib.empty((T, cell.saved_blocks * n_a, m), dtype=GX.dtype)
+        else:
+            saved = None
+        return BufferStore(self.xp, state0, T, saved)
+
+    def add_bias(self, G: Any, b: Any) -> Any:
+        G += b  # G is the engine's own fresh GEMM result: no second (T, k n_a, m) array
+        return G
+
+    def gradient_columns(self, rows: int, width: int, like: Any, split: bool) -> Any:
+        return BufferColumns(self.xp, rows, width, like, split)
+
+    def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
+        out = []
+        for n, o in zip(new, old, strict=True):
+            if n is o:
+                out.append(n)
+                continue
+            self.lib.copyto(n, o, where=keep)  # n is the step's own result
+            out.append(n)
+        return tuple(out)

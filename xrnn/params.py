@@ -1,8 +1,10 @@
-"""Parameter dictionaries: validation, initialisation and moving between backends/devices."""
+"""Parameter dictionaries, cell-independent: key and shape checks, seeded initialisation and
+moving between libraries and devices. Each cell's keys, shapes and init rule live in its own
+module (:mod:`xrnn.rnn`, :mod:`xrnn.lstm`, :mod:`xrnn.gru`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import array_api_compat
@@ -10,22 +12,13 @@ import array_api_compat
 from xrnn.backends import backend_name, resolve
 
 __all__ = [
-    "LSTM_GATES",
-    "initialize_lstm",
-    "initialize_rnn",
+    "check_parameter",
+    "initialize",
     "output_layer",
     "parameter_items",
+    "positive_int",
     "to_device",
-    "validate_lstm_parameters",
-    "validate_rnn_parameters",
 ]
-
-RNN_KEYS = ("Wax", "Waa", "ba")
-RNN_OUTPUT = ("Wya", "by")
-# (weight, bias) per gate, in the order the kernels stack them: sigmoid gates first, then c̃.
-LSTM_GATES = (("Wf", "bf"), ("Wi", "bi"), ("Wo", "bo"), ("Wc", "bc"))
-LSTM_KEYS = tuple(k for pair in LSTM_GATES for k in pair)
-LSTM_OUTPUT = ("Wy", "by")
 
 
 def parameter_items(parameters: Any, keys: tuple[str, ...]) -> list[tuple[str, Any]]:
@@ -35,7 +28,10 @@ def parameter_items(parameters: Any, keys: tuple[str, ...]) -> list[tuple[str, A
     return [(f"parameters[{k!r}]", parameters[k]) for k in keys if k in parameters]
 
 
-def _check_shape(parameters: Mapping[str, Any], key: str, expected: tuple[int, ...], why: str):
+def check_parameter(
+    parameters: Mapping[str, Any], key: str, expected: tuple[int, ...], why: str
+) -> None:
+    """``parameters[key]`` exists and has shape ``expected`` (``why`` explains the shape)."""
     if key not in parameters:
         raise KeyError(f"parameters is missing {key!r} (expected shape {expected}, {why})")
     shape = tuple(parameters[key].shape)
@@ -58,118 +54,57 @@ def output_layer(parameters: Mapping[str, Any], keys: tuple[str, str], n_a: int)
     if len(W.shape) != 2:
         raise ValueError(f"parameters[{w!r}] must be 2-D (n_y, n_a); got shape {tuple(W.shape)}")
     n_y = int(W.shape[0])
-    _check_shape(parameters, w, (n_y, n_a), f"n_y={n_y}, n_a={n_a}")
-    _check_shape(parameters, b, (n_y, 1), f"n_y={n_y}")
+    check_parameter(parameters, w, (n_y, n_a), f"n_y={n_y}, n_a={n_a}")
+    check_parameter(parameters, b, (n_y, 1), f"n_y={n_y}")
     return n_y
-
-
-def validate_rnn_parameters(parameters: Mapping[str, Any], n_x: int, n_a: int) -> int | None:
-    """Check every RNN key and shape against ``n_x``/``n_a``; return ``n_y`` or None."""
-    _check_shape(parameters, "Wax", (n_a, n_x), f"n_a={n_a}, n_x={n_x}")
-    _check_shape(parameters, "Waa", (n_a, n_a), f"n_a={n_a}")
-    _check_shape(parameters, "ba", (n_a, 1), f"n_a={n_a}")
-    return output_layer(parameters, RNN_OUTPUT, n_a)
-
-
-def validate_lstm_parameters(parameters: Mapping[str, Any], n_x: int, n_a: int) -> int | None:
-    """Check every LSTM key and shape against ``n_x``/``n_a``; return ``n_y`` or None."""
-    for w, b in LSTM_GATES:
-        _check_shape(parameters, w, (n_a, n_a + n_x), f"n_a={n_a}, n_a + n_x={n_a + n_x}")
-        _check_shape(parameters, b, (n_a, 1), f"n_a={n_a}")
-    return output_layer(parameters, LSTM_OUTPUT, n_a)
 
 
 # --- initialisation -----------------------------------------------------------------------
 
 
-def _positive(name: str, value: Any, *, optional: bool = False) -> None:
+def positive_int(name: str, value: Any, *, optional: bool = False) -> None:
+    """``value`` is a positive ``int`` (or None when ``optional``); the error names it."""
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _sampler(n_x: Any, n_a: Any, n_y: Any, seed: int) -> Any:
-    """Validate the sizes; return the seeded ``U(±1/sqrt(n_a))`` sampler both initialisers use."""
-    _positive("n_x", n_x)
-    _positive("n_a", n_a)
-    _positive("n_y", n_y, optional=True)
-    from xrnn.backends import numpy as npb
+def initialize(
+    draw: Callable[[Callable, Callable, int, int], dict[str, Any]],
+    output_keys: tuple[str, str],
+    n_x: int,
+    n_a: int,
+    n_y: int | None,
+    *,
+    seed: int,
+    dtype: Any,
+    like: Any,
+) -> dict[str, Any]:
+    """The shared body of the ``initialize_<cell>`` functions.
 
-    return npb.uniform_sampler(seed, n_a)
+    ``draw(uniform, zeros, n_x, n_a)`` is the cell's rule (from its module): it returns the
+    host arrays of the cell's keys, drawing ``uniform(shape)`` from ``U(±1/sqrt(n_a))`` in a
+    fixed order. The output layer ``(n_y, n_a)``/``(n_y, 1)`` is drawn after it when ``n_y``
+    is given. The arrays are then created in ``like``'s library, device and dtype.
+    """
+    from xrnn import host
 
-
-def _materialise(host: dict[str, Any], dtype: Any, like: Any) -> dict[str, Any]:
-    from xrnn.backends import numpy as npb
-
+    positive_int("n_x", n_x)
+    positive_int("n_a", n_a)
+    positive_int("n_y", n_y, optional=True)
+    u = host.uniform_sampler(seed, n_a)
+    arrays = draw(u, host.zeros, n_x, n_a)
+    if n_y is not None:
+        w, b = output_keys
+        arrays.update({w: u((n_y, n_a)), b: host.zeros((n_y, 1))})
     if like is None:
-        return npb.cast_all(host, dtype)
+        return host.cast_all(arrays, dtype)
     ctx = resolve([("like", like)])
-    xp = ctx.xp
     target = ctx.dtype if dtype is None else dtype
-    return {k: xp.asarray(npb.cast(v, target), device=ctx.device) for k, v in host.items()}
-
-
-def initialize_rnn(
-    n_x: int,
-    n_a: int,
-    n_y: int | None = None,
-    *,
-    seed: int = 0,
-    dtype: Any = None,
-    like: Any = None,
-) -> dict[str, Any]:
-    """Random RNN parameters ``Wax (n_a, n_x)``, ``Waa (n_a, n_a)``, ``ba (n_a, 1)`` and,
-    when ``n_y`` is given, the output layer ``Wya (n_y, n_a)``, ``by (n_y, 1)``.
-
-    Weights are drawn uniformly from ``±1/sqrt(n_a)`` (PyTorch's ``nn.RNN`` default; output layer
-    ``±1/sqrt(n_a)`` too) from a NumPy ``Generator`` seeded with ``seed``, so every backend gets
-    the same numbers; biases start at zero.
-
-    Parameters
-    ----------
-    like : array, optional
-        Create the arrays in this array's namespace, on its device, with its dtype.
-    dtype : dtype, optional
-        Floating dtype of the result (of ``like``'s namespace when ``like`` is given). Default:
-        ``like``'s dtype, else NumPy float64.
-    """
-    from xrnn.backends import numpy as npb
-
-    u = _sampler(n_x, n_a, n_y, seed)
-    host = {"Wax": u((n_a, n_x)), "Waa": u((n_a, n_a)), "ba": npb.zeros((n_a, 1))}
-    if n_y is not None:
-        host.update(Wya=u((n_y, n_a)), by=npb.zeros((n_y, 1)))
-    return _materialise(host, dtype, like)
-
-
-def initialize_lstm(
-    n_x: int,
-    n_a: int,
-    n_y: int | None = None,
-    *,
-    seed: int = 0,
-    dtype: Any = None,
-    like: Any = None,
-) -> dict[str, Any]:
-    """Random LSTM parameters ``Wf, Wi, Wc, Wo (n_a, n_a + n_x)``, ``bf, bi, bc, bo (n_a, 1)``
-    and, when ``n_y`` is given, ``Wy (n_y, n_a)``, ``by (n_y, 1)``.
-
-    Weights are uniform in ``±1/sqrt(n_a)`` (PyTorch's ``nn.LSTM`` default) from a NumPy
-    ``Generator`` seeded with ``seed``; biases are zero except the forget-gate bias ``bf = 1``,
-    which keeps the cell's memory open early in training (Jozefowicz et al., 2015).
-    ``like`` and ``dtype`` as in :func:`initialize_rnn`.
-    """
-    from xrnn.backends import numpy as npb
-
-    u = _sampler(n_x, n_a, n_y, seed)
-    host: dict[str, Any] = {}
-    for w, b in (("Wf", "bf"), ("Wi", "bi"), ("Wc", "bc"), ("Wo", "bo")):
-        host[w] = u((n_a, n_a + n_x))
-        host[b] = npb.zeros((n_a, 1)) + (1.0 if w == "Wf" else 0.0)
-    if n_y is not None:
-        host.update(Wy=u((n_y, n_a)), by=npb.zeros((n_y, 1)))
-    return _materialise(host, dtype, like)
+    return {
+        k: ctx.xp.asarray(host.cast(v, target), device=ctx.device) for k, v in arrays.items()
+    }
 
 
 def to_device(parameters: Mapping[str, Any], target: Any, /) -> dict[str, Any]:
@@ -201,9 +136,9 @@ def to_device(parameters: Mapping[str, Any], target: Any, /) -> dict[str, Any]:
             if array_api_compat.array_namespace(v) is xp:
                 moved = array_api_compat.to_device(v, ctx.device)
             else:
-                from xrnn.backends import numpy as npb
+                from xrnn.host import to_numpy
 
-                moved = xp.asarray(npb.to_numpy(v), device=ctx.device)
+                moved = xp.asarray(to_numpy(v), device=ctx.device)
             out[k] = xp.astype(moved, ctx.dtype)
         return out
     out = {}

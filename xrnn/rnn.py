@@ -1,21 +1,111 @@
-"""The vanilla RNN: cell and sequence, forward and backward through time."""
+"""The vanilla RNN: its spec, and the exercise's cell and sequence functions.
+
+``a⟨t⟩ = tanh(Waa a⟨t-1⟩ + Wax x⟨t⟩ + ba)``, optionally ``ŷ⟨t⟩ = softmax(Wya a⟨t⟩ + by)``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from xrnn.activations import softmax
-from xrnn.backends import get_ops, resolve
-from xrnn.bptt import backward_in_chunks
-from xrnn.caches import RNNStepCaches, open_caches
-from xrnn.inputs import check_shape, sequence_shape, shape_of
-from xrnn.layout import output_layer_forward, public, time_major
-from xrnn.ops import rnn_pointwise_backward, rnn_pointwise_forward
-from xrnn.params import RNN_KEYS, RNN_OUTPUT, parameter_items, validate_rnn_parameters
+from xrnn.cell import Cell, Stacked, register, torch_bias
+from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
+from xrnn.params import initialize
 
-__all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
+__all__ = [
+    "RNN_CELL",
+    "initialize_rnn",
+    "rnn_backward",
+    "rnn_cell_backward",
+    "rnn_cell_forward",
+    "rnn_forward",
+]
 
-_ALL_KEYS = RNN_KEYS + RNN_OUTPUT
+
+class RNNCell(Cell):
+    """The spec of the vanilla (tanh) RNN: one gate block, nothing saved beyond the state."""
+
+    name = "rnn"
+    keys = ("Wax", "Waa", "ba")
+    output_keys = ("Wya", "by")
+    blocks = 1
+    cache_size = 4
+    cache_layout = "(a_next, a_prev, xt, parameters)"
+
+    def shapes(self, n_x, n_a):
+        return {
+            "Wax": ((n_a, n_x), f"n_a={n_a}, n_x={n_x}"),
+            "Waa": ((n_a, n_a), f"n_a={n_a}"),
+            "ba": ((n_a, 1), f"n_a={n_a}"),
+        }
+
+    def draw(self, uniform, zeros, n_x, n_a):
+        return {"Wax": uniform((n_a, n_x)), "Waa": uniform((n_a, n_a)), "ba": zeros((n_a, 1))}
+
+    def stack(self, xp, parameters, n_a):
+        return Stacked(parameters["Waa"], parameters["Wax"], parameters["ba"])
+
+    def unstack(self, dWa, dWx, db, dbh, n_a):
+        return {"dWax": dWx, "dWaa": dWa, "dba": db}
+
+    def to_torch(self, xp, parameters, n_a):
+        b = parameters["ba"][:, 0]
+        return {
+            "weight_ih": parameters["Wax"],
+            "weight_hh": parameters["Waa"],
+            "bias_ih": b,
+            "bias_hh": xp.zeros_like(b),
+        }
+
+    def from_torch(self, xp, weight_ih, weight_hh, bias_ih, bias_hh, n_a):
+        b = torch_bias(xp, bias_ih, bias_hh, weight_hh)
+        return {"Wax": weight_ih, "Waa": weight_hh, "ba": xp.reshape(b, (n_a, 1))}
+
+    def forward_pointwise(self, xp, gx, ra, state, W):
+        return (xp.tanh(gx + ra),), None
+
+    def backward_pointwise(self, xp, saved, prev, new, up):
+        a = new[0]
+        dz = up[0] * (1 - a * a)
+        return dz, dz, (None,)
+
+    def cache_tuple(self, prev, new, saved, xt, parameters):
+        return (new[0], prev[0], xt, parameters)
+
+    def cache_parts(self, cache):
+        a_next, a_prev, xt, parameters = cache
+        return (a_prev,), (a_next,), None, xt, parameters
+
+
+RNN_CELL = register(RNNCell())
+
+
+def initialize_rnn(
+    n_x: int,
+    n_a: int,
+    n_y: int | None = None,
+    *,
+    seed: int = 0,
+    dtype: Any = None,
+    like: Any = None,
+) -> dict[str, Any]:
+    """Random RNN parameters ``Wax (n_a, n_x)``, ``Waa (n_a, n_a)``, ``ba (n_a, 1)`` and,
+    when ``n_y`` is given, the output layer ``Wya (n_y, n_a)``, ``by (n_y, 1)``.
+
+    Weights are drawn uniformly from ``±1/sqrt(n_a)`` (PyTorch's ``nn.RNN`` default; output layer
+    ``±1/sqrt(n_a)`` too) from a NumPy ``Generator`` seeded with ``seed``, so every backend gets
+    the same numbers; biases start at zero.
+
+    Parameters
+    ----------
+    like : array, optional
+        Create the arrays in this array's namespace, on its device, with its dtype.
+    dtype : dtype, optional
+        Floating dtype of the result (of ``like``'s namespace when ``like`` is given). Default:
+        ``like``'s dtype, else NumPy float64.
+    """
+    return initialize(
+        RNN_CELL.draw, RNN_CELL.output_keys, n_x, n_a, n_y, seed=seed, dtype=dtype, like=like
+    )
 
 
 def rnn_cell_forward(
@@ -45,25 +135,20 @@ def rnn_cell_forward(
     -----
     ``a⟨t⟩ = tanh(Waa a⟨t-1⟩ + Wax x⟨t⟩ + ba)``, ``ŷ⟨t⟩ = softmax(Wya a⟨t⟩ + by)``.
     """
-    ctx = resolve(
-        [("xt", xt), ("a_prev", a_prev), *parameter_items(parameters, _ALL_KEYS)],
-        check_finite=check_finite,
+    (a_next,), yt, cache = run_cell_forward(
+        RNN_CELL, xt, (a_prev,), parameters, check_finite=check_finite
     )
-    xp = ctx.xp
-    n_x, m = shape_of("xt", xt, ("n_x", "m"))
-    n_a, _ = shape_of("a_prev", a_prev, ("n_a", "m"))
-    check_shape("a_prev", a_prev, (n_a, m), f"m={m} from xt")
-    n_y = validate_rnn_parameters(parameters, n_x, n_a)
-    p = xp.matmul(parameters["Wax"], xt) + xp.matmul(parameters["Waa"], a_prev) + parameters["ba"]
-    a_next = rnn_pointwise_forward(xp, p)
-    yt_pred = None
-    if n_y is not None:
-        yt_pred = softmax(xp.matmul(parameters["Wya"], a_next) + parameters["by"])
-    return a_next, yt_pred, (a_next, a_prev, xt, parameters)
+    return a_next, yt, cache
 
 
 def rnn_forward(
-    x: Any, a0: Any, parameters: dict[str, Any], *, check_finite: bool = True
+    x: Any,
+    a0: Any,
+    parameters: dict[str, Any],
+    *,
+    lengths: Any = None,
+    reverse: bool = False,
+    check_finite: bool = True,
 ) -> tuple[Any, Any, tuple]:
     """The RNN over a whole sequence.
 
@@ -73,8 +158,17 @@ def rnn_forward(
     a0 : array of shape (n_a, m)
     parameters : dict of arrays
         As in :func:`rnn_cell_forward`.
+    lengths : integer array of shape (m,), optional
+        Each sequence's length (1 ≤ length ≤ T_x), in ``x``'s library and device (a list of
+        ints is converted). Past its length a sequence's state is carried unchanged, its
+        outputs are zero and no gradient flows there — PyTorch's packed sequences.
+    reverse : bool, default False
+        Run each sequence backwards over its own length (a bidirectional layer's backward
+        direction); outputs are returned in the original time order.
     check_finite : bool, default True
-        Refuse NaN/inf in the inputs and parameters with a ``ValueError``.
+        Refuse NaN/inf in the inputs and parameters, and lengths out of range, with a
+        ``ValueError``. Each check reads one number back to the host; pass False in GPU hot
+        loops.
 
     Returns
     -------
@@ -84,35 +178,35 @@ def rnn_forward(
     caches : tuple ``(step_caches, x)``
         ``step_caches[t]`` is step t's ``(a_next, a_prev, xt, parameters)``; stored compactly
         (one stacked state buffer) and built from views on demand.
+        ``step_caches.final_states()`` is ``(a_T,)``, the state at each sequence's end.
 
     Notes
     -----
     The input projection ``Wax x⟨t⟩ + ba`` of all steps is one GEMM before the loop and the
-    output layer one GEMM after it; the loop does only ``Waa a⟨t-1⟩`` and ``tanh``.
+    output layer one GEMM after it; the loop does only ``Waa a⟨t-1⟩`` and ``tanh``
+    (:mod:`xrnn.engine`).
+
+    Examples
+    --------
+    >>> import numpy as np, xrnn
+    >>> p = xrnn.initialize_rnn(3, 5, 2, seed=0)
+    >>> x = np.random.default_rng(0).normal(size=(3, 10, 4))
+    >>> a, y, caches = xrnn.rnn_forward(x, np.zeros((5, 10)), p)
+    >>> a.shape, y.shape
+    ((5, 10, 4), (2, 10, 4))
+    >>> xrnn.rnn_backward(np.ones_like(a), caches)["dWaa"].shape
+    (5, 5)
     """
-    ctx = resolve(
-        [("x", x), ("a0", a0), *parameter_items(parameters, _ALL_KEYS)],
+    (a,), y, caches = run_forward(
+        RNN_CELL,
+        x,
+        (a0,),
+        parameters,
+        lengths=lengths,
+        reverse=reverse,
         check_finite=check_finite,
     )
-    xp = ctx.xp
-    n_x, m, T = sequence_shape(x)
-    n_a, _ = shape_of("a0", a0, ("n_a", "m"))
-    check_shape("a0", a0, (n_a, m), f"m={m} from x")
-    n_y = validate_rnn_parameters(parameters, n_x, n_a)
-
-    GX = xp.matmul(parameters["Wax"], time_major(xp, x))  # (T, n_a, m)
-    GX += parameters["ba"]  # in place: no second (T, n_a, m) array
-    H = xp.empty((T + 1, n_a, m), dtype=ctx.dtype, device=ctx.device)
-    H[0, :, :] = a0
-    ops, Waa = get_ops(xp), parameters["Waa"]
-    for t in range(T):
-        ops.rnn_forward_step(H, GX, Waa, t)
-
-    y_pred = None
-    if n_y is not None:
-        y_pred = output_layer_forward(xp, parameters["Wya"], parameters["by"], H[1:, :, :])
-    a = public(xp, H[1:, :, :])
-    return a, y_pred, (RNNStepCaches(H, x, parameters), x)
+    return a, y, caches
 
 
 def rnn_cell_backward(da_next: Any, cache: tuple, *, check_finite: bool = True) -> dict[str, Any]:
@@ -136,33 +230,7 @@ def rnn_cell_backward(da_next: Any, cache: tuple, *, check_finite: bool = True) 
     With ``dz = da_next ∗ (1 − a⟨t⟩²)``: ``dxt = Waxᵀ dz``, ``da_prev = Waaᵀ dz``,
     ``dWax = dz xtᵀ``, ``dWaa = dz a_prevᵀ``, ``dba = Σ_m dz``.
     """
-    if not isinstance(cache, tuple | list) or len(cache) != 4:
-        raise ValueError(
-            "cache must be the (a_next, a_prev, xt, parameters) tuple from rnn_cell_forward"
-        )
-    a_next, a_prev, xt, parameters = cache
-    ctx = resolve(
-        [
-            ("da_next", da_next),
-            ("cache a_next", a_next),
-            ("cache a_prev", a_prev),
-            ("cache xt", xt),
-            *parameter_items(parameters, RNN_KEYS),
-        ],
-        check_finite=check_finite,
-    )
-    xp = ctx.xp
-    check_shape("da_next", da_next, tuple(a_next.shape), "the shape of a_next")
-    n_x, _ = shape_of("cache xt", xt, ("n_x", "m"))
-    validate_rnn_parameters(parameters, n_x, int(a_next.shape[0]))
-    dz = rnn_pointwise_backward(xp, a_next, da_next)
-    return {
-        "dxt": xp.matmul(parameters["Wax"].T, dz),
-        "da_prev": xp.matmul(parameters["Waa"].T, dz),
-        "dWax": xp.matmul(dz, xt.T),
-        "dWaa": xp.matmul(dz, a_prev.T),
-        "dba": xp.sum(dz, axis=1, keepdims=True),
-    }
+    return run_cell_backward(RNN_CELL, (da_next,), cache, check_finite=check_finite)
 
 
 def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[str, Any]:
@@ -175,7 +243,7 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
         the forward pass's.
     caches : tuple
         ``(step_caches, x)`` from :func:`rnn_forward` (or an exercise-style list of step
-        tuples in place of ``step_caches``).
+        tuples in place of ``step_caches``). ``lengths`` and ``reverse`` come with them.
 
     Returns
     -------
@@ -187,17 +255,6 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
     -----
     Step t receives ``da[:, :, t] + da_prev(t+1)``. Inside the loop only the pointwise
     ``dz = da ∗ (1 − a⟨t⟩²)`` and the recurrent GEMM ``Waaᵀ dz``; ``dWax``, ``dWaa``, ``dba``
-    and ``dx`` are GEMMs over the stacked ``dz`` of each chunk of steps (:mod:`xrnn.bptt`).
+    and ``dx`` are GEMMs over the stacked ``dz`` of each chunk of steps (:mod:`xrnn.engine`).
     """
-    ctx, steps, x, n_x, n_a, m, T = open_caches(
-        da, caches, RNNStepCaches, "rnn_forward", RNN_KEYS, validate_rnn_parameters, check_finite
-    )
-    xp, parameters = ctx.xp, steps.parameters
-    ops, WaaT = get_ops(xp), parameters["Waa"].T
-    da_next = [xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device)]
-
-    def step(dP: Any, j: int, da_t: Any, t: int) -> None:
-        da_next[0] = ops.rnn_backward_step(dP, j, da_t, steps.H, WaaT, t, da_next[0])
-
-    dWaa, dWax, dba, dx = backward_in_chunks(xp, ctx, step, da, x, steps.H, parameters["Wax"], n_a)
-    return {"dx": dx, "da0": da_next[0], "dWax": dWax, "dWaa": dWaa, "dba": dba}
+    return run_backward(RNN_CELL, da, caches, "rnn_forward", check_finite=check_finite)

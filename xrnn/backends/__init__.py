@@ -128,19 +128,19 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
 
 
 def get_ops(xp: Any) -> Any:
-    """The step kernels for ``xp``: a backend subclass where one exists, else the generic ops."""
-    return _ops_for(backend_name(xp), xp)
+    """The step work for ``xp``: a backend subclass where one exists, else the reference."""
+    return _ops_for(xp)
 
 
 @cache
-def _ops_for(name: str, xp: Any) -> Any:
+def _ops_for(xp: Any) -> Any:
     from xrnn.ops import Ops
 
-    if name == "numpy":
+    if array_api_compat.is_numpy_namespace(xp):
         from xrnn.backends.numpy import NumpyOps
 
         return NumpyOps(xp)
-    if name == "cupy":
+    if array_api_compat.is_cupy_namespace(xp):
         from xrnn.backends.cupy import CupyOps
 
         return CupyOps(xp)

@@ -1,11 +1,12 @@
-"""CuPy specifics: fused elementwise kernels for the pointwise work of each time step.
+"""CuPy step kernels: one GEMM plus one fused elementwise kernel per step and direction.
 
-Per step the forward pass launches one GEMM (the recurrent ``W_a a⟨t-1⟩``) and one fused kernel
-(bias-added pre-activations → gates, cell and hidden state, written straight into xrnn's stacked
-buffers); the backward pass one fused kernel and one GEMM (``W_aᵀ dp``). Nothing in the loop
-reads a value back to the host, so the loop never synchronises with the GPU. The generic kernels
-of :mod:`xrnn.ops` are the reference these are tested against (``tests/test_backends.py``, run
-where a GPU is present).
+Per step the forward pass launches the recurrent GEMM ``Wa a⟨t-1⟩`` and one fused kernel that
+writes the gates and the new state straight into xrnn's stacked buffers; the backward pass one
+fused kernel (writing into the chunk's gradient columns) and the engine's GEMM ``Waᵀ dra``.
+Nothing in the loop reads a value back to the host, so the loop never synchronises with the
+GPU. Each kernel computes what its cell's ``forward_pointwise``/``backward_pointwise`` computes
+(the reference, ``tests/test_backends.py`` where a GPU is present). Float literals are cast to
+``T`` so float32 kernels never promote to double.
 
 The kernels are built on first use, so importing this module needs no GPU.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from xrnn.ops import Ops
+from xrnn.ops import InPlaceOps
 
 __all__ = ["CupyOps"]
 
@@ -30,12 +31,9 @@ def _kernels() -> dict[str, Any]:
     return {
         "rnn_fwd": cp.ElementwiseKernel("T gx", "T h", "h = tanh(h + gx)", "xrnn_rnn_forward_step"),
         "rnn_bwd": cp.ElementwiseKernel(
-            "T da_in, T da_next, T a",
-            "T dp",
-            "dp = (da_in + da_next) * ((T)1 - a * a)",
-            "xrnn_rnn_backward_step",
+            "T da, T a", "T dp", "dp = da * ((T)1 - a * a)", "xrnn_rnn_backward_step"
         ),
-        # f, u, o, cc hold the input projection on entry and the activated gates on exit.
+        # f, u, o, cc hold the input side on entry and the activated gates on exit.
         "lstm_fwd": cp.ElementwiseKernel(
             "T rf, T ru, T ro, T rc, T c_prev",
             "T f, T u, T o, T cc, T c, T h",
@@ -50,10 +48,9 @@ def _kernels() -> dict[str, Any]:
             "xrnn_lstm_forward_step",
         ),
         "lstm_bwd": cp.ElementwiseKernel(
-            "T da_in, T da_next, T dc_next, T f, T u, T o, T cc, T c, T c_prev",
+            "T da, T dc_next, T f, T u, T o, T cc, T c, T c_prev",
             "T dpf, T dpu, T dpo, T dpc, T dc_prev",
             """
-            T da = da_in + da_next;
             T tc = tanh(c);
             T dc = dc_next + da * o * ((T)1 - tc * tc);
             dpo = da * tc * o * ((T)1 - o);
@@ -64,43 +61,106 @@ def _kernels() -> dict[str, Any]:
             """,
             "xrnn_lstm_backward_step",
         ),
+        # gr, gz, gn: input side; rr, rz, rn: recurrent side Wa a⟨t-1⟩; bhn broadcast (n_a, 1)
+        "gru_fwd": cp.ElementwiseKernel(
+            "T gr, T gz, T gn, T rr, T rz, T rn, T bhn, T a_prev",
+            "T r, T z, T n, T hn, T h",
+            f"""
+            r = {_SIG.format("gr + rr")};
+            z = {_SIG.format("gz + rz")};
+            hn = rn + bhn;
+            n = tanh(gn + r * hn);
+            h = n + z * (a_prev - n);
+            """,
+            "xrnn_gru_forward_step",
+        ),
+        "gru_bwd": cp.ElementwiseKernel(
+            "T da, T r, T z, T n, T hn, T a_prev",
+            "T dxr, T dxz, T dxn, T dhr, T dhz, T dhn, T da_prev",
+            """
+            T dn = da * ((T)1 - z) * ((T)1 - n * n);
+            T dz = da * (a_prev - n) * z * ((T)1 - z);
+            T dr = dn * hn * r * ((T)1 - r);
+            dxr = dr; dxz = dz; dxn = dn;
+            dhr = dr; dhz = dz; dhn = dn * r;
+            da_prev = da * z;
+            """,
+            "xrnn_gru_backward_step",
+        ),
     }
 
 
-def _gates(a: Any, n_a: int) -> tuple[Any, Any, Any, Any]:
-    return a[:n_a], a[n_a : 2 * n_a], a[2 * n_a : 3 * n_a], a[3 * n_a :]
+def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
+    return [a[i * n_a : (i + 1) * n_a] for i in range(k)]
 
 
-class CupyOps(Ops):
-    """Step kernels as one GEMM plus one fused elementwise kernel per step and direction."""
+class CupyOps(InPlaceOps):
+    """CuPy storage and fused step kernels; same math as :class:`xrnn.ops.Ops`."""
 
     def __init__(self, xp: Any) -> None:
         super().__init__(xp)
         import cupy
 
-        self.cp = cupy  # the library itself: its matmul takes out=, unlike the array API's
+        self.lib = cupy  # the library itself: matmul with out=, copyto with where=
 
-    def rnn_forward_step(self, H, GX, Waa, t):
-        h = H[t + 1]
-        self.cp.matmul(Waa, H[t], out=h)
-        _kernels()["rnn_fwd"](GX[t], h)
 
-    def rnn_backward_step(self, dP, j, da_t, H, WaaT, t, da_next):
-        m = da_t.shape[1]
-        dp = dP[:, j * m : (j + 1) * m]
-        _kernels()["rnn_bwd"](da_t, da_next, H[t + 1], dp)
-        return self.cp.matmul(WaaT, dp)
+@CupyOps.register("rnn", "forward")
+def _rnn_forward(ops, cell, W, gx, state, slot):
+    h = slot.states[0]
+    ops.lib.matmul(W.Wa, state[0], out=h)
+    _kernels()["rnn_fwd"](gx, h)
+    return (h,), None
 
-    def lstm_forward_step(self, G, H, C, Wa, t):
-        n_a = H.shape[1]
-        r = self.cp.matmul(Wa, H[t])
-        _kernels()["lstm_fwd"](*_gates(r, n_a), C[t], *_gates(G[t], n_a), C[t + 1], H[t + 1])
 
-    def lstm_backward_step(self, dP, j, da_t, G, C, WaT, t, da_next, dc_next):
-        n_a, m = C.shape[1], C.shape[2]
-        dp = dP[:, j * m : (j + 1) * m]
-        dc_prev = self.cp.empty_like(dc_next)
-        _kernels()["lstm_bwd"](
-            da_t, da_next, dc_next, *_gates(G[t], n_a), C[t + 1], C[t], *_gates(dp, n_a), dc_prev
-        )
-        return self.cp.matmul(WaT, dp), dc_prev
+@CupyOps.register("rnn", "backward")
+def _rnn_backward(ops, cell, saved, prev, new, up, slot):
+    dp = slot[0]  # the chunk's column block
+    _kernels()["rnn_bwd"](up[0], new[0], dp)
+    return dp, dp, (None,)
+
+
+def _lstm_forward(ops, cell, W, gx, state, slot):
+    n_a = int(state[0].shape[0])
+    r = ops.lib.matmul(W.Wa, state[0])
+    h, c = slot.states
+    # slot.saved is GX[t]: the kernel turns the input side into the gates in place
+    _kernels()["lstm_fwd"](*_blocks(r, n_a, 4), state[1], *_blocks(slot.saved, n_a, 4), c, h)
+    return (h, c), slot.saved
+
+
+_lstm_forward.saved_in_gx = True  # type: ignore[attr-defined]
+CupyOps.register("lstm", "forward")(_lstm_forward)
+
+
+@CupyOps.register("lstm", "backward")
+def _lstm_backward(ops, cell, saved, prev, new, up, slot):
+    n_a = int(prev[0].shape[0])
+    dp = slot[0]
+    dc_prev = ops.lib.empty_like(up[1])
+    _kernels()["lstm_bwd"](
+        up[0], up[1], *_blocks(saved, n_a, 4), new[1], prev[1], *_blocks(dp, n_a, 4), dc_prev
+    )
+    return dp, dp, (None, dc_prev)
+
+
+@CupyOps.register("gru", "forward")
+def _gru_forward(ops, cell, W, gx, state, slot):
+    n_a = int(state[0].shape[0])
+    ra = ops.lib.matmul(W.Wa, state[0])
+    h = slot.states[0]
+    _kernels()["gru_fwd"](
+        *_blocks(gx, n_a, 3), *_blocks(ra, n_a, 3), W.bh, state[0], *_blocks(slot.saved, n_a, 4), h
+    )
+    return (h,), slot.saved
+
+
+@CupyOps.register("gru", "backward")
+def _gru_backward(ops, cell, saved, prev, new, up, slot):
+    n_a = int(prev[0].shape[0])
+    dgx, dra = slot
+    da_prev = ops.lib.empty_like(up[0])
+    _kernels()["gru_bwd"](
+        up[0], *_blocks(saved, n_a, 4), prev[0], *_blocks(dgx, n_a, 3), *_blocks(dra, n_a, 3),
+        da_prev,
+    )
+    return dgx, dra, (da_prev,)

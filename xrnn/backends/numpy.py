@@ -1,56 +1,30 @@
-"""NumPy specifics: host-side helpers and in-place step kernels.
+"""NumPy step kernels: in-place ufuncs writing into xrnn's own buffers (``out=``).
 
-This is the only module of xrnn's kernels that imports NumPy. ``NumpyOps`` overrides the generic
-step kernels of :mod:`xrnn.ops` with ufuncs that write into xrnn's own buffers (``out=``), which
-saves most temporaries of the time loop; the generic kernels remain the reference it is tested
-against.
+This is the only kernel module that imports NumPy. Each kernel computes what its cell's
+``forward_pointwise``/``backward_pointwise`` computes (the reference it is tested against) and
+saves most of the reference's temporaries and allocations. Registered per cell with
+:meth:`xrnn.ops.Ops.register`; a cell without a kernel here runs its reference math.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from xrnn.ops import Ops
+from xrnn.ops import InPlaceOps
 
-__all__ = ["NumpyOps", "cast", "cast_all", "to_numpy", "uniform_sampler", "zeros"]
-
-
-def to_numpy(a: Any) -> np.ndarray:
-    """A host NumPy copy of an array of any supported library (explicit, for ``to_device``)."""
-    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
-        return a.get()
-    if type(a).__module__.startswith("torch"):
-        return a.detach().cpu().numpy()
-    try:
-        return np.asarray(a)
-    except (TypeError, ValueError, RuntimeError):
-        return np.from_dlpack(a)
+__all__ = ["NumpyOps"]
 
 
-def zeros(shape: tuple[int, ...]) -> np.ndarray:
-    return np.zeros(shape)
+class NumpyOps(InPlaceOps):
+    """In-place NumPy storage and step kernels; same math as :class:`xrnn.ops.Ops`."""
 
+    lib = np
 
-def uniform_sampler(seed: int, n_a: int) -> Callable[[tuple[int, ...]], np.ndarray]:
-    """Draws of ``U(-1/sqrt(n_a), 1/sqrt(n_a))`` from one seeded generator, in call order."""
-    rng = np.random.default_rng(seed)
-    bound = 1.0 / np.sqrt(n_a)
-    return lambda shape: rng.uniform(-bound, bound, size=shape)
-
-
-def cast(a: np.ndarray, dtype: Any) -> np.ndarray:
-    """``a`` as ``dtype``; ``dtype`` may be another library's dtype object (torch.float32)."""
-    if dtype is None:
-        return a
-    name = str(dtype).rsplit(".", 1)[-1]
-    return a.astype(np.dtype(name))
-
-
-def cast_all(arrays: dict[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]:
-    return {k: cast(v, dtype) for k, v in arrays.items()}
+    def all_full(self, lengths: Any, T: int) -> bool:
+        # a host array: reading it costs nothing, and full lengths skip the masking entirely
+        return bool(np.all(lengths == T))
 
 
 def _sigmoid_(x: np.ndarray) -> None:
@@ -61,70 +35,130 @@ def _sigmoid_(x: np.ndarray) -> None:
     x += 0.5
 
 
-class NumpyOps(Ops):
-    """Step kernels with in-place ufuncs; same math as :class:`xrnn.ops.Ops`.
+# --- RNN ---------------------------------------------------------------------------------
 
-    Each step works in place on its contiguous ``(features, m)`` block of xrnn's buffers
-    (``out=``), which saves the generic kernels' temporaries and their allocations.
-    """
 
-    def rnn_forward_step(self, H, GX, Waa, t):
-        h = H[t + 1]
-        np.matmul(Waa, H[t], out=h)
-        h += GX[t]
-        np.tanh(h, out=h)
+@NumpyOps.register("rnn", "forward")
+def rnn_forward(ops, cell, W, gx, state, slot):
+    h = slot.states[0]
+    np.matmul(W.Wa, state[0], out=h)
+    h += gx
+    np.tanh(h, out=h)
+    return (h,), None
 
-    def rnn_backward_step(self, dP, j, da_t, H, WaaT, t, da_next):
-        dp = da_t + da_next
-        a = H[t + 1]
-        dp *= 1 - a * a
-        m = dp.shape[1]
-        dP[:, j * m : (j + 1) * m] = dp
-        return WaaT @ dp
 
-    def lstm_forward_step(self, G, H, C, Wa, t):
-        n_a = H.shape[1]
-        g = G[t]  # pre-activations in, gates out
-        g += Wa @ H[t]
-        _sigmoid_(g[: 3 * n_a])
-        f, u, o, cct = g[:n_a], g[n_a : 2 * n_a], g[2 * n_a : 3 * n_a], g[3 * n_a :]
-        np.tanh(cct, out=cct)
-        c = C[t + 1]
-        np.multiply(f, C[t], out=c)
-        c += u * cct
-        h = H[t + 1]
-        np.tanh(c, out=h)
-        h *= o
+@NumpyOps.register("rnn", "backward")
+def rnn_backward(ops, cell, saved, prev, new, up, slot):
+    a = new[0]
+    dp = up[0]
+    dp *= 1 - a * a
+    return dp, dp, (None,)
 
-    def lstm_backward_step(self, dP, j, da_t, G, C, WaT, t, da_next, dc_next):
-        n_a = C.shape[1]
-        g = G[t]
-        f, u, o, cct = g[:n_a], g[n_a : 2 * n_a], g[2 * n_a : 3 * n_a], g[3 * n_a :]
-        dp = np.empty_like(g)  # contiguous scratch; copied into dP's column block at the end
-        dpf, dpu, dpo, dpc = dp[:n_a], dp[n_a : 2 * n_a], dp[2 * n_a : 3 * n_a], dp[3 * n_a :]
-        da = da_t + da_next
-        tc = np.tanh(C[t + 1])
-        np.multiply(da, tc, out=dpo)  # × Γo(1 − Γo) below, with the other sigmoid gates
-        # dc = dc_next + da ∗ Γo ∗ (1 − tanh²(c))
-        np.multiply(tc, tc, out=tc)
-        np.subtract(1, tc, out=tc)
-        tc *= o
-        dc = da
-        dc *= tc
-        dc += dc_next
-        # dc̃ = dc ∗ Γu ∗ (1 − c̃²)
-        np.multiply(cct, cct, out=dpc)
-        np.subtract(1, dpc, out=dpc)
-        dpc *= u
-        dpc *= dc
-        # [dΓf; dΓu; dΓo] = [dc ∗ c_prev; dc ∗ c̃; da ∗ tanh(c)] ∗ σ(1 − σ)
-        np.multiply(dc, C[t], out=dpf)
-        np.multiply(dc, cct, out=dpu)
-        s = g[: 3 * n_a]
-        dps = dp[: 3 * n_a]
-        dps *= s
-        dps *= 1 - s
-        dc *= f  # now dc_prev
-        m = dp.shape[1]
-        dP[:, j * m : (j + 1) * m] = dp
-        return WaT @ dp, dc
+
+# --- LSTM --------------------------------------------------------------------------------
+
+
+def lstm_forward(ops, cell, W, gx, state, slot):
+    n_a = int(state[0].shape[0])
+    g = slot.saved  # GX[t] itself: pre-activations in, gates out
+    np.add(gx, W.Wa @ state[0], out=g)
+    _sigmoid_(g[: 3 * n_a])
+    f, u, o, cct = g[:n_a], g[n_a : 2 * n_a], g[2 * n_a : 3 * n_a], g[3 * n_a :]
+    np.tanh(cct, out=cct)
+    h, c = slot.states
+    np.multiply(f, state[1], out=c)
+    c += u * cct
+    np.tanh(c, out=h)
+    h *= o
+    return (h, c), g
+
+
+lstm_forward.saved_in_gx = True  # type: ignore[attr-defined]
+NumpyOps.register("lstm", "forward")(lstm_forward)
+
+
+@NumpyOps.register("lstm", "backward")
+def lstm_backward(ops, cell, saved, prev, new, up, slot):
+    n_a = int(prev[0].shape[0])
+    g = saved
+    f, u, o, cct = g[:n_a], g[n_a : 2 * n_a], g[2 * n_a : 3 * n_a], g[3 * n_a :]
+    dp = np.empty_like(g)  # contiguous scratch; the store copies it into its column block
+    dpf, dpu, dpo, dpc = dp[:n_a], dp[n_a : 2 * n_a], dp[2 * n_a : 3 * n_a], dp[3 * n_a :]
+    da, dc_next = up
+    tc = np.tanh(new[1])
+    np.multiply(da, tc, out=dpo)  # × Γo(1 − Γo) below, with the other sigmoid gates
+    # dc = dc_next + da ∗ Γo ∗ (1 − tanh²(c))
+    np.multiply(tc, tc, out=tc)
+    np.subtract(1, tc, out=tc)
+    tc *= o
+    dc = da  # up[0] is the engine's temporary
+    dc *= tc
+    dc += dc_next
+    # dc̃ = dc ∗ Γu ∗ (1 − c̃²)
+    np.multiply(cct, cct, out=dpc)
+    np.subtract(1, dpc, out=dpc)
+    dpc *= u
+    dpc *= dc
+    # [dΓf; dΓu; dΓo] = [dc ∗ c_prev; dc ∗ c̃; da ∗ tanh(c)] ∗ σ(1 − σ)
+    np.multiply(dc, prev[1], out=dpf)
+    np.multiply(dc, cct, out=dpu)
+    s = g[: 3 * n_a]
+    dps = dp[: 3 * n_a]
+    dps *= s
+    dps *= 1 - s
+    dc *= f  # now dc_prev
+    return dp, dp, (None, dc)
+
+
+# --- GRU ---------------------------------------------------------------------------------
+
+
+@NumpyOps.register("gru", "forward")
+def gru_forward(ops, cell, W, gx, state, slot):
+    n_a = int(state[0].shape[0])
+    S = slot.saved  # [Γr; Γz; ñ; hn]
+    ra = W.Wa @ state[0]
+    s = S[: 2 * n_a]
+    np.add(gx[: 2 * n_a], ra[: 2 * n_a], out=s)
+    _sigmoid_(s)
+    n, hn = S[2 * n_a : 3 * n_a], S[3 * n_a :]
+    np.add(ra[2 * n_a :], W.bh, out=hn)
+    np.multiply(s[:n_a], hn, out=n)
+    n += gx[2 * n_a :]
+    np.tanh(n, out=n)
+    h = slot.states[0]
+    np.subtract(state[0], n, out=h)
+    h *= s[n_a:]
+    h += n
+    return (h,), S
+
+
+@NumpyOps.register("gru", "backward")
+def gru_backward(ops, cell, saved, prev, new, up, slot):
+    n_a = int(prev[0].shape[0])
+    r, z = saved[:n_a], saved[n_a : 2 * n_a]
+    n, hn = saved[2 * n_a : 3 * n_a], saved[3 * n_a :]
+    da = up[0]
+    dgx = np.empty((3 * n_a, da.shape[1]), dtype=da.dtype)
+    dr, dz, dn = dgx[:n_a], dgx[n_a : 2 * n_a], dgx[2 * n_a :]
+    one_minus = 1 - z
+    # dñ = da ∗ (1 − Γz) ∗ (1 − ñ²)
+    np.multiply(n, n, out=dn)
+    np.subtract(1, dn, out=dn)
+    dn *= one_minus
+    dn *= da
+    # dΓz = da ∗ (a⟨t-1⟩ − ñ) ∗ Γz(1 − Γz)
+    np.subtract(prev[0], n, out=dz)
+    dz *= da
+    dz *= z
+    dz *= one_minus
+    # dΓr = dñ ∗ hn ∗ Γr(1 − Γr)
+    np.subtract(1, r, out=one_minus)
+    np.multiply(dn, hn, out=dr)
+    dr *= r
+    dr *= one_minus
+    dra = np.empty_like(dgx)
+    dra[: 2 * n_a] = dgx[: 2 * n_a]
+    np.multiply(dn, r, out=dra[2 * n_a :])
+    da *= z  # the direct path to a⟨t-1⟩ (up[0] is the engine's temporary)
+    return dgx, dra, (da,)

@@ -1,4 +1,5 @@
-"""The character-level language model: an RNN or LSTM cell and a softmax output layer.
+"""The character-level language model: any registered cell (RNN, LSTM, GRU) and a softmax
+output layer.
 
 A name ``"abc"`` is read as inputs ``[∅, a, b, c]`` (``∅`` the all-zero vector, as in the
 exercise) with targets ``[a, b, c, ⏎]``; a batch of names of different lengths is right-padded,
@@ -19,24 +20,24 @@ from typing import Any
 
 import numpy as np
 
-import xrnn
+from xrnn.activations import softmax
 from xrnn.backends import resolve
+from xrnn.cell import CELLS, Cell, get_cell
 from xrnn.charlm.vocab import Vocabulary
+from xrnn.engine import run_backward, run_cell_forward, run_forward
+from xrnn.params import initialize, to_device
 
 __all__ = ["FORMAT_VERSION", "CharModel", "load"]
 
 FORMAT_VERSION = 1
-CELLS = {
-    # cell: (kernel keys, output-layer keys, initialiser)
-    "rnn": (("Wax", "Waa", "ba"), ("Wya", "by"), xrnn.initialize_rnn),
-    "lstm": (("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo"), ("Wy", "by"), xrnn.initialize_lstm),
-}
 
 
 def _check_cell(cell: Any) -> str:
-    if cell not in CELLS:
-        raise ValueError(f"cell must be 'rnn' or 'lstm', got {cell!r}")
-    return cell
+    return get_cell(cell).name
+
+
+def _init(cell: Cell, V: int, hidden: int, seed: int = 0, like: Any = None) -> dict[str, Any]:
+    return initialize(cell.draw, cell.output_keys, V, hidden, V, seed=seed, dtype=None, like=like)
 
 
 class CharModel:
@@ -44,7 +45,8 @@ class CharModel:
 
     Attributes
     ----------
-    cell : {"rnn", "lstm"}
+    cell : str
+        A registered cell's name (``"rnn"``, ``"lstm"``, ``"gru"``).
     vocab : Vocabulary
     hidden : int
         ``n_a``.
@@ -54,9 +56,10 @@ class CharModel:
     """
 
     def __init__(self, cell: str, vocab: Vocabulary, params: Mapping[str, Any]) -> None:
-        self.cell = _check_cell(cell)
+        self.spec = get_cell(cell)
+        self.cell = self.spec.name
         self.vocab = vocab
-        kernel_keys, head_keys, _ = CELLS[cell]
+        kernel_keys, head_keys = self.spec.keys, self.spec.output_keys
         missing = [k for k in (*kernel_keys, *head_keys) if k not in params]
         if missing:
             raise ValueError(f"{cell} model parameters are missing {missing}")
@@ -69,8 +72,7 @@ class CharModel:
     def initialise(
         cls, cell: str, vocab: Vocabulary, hidden: int, *, seed: int = 0, like: Any = None
     ) -> CharModel:
-        init = CELLS[_check_cell(cell)][2]
-        return cls(cell, vocab, init(len(vocab), hidden, len(vocab), seed=seed, like=like))
+        return cls(cell, vocab, _init(get_cell(cell), len(vocab), hidden, seed, like))
 
     # --- batches ---------------------------------------------------------------------------
 
@@ -93,14 +95,12 @@ class CharModel:
 
     def _forward(self, X: Any) -> tuple[Any, Any, Any]:
         """Hidden states ``a (n_a, m, T)``, log-probabilities ``(V, m, T)`` and the caches."""
-        xp = self.xp
-        kernel_keys, (W, b), _ = CELLS[self.cell]
-        kernel = {k: self.params[k] for k in kernel_keys}
+        xp, cell = self.xp, self.spec
+        W, b = cell.output_keys
+        kernel = {k: self.params[k] for k in cell.keys}
         a0 = xp.zeros((self.hidden, int(X.shape[1])), dtype=self.dtype, device=self.device)
-        if self.cell == "lstm":
-            a, _, _, caches = xrnn.lstm_forward(X, a0, kernel, check_finite=False)
-        else:
-            a, _, caches = xrnn.rnn_forward(X, a0, kernel, check_finite=False)
+        initial = (a0,) + (None,) * (len(cell.states) - 1)  # the other states start at zero
+        (a, *_), _, caches = run_forward(cell, X, initial, kernel, check_finite=False)
         n_a, m, T = (int(s) for s in a.shape)
         z = xp.matmul(self.params[W], xp.reshape(a, (n_a, m * T))) + self.params[b]
         zmax = xp.max(z, axis=0, keepdims=True)
@@ -121,16 +121,15 @@ class CharModel:
         loss = -xp.sum(Y * logp) / m
         dz = (xp.exp(logp) - Y) * (mask[None, :, :] / m)  # d loss / d logits, zero on padding
         V, n_a, T = int(dz.shape[0]), self.hidden, int(dz.shape[2])
-        kernel_keys, (W, b), _ = CELLS[self.cell]
+        W, b = self.spec.output_keys
         dz2 = xp.reshape(dz, (V, m * T))
         grads = {
             "d" + W: xp.matmul(dz2, xp.reshape(a, (n_a, m * T)).T),
             "d" + b: xp.sum(dz2, axis=1, keepdims=True),
         }
         da = xp.reshape(xp.matmul(self.params[W].T, dz2), (n_a, m, T))
-        backward = xrnn.lstm_backward if self.cell == "lstm" else xrnn.rnn_backward
-        g = backward(da, caches, check_finite=False)
-        grads.update({"d" + k: g["d" + k] for k in kernel_keys})
+        g = run_backward(self.spec, da, caches, f"{self.cell}_forward", check_finite=False)
+        grads.update({"d" + k: g["d" + k] for k in self.spec.keys})
         return float(loss), grads
 
     # --- evaluation and sampling -------------------------------------------------------------
@@ -173,21 +172,20 @@ class CharModel:
             return []
         xp, V = self.xp, len(self.vocab)
         rng = np.random.default_rng(seed)
-        kernel_keys, (W, b), _ = CELLS[self.cell]
-        kernel = {k: self.params[k] for k in kernel_keys}
-        a = xp.zeros((self.hidden, n), dtype=self.dtype, device=self.device)
-        c = xp.zeros((self.hidden, n), dtype=self.dtype, device=self.device)
+        cell = self.spec
+        W, b = cell.output_keys
+        kernel = {k: self.params[k] for k in cell.keys}
+        state = tuple(
+            xp.zeros((self.hidden, n), dtype=self.dtype, device=self.device) for _ in cell.states
+        )
         x = xp.zeros((V, n), dtype=self.dtype, device=self.device)
         classes = xp.reshape(xp.arange(V, device=self.device), (V, 1))
         out: list[list[int]] = [[] for _ in range(n)]
         done = np.zeros(n, dtype=bool)
         for _ in range(max_length):
-            if self.cell == "lstm":
-                a, c, _, _ = xrnn.lstm_cell_forward(x, a, c, kernel, check_finite=False)
-            else:
-                a, _, _ = xrnn.rnn_cell_forward(x, a, kernel, check_finite=False)
-            logits = (xp.matmul(self.params[W], a) + self.params[b]) / temperature
-            p = _to_host(xrnn.softmax(logits)).astype(np.float64)
+            state, _, _ = run_cell_forward(cell, x, state, kernel, check_finite=False)
+            logits = (xp.matmul(self.params[W], state[0]) + self.params[b]) / temperature
+            p = _to_host(softmax(logits)).astype(np.float64)
             cdf = np.cumsum(p, axis=0)
             draws = (cdf < rng.random(n) * cdf[-1]).sum(axis=0).clip(0, V - 1)
             for j in np.flatnonzero(~done):
@@ -231,7 +229,7 @@ class CharModel:
 
 
 def _to_host(a: Any) -> np.ndarray:
-    from xrnn.backends.numpy import to_numpy
+    from xrnn.host import to_numpy
 
     return to_numpy(a)
 
@@ -275,7 +273,7 @@ def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
             f"version {FORMAT_VERSION}"
         )
     cell = meta.get("cell")
-    if cell not in CELLS:
+    if not isinstance(cell, str) or cell not in CELLS:
         raise ValueError(f"{str(p)!r} names an unknown cell {cell!r}")
     try:
         vocab = Vocabulary(meta.get("vocab", ""))
@@ -284,8 +282,9 @@ def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
     hidden, V = meta.get("hidden"), len(vocab)
     if not isinstance(hidden, int) or hidden <= 0:
         raise ValueError(f"{str(p)!r} has an invalid hidden size {hidden!r}")
-    kernel_keys, head_keys, init = CELLS[cell]
-    expected = {k: tuple(v.shape) for k, v in init(V, hidden, V).items()}
+    spec = CELLS[cell]
+    expected = {k: shape for k, (shape, _) in spec.shapes(V, hidden).items()}
+    expected.update({spec.output_keys[0]: (V, hidden), spec.output_keys[1]: (V, 1)})
     if set(files) != set(expected):
         raise ValueError(
             f"{str(p)!r} holds arrays {sorted(files)}; a {cell} model has {sorted(expected)}"
@@ -303,4 +302,4 @@ def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
             )
     if like is None:
         return CharModel(cell, vocab, files)
-    return CharModel(cell, vocab, xrnn.to_device(files, like))
+    return CharModel(cell, vocab, to_device(files, like))

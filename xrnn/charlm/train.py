@@ -13,7 +13,7 @@ from xrnn.charlm.model import CharModel, _check_cell
 from xrnn.charlm.optim import SGD, Adam, clip_by_global_norm
 from xrnn.charlm.optim import clip as clip_values
 from xrnn.charlm.vocab import Vocabulary
-from xrnn.params import _positive
+from xrnn.params import positive_int
 
 __all__ = ["resolve_device", "train"]
 
@@ -22,7 +22,7 @@ VALIDATE_EVERY_NAMES = 1600
 
 
 def _positive_int(name: str, value: Any) -> int:
-    _positive(name, value)  # the same check and message as the initialisers'
+    positive_int(name, value)  # the same check and message as the initialisers'
     return value
 
 
@@ -94,7 +94,8 @@ def train(
         Training names (lowercased; blank lines and duplicates dropped). Default: the bundled
         dinosaur names less the fixed held-out 10 % of :func:`holdout_split`, so that
         ``model.evaluate(holdout_split(bundled_names())[1])`` is a fair held-out score.
-    cell : {"lstm", "rnn"}
+    cell : {"lstm", "gru", "rnn"}
+        Any registered cell (:data:`xrnn.CELLS`).
     hidden : int
         Hidden units ``n_a``.
     steps : int

@@ -1,0 +1,189 @@
+"""What a recurrent cell is to the engine: the ``Cell`` spec every cell module fills in.
+
+A cell module (:mod:`xrnn.rnn`, :mod:`xrnn.lstm`, :mod:`xrnn.gru`) defines one ``Cell``
+subclass holding everything that makes the cell that cell — parameter keys and shapes, the gate
+order of its stacked weights (and PyTorch's), the initialisation rule, the pointwise forward
+and backward math and the exercise's cache tuple — and registers one instance. The engine
+(:mod:`xrnn.engine`) and the backends read the spec and never name a cell's keys.
+
+Stacked layout
+--------------
+Every cell's weights are stacked by gate into ``Wa (k n_a, n_a)`` (acting on ``a⟨t-1⟩``),
+``Wx (k n_a, n_x)`` (acting on ``x⟨t⟩``) and a bias ``b (k n_a, 1)`` added to the input side;
+``k`` is the number of gate blocks. A step receives ``gx = Wx x⟨t⟩ + b`` and
+``ra = Wa a⟨t-1⟩`` (each ``(k n_a, m)``), and keeps a ``saved`` block for the backward pass.
+Its backward returns the gradients ``dgx`` of ``gx`` and ``dra`` of ``ra`` (the same array
+unless the recurrent side enters the math differently, as in the GRU's n gate), from which the
+engine forms ``dWx = Σ dgx xᵀ``, ``db = Σ dgx``, ``dWa = Σ dra aᵀ`` and ``da⟨t-1⟩ = Waᵀ dra``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import device
+
+from xrnn.params import check_parameter, output_layer
+
+__all__ = ["CELLS", "Cell", "Stacked", "get_cell", "register", "torch_bias"]
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """A cell's weights stacked by gate (see the module notes).
+
+    Attributes
+    ----------
+    Wa : array of shape (k n_a, n_a)
+    Wx : array of shape (k n_a, n_x)
+    b : array of shape (k n_a, 1)
+        Added to the input side ``gx`` once for all steps.
+    bh : array of shape (n_a, 1), or None
+        A bias the cell adds on the recurrent side inside its pointwise math (the GRU's
+        ``b_hn``); None for the others.
+    """
+
+    Wa: Any
+    Wx: Any
+    b: Any
+    bh: Any = None
+
+
+class Cell(ABC):
+    """The spec of one recurrent cell (see the module notes for the stacked layout).
+
+    Class attributes
+    ----------------
+    name : str
+        ``"rnn"``, ``"lstm"``, ``"gru"`` — the registry key (``cell=`` in ``xrnn.charlm``).
+    keys : tuple of str
+        Parameter keys of the cell, output layer excluded.
+    output_keys : (str, str)
+        The optional output layer's ``(W, b)`` keys.
+    states : tuple of str
+        Recurrent state components, hidden state first: ``("a",)`` or ``("a", "c")``.
+    blocks : int
+        ``k``, the gate blocks of ``Wa``/``Wx``/``b``.
+    saved_blocks : int
+        ``n_a``-row blocks of the per-step ``saved`` array (0: the cell saves nothing).
+    split_recurrent : bool
+        The step's ``dra`` differs from its ``dgx`` (the GRU); the engine then keeps both and
+        passes the summed ``dra`` to :meth:`unstack` for the recurrent-side bias.
+    cache_size : int
+        Length of the exercise's per-step cache tuple; ``cache_layout`` names its items.
+    """
+
+    name: str
+    keys: tuple[str, ...]
+    output_keys: tuple[str, str]
+    states: tuple[str, ...] = ("a",)
+    blocks: int
+    saved_blocks: int = 0
+    split_recurrent: bool = False
+    cache_size: int
+    cache_layout: str
+
+    # --- parameters ---------------------------------------------------------------------
+
+    @abstractmethod
+    def shapes(self, n_x: int, n_a: int) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Every key's expected shape and a short reason for the error message."""
+
+    def validate(self, parameters: Mapping[str, Any], n_x: int, n_a: int) -> int | None:
+        """Check every key and shape against ``n_x``/``n_a``; return ``n_y`` or None."""
+        for key, (shape, why) in self.shapes(n_x, n_a).items():
+            check_parameter(parameters, key, shape, why)
+        return output_layer(parameters, self.output_keys, n_a)
+
+    @abstractmethod
+    def draw(self, uniform: Any, zeros: Any, n_x: int, n_a: int) -> dict[str, Any]:
+        """The initialisation rule: host arrays of every key (see :func:`xrnn.params.initialize`)."""
+
+    @abstractmethod
+    def stack(self, xp: Any, parameters: Mapping[str, Any], n_a: int) -> Stacked:
+        """The stacked weights, each a contiguous array (GEMMs on column slices of one big
+        matrix fall off NumPy's fast path)."""
+
+    @abstractmethod
+    def unstack(self, dWa: Any, dWx: Any, db: Any, dbh: Any, n_a: int) -> dict[str, Any]:
+        """Stacked gradients back to the cell's keys, ``"d" + key``. ``dbh`` is the summed
+        ``dra`` (k n_a, 1) where the cell has a recurrent-side bias, else None."""
+
+    # --- PyTorch's layout -----------------------------------------------------------------
+
+    @abstractmethod
+    def to_torch(self, xp: Any, parameters: Mapping[str, Any], n_a: int) -> dict[str, Any]:
+        """``weight_ih (k n_a, n_x)``, ``weight_hh (k n_a, n_a)``, ``bias_ih``, ``bias_hh``
+        ``(k n_a,)`` in PyTorch's gate order (``bias_hh`` zero where xrnn has one bias)."""
+
+    @abstractmethod
+    def from_torch(
+        self, xp: Any, weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any, n_a: int
+    ) -> dict[str, Any]:
+        """The inverse of :meth:`to_torch` (the biases may be None: ``bias=False``)."""
+
+    # --- pointwise math -------------------------------------------------------------------
+
+    @abstractmethod
+    def forward_pointwise(
+        self, xp: Any, gx: Any, ra: Any, state: tuple, W: Stacked
+    ) -> tuple[tuple, Any]:
+        """One step from ``gx``, ``ra`` (k n_a, m) and the previous state.
+
+        Returns the new state tuple and the step's ``saved`` array (``saved_blocks·n_a``, m),
+        or None when the cell saves nothing.
+        """
+
+    @abstractmethod
+    def backward_pointwise(
+        self, xp: Any, saved: Any, prev: tuple, new: tuple, up: tuple
+    ) -> tuple[Any, Any, tuple]:
+        """Gradients of one step from the upstream gradients ``up`` of the new state.
+
+        Returns ``(dgx, dra, direct)``: ``dgx``/``dra`` (k n_a, m) as in the module notes
+        (``dra`` may be ``dgx`` itself), and ``direct``, the gradient of each previous state
+        component that does not pass through ``Wa`` (None where there is none).
+        """
+
+    # --- the exercise's cache tuple -------------------------------------------------------
+
+    @abstractmethod
+    def cache_tuple(self, prev: tuple, new: tuple, saved: Any, xt: Any, parameters: Any) -> tuple:
+        """The exercise's per-step cache from the step's pieces (views, no copies)."""
+
+    @abstractmethod
+    def cache_parts(self, cache: tuple) -> tuple[tuple, tuple, Any, Any, Any]:
+        """The inverse of :meth:`cache_tuple`: ``(prev, new, saved, xt, parameters)``
+        (``saved`` rebuilt by stacking where the tuple holds its blocks apart)."""
+
+    def __repr__(self) -> str:
+        return f"<xrnn cell {self.name!r}>"
+
+
+def torch_bias(xp: Any, bias_ih: Any, bias_hh: Any, weight_hh: Any) -> Any:
+    """PyTorch's two biases as one (their sum), or zeros for ``bias=False`` modules."""
+    if bias_ih is None:
+        return xp.zeros((int(weight_hh.shape[0]),), dtype=weight_hh.dtype, device=device(weight_hh))
+    return bias_ih + bias_hh
+
+
+CELLS: dict[str, Cell] = {}
+
+
+def register(cell: Cell) -> Cell:
+    """Add ``cell`` to the registry under ``cell.name`` (each cell module calls this once)."""
+    CELLS[cell.name] = cell
+    return cell
+
+
+def get_cell(name: Any) -> Cell:
+    """The registered cell called ``name``, with an error listing the known ones."""
+    if isinstance(name, Cell):
+        return name
+    if not isinstance(name, str) or name not in CELLS:
+        known = ", ".join(repr(k) for k in sorted(CELLS))
+        raise ValueError(f"cell must be one of {known}; got {name!r}")
+    return CELLS[name]

@@ -1,0 +1,504 @@
+"""The engine: one forward time loop and one backward time loop for every cell.
+
+The public functions of each cell module are thin: they resolve the namespace, validate, call
+:func:`run_forward`/:func:`run_backward` (or :func:`run_cell_forward`/:func:`run_cell_backward`
+for one step) with their :class:`~xrnn.cell.Cell` spec, and present the results in the
+exercise's tuples.
+
+Buffers are time-major with a feature-major ``(features, m)`` block per step (:mod:`xrnn.ops`
+stores them): the input side ``GX = Wx x + b`` of all steps is one batched GEMM before the loop,
+so each step does one recurrent GEMM ``Wa a⟨t-1⟩`` and the cell's pointwise math. The backward
+loop runs from the last step down in chunks of ``CHUNK_COLUMNS`` step × batch columns; after
+each chunk the weight, bias and input gradients of the chunk are 2-D GEMMs over its columns::
+
+    dWa += dRA A_prevᵀ,   dWx += dGX Xᵀ,   db += Σ_columns dGX,   dX = Wxᵀ dGX
+
+Variable lengths: step ``t`` of sequence ``j`` runs only while ``t < lengths[j]``; after that the
+state is carried unchanged (a ``where``, no boolean indexing, no data-dependent shape), outputs
+are zero and no gradient flows into the step. ``reverse=True`` reverses each sequence over its
+own length before the loop and the outputs after it (:func:`xrnn.layout.reversal`), which is how
+PyTorch defines the backward direction of a bidirectional layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+
+from xrnn.activations import softmax
+from xrnn.backends import Context, get_ops, resolve
+from xrnn.cell import Cell
+from xrnn.inputs import check_shape, sequence_shape, shape_of, unpack_caches
+from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
+from xrnn.params import parameter_items
+
+__all__ = [
+    "CHUNK_COLUMNS",
+    "StepCaches",
+    "Trace",
+    "backward",
+    "check_lengths",
+    "forward",
+    "run_backward",
+    "run_cell_backward",
+    "run_cell_forward",
+    "run_forward",
+]
+
+# Step × batch columns of the gradient blocks per chunk: large enough for GEMMs near peak,
+# small enough that the chunk's temporaries are recycled by the allocator rather than
+# page-faulted in afresh on every call. Config A forward+backward (benchmarks/phases.py):
+# 512 → 29.7 ms, 1024 → 30.3 ms, 2048 → 34.1 ms, 4096 → 37.3 ms.
+CHUNK_COLUMNS = 1024
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What the forward loop leaves for the backward loop.
+
+    Attributes
+    ----------
+    cell : Cell
+    states : tuple of arrays of shape (T+1, n_a, m)
+        Each state component, time-major; block 0 is the initial state, block ``t+1`` the state
+        after step ``t`` (carried unchanged past a sequence's length).
+    saved : array of shape (T, saved_blocks·n_a, m), or None
+    x : array of shape (n_x, m, T_x)
+        The input in the order the loop read it (reversed per sequence when ``reverse``).
+    lengths : integer array of shape (m,), or None
+    live : array of shape (T, 1, m), or None
+        1.0 where step ``t`` of sequence ``j`` runs, 0.0 past its length (None: all run).
+    order : None, ``"flip"`` or an integer array of shape (m·T,)
+        The per-sequence reversal (:func:`xrnn.layout.reversal`) when ``reverse``.
+    """
+
+    cell: Cell
+    states: tuple
+    saved: Any
+    x: Any
+    lengths: Any
+    live: Any
+    order: Any
+
+    @property
+    def T(self) -> int:
+        return int(self.x.shape[2])
+
+    def final_states(self) -> tuple:
+        """Each state component after the last step of each sequence, (n_a, m)."""
+        return tuple(s[self.T, ...] for s in self.states)
+
+
+# --- the loops -----------------------------------------------------------------------------
+
+
+def forward(
+    ctx: Context,
+    cell: Cell,
+    W: Any,
+    x: Any,
+    state0: tuple,
+    *,
+    lengths: Any = None,
+    reverse: bool = False,
+) -> Trace:
+    """Run ``cell`` over ``x`` (n_x, m, T) from ``state0``; return the :class:`Trace`."""
+    xp, ops = ctx.xp, get_ops(ctx.xp)
+    _, m, T = (int(s) for s in x.shape)
+    order = reversal(xp, lengths, m, T) if reverse else None
+    xe = reorder(xp, x, order)
+    GX = ops.add_bias(xp.matmul(W.Wx, time_major(xp, xe)), W.b)  # (T, k n_a, m)
+    done = live = None
+    if lengths is not None and not ops.all_full(lengths, T):
+        steps = xp.arange(T, dtype=lengths.dtype, device=ctx.device)
+        done = xp.reshape(steps, (T, 1, 1)) >= xp.reshape(lengths, (1, 1, m))
+        live = xp.astype(xp.logical_not(done), ctx.dtype)
+    store = ops.forward_store(cell, state0, GX)
+    state = tuple(state0)
+    for t in range(T):
+        new, saved = ops.forward_step(cell, W, GX[t, ...], state, store.slot(t))
+        if done is not None:
+            new = ops.keep_finished(done[t, ...], new, state)
+        store.put(t, new, saved)
+        state = new
+    states, saved = store.result()
+    return Trace(cell, states, saved, xe, lengths, live, order)
+
+
+def backward(
+    ctx: Context, W: Any, trace: Trace, da: Any, dfinal: tuple | None = None
+) -> tuple[Any, tuple, Any, Any, Any, Any]:
+    """Backpropagation through time over ``trace``.
+
+    Parameters
+    ----------
+    da : array of shape (n_a, m, T)
+        Upstream gradient of every output hidden state (read, never written).
+    dfinal : tuple of arrays of shape (n_a, m), optional
+        Upstream gradient of each final state component.
+
+    Returns
+    -------
+    dx : array of shape (n_x, m, T)
+    dstate0 : tuple of arrays of shape (n_a, m)
+    dWa, dWx, db : stacked gradients
+    dbh : summed ``dra`` (k n_a, 1) for a cell with a recurrent-side bias, else None
+    """
+    xp, ops, cell = ctx.xp, get_ops(ctx.xp), trace.cell
+    xe, H, saved, live = trace.x, trace.states[0], trace.saved, trace.live
+    n_x, m, T = (int(s) for s in xe.shape)
+    n_a = int(H.shape[1])
+    like = {"dtype": ctx.dtype, "device": ctx.device}
+    rows = cell.blocks * n_a
+    k = max(1, min(T, CHUNK_COLUMNS // m))
+    store = ops.gradient_columns(rows, k * m, H, cell.split_recurrent)
+    g = tuple(dfinal) if dfinal is not None else tuple(xp.zeros((n_a, m), **like) for _ in cell.states)
+    dae = reorder(xp, da, trace.order)
+    dWa = xp.zeros((rows, n_a), **like)
+    dWx = xp.zeros((rows, n_x), **like)
+    db = xp.zeros((rows, 1), **like)
+    dbh = xp.zeros((rows, 1), **like) if cell.split_recurrent else None
+    WaT, WxT = W.Wa.T, W.Wx.T
+    dX: list[Any] = []
+    end = T
+    while end > 0:
+        start = max(0, end - k)
+        dAc = time_major(xp, dae[:, :, start:end])  # contiguous (n_a, m) block per step
+        for t in reversed(range(start, end)):
+            j = t - start
+            up = (g[0] + dAc[j, ...], *g[1:])
+            if live is not None:
+                up_live = tuple(u * live[t, ...] for u in up)
+            else:
+                up_live = up
+            prev = tuple(s[t, ...] for s in trace.states)
+            new = tuple(s[t + 1, ...] for s in trace.states)
+            dgx, dra, direct = ops.backward_step(
+                cell, None if saved is None else saved[t, ...], prev, new, up_live,
+                store.slot(j, m),
+            )
+            store.put(j, dgx, dra)
+            da_prev = xp.matmul(WaT, dra)
+            if direct[0] is not None:
+                da_prev = da_prev + direct[0]
+            g = (da_prev, *direct[1:])
+            if live is not None:  # a finished sequence passes its gradient straight through
+                g = tuple(gi + u * (1 - live[t, ...]) for gi, u in zip(g, up, strict=True))
+        dgx_c, dra_c = store.columns(end - start)
+        A_prev = columns(xp, public(xp, H[start:end, ...]))  # (n_a, K m), like dra_c
+        dWa = dWa + xp.matmul(dra_c, A_prev.T)
+        dWx = dWx + xp.matmul(dgx_c, columns(xp, xe[:, :, start:end]).T)
+        db = db + xp.sum(dgx_c, axis=1, keepdims=True)
+        if dbh is not None:
+            dbh = dbh + xp.sum(dra_c, axis=1, keepdims=True)
+        dX.append(xp.matmul(WxT, dgx_c))
+        end = start
+    dX2 = dX[0] if len(dX) == 1 else xp.concat(dX[::-1], axis=1)
+    dx = xp.permute_dims(xp.reshape(dX2, (n_x, T, m)), (0, 2, 1))
+    return reorder(xp, dx, trace.order), g, dWa, dWx, db, dbh
+
+
+# --- the exercise's compact caches ---------------------------------------------------------
+
+
+class StepCaches(Sequence):
+    """The ``step_caches`` of ``caches = (step_caches, x)``: ``[t]`` is the exercise's cache
+    tuple of the ``t``-th step the loop ran, built on demand from views of the trace's stacked
+    buffers (with ``reverse``, step ``t`` of the loop read the sequence's ``t``-th step from
+    its end).
+
+    Attributes
+    ----------
+    trace : Trace
+    parameters : dict of arrays
+    """
+
+    def __init__(self, trace: Trace, parameters: Mapping[str, Any]) -> None:
+        self.trace, self.parameters = trace, parameters
+
+    @property
+    def cell(self) -> Cell:
+        return self.trace.cell
+
+    def final_states(self) -> tuple:
+        """Each state component after each sequence's last step: ``(a_T,)`` or
+        ``(a_T, c_T)``, each (n_a, m) — with ``lengths``, the state at the sequence's own end."""
+        return self.trace.final_states()
+
+    def __len__(self) -> int:
+        return self.trace.T
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[t] for t in range(*index.indices(len(self)))]
+        T = len(self)
+        t = int(index)
+        if t < 0:
+            t += T
+        if not 0 <= t < T:
+            raise IndexError(f"step {index} is out of range for {T} time steps")
+        tr = self.trace
+        return tr.cell.cache_tuple(
+            tuple(s[t, ...] for s in tr.states),
+            tuple(s[t + 1, ...] for s in tr.states),
+            None if tr.saved is None else tr.saved[t, ...],
+            tr.x[:, :, t],
+            self.parameters,
+        )
+
+    @classmethod
+    def from_tuples(cls, cell: Cell, steps: Any, x: Any) -> StepCaches:
+        """Stack a list of exercise-style per-step cache tuples (the exercise's own loop)."""
+        if not isinstance(steps, Sequence) or isinstance(steps, str) or len(steps) == 0:
+            raise ValueError(
+                "caches[0] must be the step caches returned by the forward function "
+                f"(or a non-empty list of {cell.cache_layout} tuples)"
+            )
+        parts = []
+        for t, s in enumerate(steps):
+            if not isinstance(s, tuple) or len(s) != cell.cache_size:
+                raise ValueError(f"caches[0][{t}] must be a {cell.cache_size}-tuple {cell.cache_layout}")
+            parts.append(cell.cache_parts(s))
+        xp = resolve([("caches[1] (x)", x)]).xp
+        states = tuple(
+            xp.stack([parts[0][0][i]] + [p[1][i] for p in parts], axis=0)
+            for i in range(len(cell.states))
+        )
+        saved = xp.stack([p[2] for p in parts], axis=0) if cell.saved_blocks else None
+        return cls(Trace(cell, states, saved, x, None, None, None), parts[0][4])
+
+
+# --- the public functions' bodies ------------------------------------------------------------
+
+
+def check_lengths(ctx: Context, lengths: Any, m: int, T: int, check_values: bool) -> Any:
+    """``lengths`` as an integer array of shape (m,) in the inputs' library and device.
+
+    A Python sequence of ints is converted; an array must already be the inputs' library and
+    device (no silent copies). With ``check_values`` the range ``1 ≤ length ≤ T`` is checked
+    (one host read).
+    """
+    if lengths is None:
+        return None
+    xp = ctx.xp
+    if array_api_compat.is_array_api_obj(lengths):
+        if array_api_compat.array_namespace(lengths) is not xp:
+            raise TypeError(
+                f"lengths must be an array of the inputs' library; got "
+                f"{type(lengths).__module__}.{type(lengths).__qualname__}"
+            )
+        if array_api_compat.device(lengths) != ctx.device:
+            raise ValueError(
+                f"lengths is on device {array_api_compat.device(lengths)} but x is on "
+                f"device {ctx.device}; move one of them"
+            )
+    elif isinstance(lengths, Sequence) and not isinstance(lengths, str):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in lengths):
+            raise TypeError("lengths must hold integers")
+        lengths = xp.asarray(list(lengths), dtype=xp.int64, device=ctx.device)
+    else:
+        raise TypeError(
+            f"lengths must be an integer array of shape (m,) or a list of ints; got "
+            f"{type(lengths).__name__}"
+        )
+    if not xp.isdtype(lengths.dtype, "integral"):
+        raise TypeError(f"lengths must have an integer dtype, got {lengths.dtype}")
+    if tuple(int(s) for s in lengths.shape) != (m,):
+        raise ValueError(
+            f"lengths has shape {tuple(lengths.shape)}; expected ({m},), one length per "
+            f"sequence of the batch"
+        )
+    if check_values and not bool(xp.all((lengths >= 1) & (lengths <= T))):
+        raise ValueError(f"lengths must lie in [1, {T}] (1 ≤ length ≤ T_x)")
+    return lengths
+
+
+def _state_names(cell: Cell, suffix: str) -> tuple[str, ...]:
+    return tuple(f"{s}{suffix}" for s in cell.states)
+
+
+def run_forward(
+    cell: Cell,
+    x: Any,
+    initial: tuple,
+    parameters: Any,
+    *,
+    lengths: Any = None,
+    reverse: bool = False,
+    check_finite: bool = True,
+) -> tuple[tuple, Any, tuple]:
+    """The body of ``<cell>_forward``.
+
+    ``initial`` holds the initial state components (``a0`` first; a later one may be None for
+    zeros). Returns ``(outputs, y, caches)``: ``outputs`` each state component of every step
+    (n_a, m, T) — zero past each length —, ``y`` the output layer's softmax (n_y, m, T) or None,
+    ``caches = (StepCaches, x)``.
+    """
+    names = _state_names(cell, "0")
+    ctx = resolve(
+        [
+            ("x", x),
+            *zip(names, initial, strict=True),
+            *parameter_items(parameters, cell.keys + cell.output_keys),
+        ],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_x, m, T = sequence_shape(x)
+    n_a, _ = shape_of(names[0], initial[0], ("n_a", "m"))
+    check_shape(names[0], initial[0], (n_a, m), f"m={m} from x")
+    for name, s in zip(names[1:], initial[1:], strict=True):
+        if s is not None:
+            check_shape(name, s, (n_a, m), f"the shape of {names[0]}")
+    n_y = cell.validate(parameters, n_x, n_a)
+    lengths = check_lengths(ctx, lengths, m, T, check_finite)
+    state0 = tuple(
+        xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s
+        for s in initial
+    )
+    W = cell.stack(xp, parameters, n_a)
+    trace = forward(ctx, cell, W, x, state0, lengths=lengths, reverse=reverse)
+    steps = [s[1:, ...] for s in trace.states]  # (T, n_a, m) each
+    if trace.live is not None:
+        steps = [s * trace.live for s in steps]
+    y = None
+    if n_y is not None:
+        w, b = cell.output_keys
+        y = output_layer_forward(xp, parameters[w], parameters[b], steps[0])
+        if trace.live is not None:
+            y = y * public(xp, trace.live)
+        y = reorder(xp, y, trace.order)
+    outputs = tuple(reorder(xp, public(xp, s), trace.order) for s in steps)
+    return outputs, y, (StepCaches(trace, parameters), x)
+
+
+def run_backward(
+    cell: Cell,
+    da: Any,
+    caches: Any,
+    forward_name: str,
+    *,
+    dfinal: tuple | None = None,
+    check_finite: bool = True,
+) -> dict[str, Any]:
+    """The body of ``<cell>_backward``: ``dx``, the initial-state gradients (``da0``,
+    ``dc0``) and every parameter gradient (``"d" + key``)."""
+    steps, x = unpack_caches(caches, forward_name)
+    if not isinstance(steps, StepCaches):
+        steps = StepCaches.from_tuples(cell, steps, x)
+    if steps.cell is not cell:
+        raise ValueError(
+            f"caches come from {steps.cell.name}_forward, not {forward_name}; pass them to "
+            f"{steps.cell.name}_backward"
+        )
+    trace, parameters = steps.trace, steps.parameters
+    final_names = _state_names(cell, "_final")
+    ctx = resolve(
+        [
+            ("da", da),
+            ("caches[1] (x)", x),
+            *((f"caches[0] ({n} states)", s) for n, s in zip(cell.states, trace.states, strict=True)),
+            *(() if dfinal is None else zip(final_names, dfinal, strict=True)),
+            *parameter_items(parameters, cell.keys),
+        ],
+        check_finite=check_finite,
+    )
+    n_x, m, T = sequence_shape(x)
+    n_a = int(trace.states[0].shape[1])
+    cell.validate(parameters, n_x, n_a)
+    for s in trace.states:
+        check_shape("caches[0] states", s, (T + 1, n_a, m), "(T_x+1, n_a, m) of caches[1] (x)")
+    shape = shape_of("da", da, ("n_a", "m", "T_x"))
+    if shape[2] != T:
+        raise ValueError(
+            f"da has {shape[2]} time steps but the forward pass has {T}: da must hold the "
+            f"gradient of every hidden state, shape {(n_a, m, T)}; got {shape}"
+        )
+    check_shape("da", da, (n_a, m, T), "(n_a, m, T_x) of the forward pass")
+    if dfinal is not None:
+        for name, d in zip(final_names, dfinal, strict=True):
+            check_shape(name, d, (n_a, m), "(n_a, m) of the final state")
+    W = cell.stack(ctx.xp, parameters, n_a)
+    dx, dstate0, dWa, dWx, db, dbh = backward(ctx, W, trace, da, dfinal)
+    grads = {"dx": dx}
+    grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dstate0, strict=True)})
+    grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))
+    return grads
+
+
+def run_cell_forward(
+    cell: Cell, xt: Any, prev: tuple, parameters: Any, *, check_finite: bool = True
+) -> tuple[tuple, Any, tuple]:
+    """The body of ``<cell>_cell_forward``: ``(new_state, yt_pred, cache)``."""
+    names = _state_names(cell, "_prev")
+    ctx = resolve(
+        [
+            ("xt", xt),
+            *zip(names, prev, strict=True),
+            *parameter_items(parameters, cell.keys + cell.output_keys),
+        ],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_x, m = shape_of("xt", xt, ("n_x", "m"))
+    n_a, _ = shape_of(names[0], prev[0], ("n_a", "m"))
+    check_shape(names[0], prev[0], (n_a, m), f"m={m} from xt")
+    for name, s in zip(names[1:], prev[1:], strict=True):
+        check_shape(name, s, (n_a, m), f"the shape of {names[0]}")
+    n_y = cell.validate(parameters, n_x, n_a)
+    W = cell.stack(xp, parameters, n_a)
+    gx = xp.matmul(W.Wx, xt) + W.b
+    new, saved = cell.forward_pointwise(xp, gx, xp.matmul(W.Wa, prev[0]), tuple(prev), W)
+    yt = None
+    if n_y is not None:
+        w, b = cell.output_keys
+        yt = softmax(xp.matmul(parameters[w], new[0]) + parameters[b])
+    return new, yt, cell.cache_tuple(tuple(prev), new, saved, xt, parameters)
+
+
+def run_cell_backward(
+    cell: Cell, dnew: tuple, cache: Any, *, check_finite: bool = True
+) -> dict[str, Any]:
+    """The body of ``<cell>_cell_backward``: ``dxt``, ``da_prev`` (``dc_prev``) and every
+    parameter gradient."""
+    if not isinstance(cache, tuple | list) or len(cache) != cell.cache_size:
+        raise ValueError(
+            f"cache must be the {cell.cache_size}-tuple {cell.cache_layout} from "
+            f"{cell.name}_cell_forward"
+        )
+    prev, new, saved, xt, parameters = cell.cache_parts(tuple(cache))
+    next_names = _state_names(cell, "_next")
+    ctx = resolve(
+        [
+            *(("d" + n, d) for n, d in zip(next_names, dnew, strict=True)),
+            *((f"cache {n}", s) for n, s in zip(next_names, new, strict=True)),
+            *((f"cache {n}", s) for n, s in zip(_state_names(cell, "_prev"), prev, strict=True)),
+            ("cache xt", xt),
+            *(() if saved is None else (("cache gates", saved),)),
+            *parameter_items(parameters, cell.keys),
+        ],
+        check_finite=check_finite,
+    )
+    xp = ctx.xp
+    n_a, m = shape_of(f"cache {next_names[0]}", new[0], ("n_a", "m"))
+    for n, d in zip(next_names, dnew, strict=True):
+        check_shape("d" + n, d, (n_a, m), f"the shape of {n}")
+    n_x, _ = shape_of("cache xt", xt, ("n_x", "m"))
+    cell.validate(parameters, n_x, n_a)
+    W = cell.stack(xp, parameters, n_a)
+    dgx, dra, direct = cell.backward_pointwise(xp, saved, tuple(prev), tuple(new), tuple(dnew))
+    da_prev = xp.matmul(W.Wa.T, dra)
+    if direct[0] is not None:
+        da_prev = da_prev + direct[0]
+    grads = {"dxt": xp.matmul(W.Wx.T, dgx), "da_prev": da_prev}
+    grads.update({f"d{n}_prev": d for n, d in zip(cell.states[1:], direct[1:], strict=True)})
+    dbh = xp.sum(dra, axis=1, keepdims=True) if cell.split_recurrent else None
+    grads.update(
+        cell.unstack(
+            xp.matmul(dra, prev[0].T), xp.matmul(dgx, xt.T), xp.sum(dgx, axis=1, keepdims=True), dbh, n_a
+        )
+    )
+    return grads

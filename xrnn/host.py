@@ -1,0 +1,50 @@
+"""Host-side NumPy helpers that are not kernels: seeded initial weights, dtype casts and copies
+to the host (for ``to_device`` and checkpoints).
+
+The kernels never import NumPy; these helpers do host work that the array API has no words for
+(a seeded random generator, a copy from any library to the host).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["cast", "cast_all", "to_numpy", "uniform_sampler", "zeros"]
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """A host NumPy copy of an array of any supported library (explicit, for ``to_device``)."""
+    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        return a.get()
+    if type(a).__module__.startswith("torch"):
+        return a.detach().cpu().numpy()
+    try:
+        return np.asarray(a)
+    except (TypeError, ValueError, RuntimeError):
+        return np.from_dlpack(a)
+
+
+def zeros(shape: tuple[int, ...]) -> np.ndarray:
+    return np.zeros(shape)
+
+
+def uniform_sampler(seed: int, n_a: int) -> Callable[[tuple[int, ...]], np.ndarray]:
+    """Draws of ``U(-1/sqrt(n_a), 1/sqrt(n_a))`` from one seeded generator, in call order."""
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(n_a)
+    return lambda shape: rng.uniform(-bound, bound, size=shape)
+
+
+def cast(a: np.ndarray, dtype: Any) -> np.ndarray:
+    """``a`` as ``dtype``; ``dtype`` may be another library's dtype object (torch.float32)."""
+    if dtype is None:
+        return a
+    name = str(dtype).rsplit(".", 1)[-1]
+    return a.astype(np.dtype(name))
+
+
+def cast_all(arrays: dict[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]:
+    return {k: cast(v, dtype) for k, v in arrays.items()}
