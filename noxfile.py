@@ -16,6 +16,7 @@ BACKENDS = {
     "numpy": [],
     "array_api_strict": ["array-api-strict>=2.2"],
     "torch": ["torch==2.13.0"],  # the CPU build; other versions pull a multi-GB CUDA build
+    "jax": ["jax[cpu]>=0.4.32"],  # 64-bit floats are switched on by tests/conftest.py
 }
 
 

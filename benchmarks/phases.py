@@ -3,7 +3,7 @@
 ``python benchmarks/phases.py`` times, for configs A and B in float32 (medians), the pieces of
 ``xrnn.lstm_forward``/``lstm_backward`` on NumPy separately, with the same kernels the public
 functions call, and the per-step recurrent GEMMs alone; then forward+backward time and page
-faults for several BPTT chunk sizes (``xrnn.bptt.CHUNK_COLUMNS``). The README quotes it.
+faults for several BPTT chunk sizes (``xrnn.engine.CHUNK_COLUMNS``). The README quotes it.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
 import xrnn  # noqa: E402
-from xrnn.backends import get_ops  # noqa: E402
+import xrnn.engine  # noqa: E402
+from xrnn.backends import resolve  # noqa: E402
 from xrnn.layout import time_major  # noqa: E402
-from xrnn.lstm import _stacked_split  # noqa: E402
 
 
 def median_ms(fn, n=15) -> float:
@@ -35,45 +35,30 @@ def median_ms(fn, n=15) -> float:
 
 
 def measure(name: str) -> str:
-    ops = get_ops(np)
     n_x, n_a, m, T = bench.CONFIGS[name]
     x, a0, p, da = bench.make_inputs("lstm", n_x, n_a, m, T, "float32")
-    Wa, Wx, b = _stacked_split(np, p, n_a)
-    G0 = Wx @ time_major(np, x) + b
-    fresh = (T + 1, n_a, m)
+    cell, ctx = xrnn.CELLS["lstm"], resolve([("x", x)])
+    W = cell.stack(np, p, n_a)
+    state0 = (a0, np.zeros_like(a0))
 
-    def buffers():
-        return G0.copy(), np.zeros(fresh, "float32"), np.zeros(fresh, "float32")
+    def engine_forward():
+        return xrnn.engine.forward(ctx, cell, W, x, state0)
 
-    def forward_loop():
-        G, H, C = buffers()
-        for t in range(T):
-            ops.lstm_forward_step(G, H, C, Wa, t)
-
-    caches = xrnn.lstm_forward(x, a0, p)[-1]
-    steps, WaT = caches[0], Wa.T
-
-    def backward_loop():
-        dP = np.empty((4 * n_a, T * m), "float32")
-        state = (np.zeros((n_a, m), "float32"),) * 2
-        dA = time_major(np, da)
-        for t in reversed(range(T)):
-            state = ops.lstm_backward_step(dP, t, dA[t], steps.G, steps.C, WaT, t, *state)
-
+    trace = engine_forward()
     fwd = median_ms(lambda: xrnn.lstm_forward(x, a0, p))
-    projection = median_ms(lambda: Wx @ time_major(np, x))
-    loop = median_ms(forward_loop) - median_ms(buffers)
-    gemm = median_ms(lambda: Wa @ a0, 200) * 1e3
+    projection = median_ms(lambda: W.Wx @ time_major(np, x) + W.b)
+    loop = median_ms(engine_forward) - projection
+    gemm = median_ms(lambda: W.Wa @ a0, 200) * 1e3
+    caches = xrnn.lstm_forward(x, a0, p)[-1]
     bwd = median_ms(lambda: xrnn.lstm_backward(da, caches))
-    bloop = median_ms(backward_loop)
+    engine_bwd = median_ms(lambda: xrnn.engine.backward(ctx, W, trace, da))
     dp = np.ones((4 * n_a, m), "float32")
-    bgemm = median_ms(lambda: WaT @ dp, 200) * 1e3
+    bgemm = median_ms(lambda: W.Wa.T @ dp, 200) * 1e3
     return (
         f"config {name} {(n_x, n_a, m, T)} float32: forward {fwd:.1f} ms = input projection "
         f"{projection:.1f} + loop {loop:.1f} ({loop / T * 1e3:.0f} us/step, recurrent GEMM "
-        f"{gemm:.0f} us) + rest; backward {bwd:.1f} ms = loop {bloop:.1f} "
-        f"({bloop / T * 1e3:.0f} us/step, GEMM {bgemm:.0f} us) + chunk GEMMs, copies "
-        f"{bwd - bloop:.1f}"
+        f"{gemm:.0f} us) + rest; backward {bwd:.1f} ms, of which the engine's loop and chunk "
+        f"GEMMs {engine_bwd:.1f} (recurrent GEMM {bgemm:.0f} us/step)"
     )
 
 
@@ -81,14 +66,12 @@ def chunk_sizes(name: str = "A") -> None:
     """Forward+backward time and minor page faults per call for several BPTT chunk sizes."""
     import resource
 
-    import xrnn.bptt
-
     n_x, n_a, m, T = bench.CONFIGS[name]
     x, a0, p, da = bench.make_inputs("lstm", n_x, n_a, m, T, "float32")
-    default = xrnn.bptt.CHUNK_COLUMNS
+    default = xrnn.engine.CHUNK_COLUMNS
     try:
         for columns in (512, 1024, 2048, 4096):
-            xrnn.bptt.CHUNK_COLUMNS = columns
+            xrnn.engine.CHUNK_COLUMNS = columns
 
             def both():
                 return xrnn.lstm_backward(da, xrnn.lstm_forward(x, a0, p)[-1])
@@ -103,7 +86,7 @@ def chunk_sizes(name: str = "A") -> None:
                 flush=True,
             )
     finally:
-        xrnn.bptt.CHUNK_COLUMNS = default
+        xrnn.engine.CHUNK_COLUMNS = default
 
 
 def main() -> int:

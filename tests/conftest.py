@@ -3,7 +3,8 @@
 ``--backend NAME`` (repeatable; nox passes one per session) restricts the matrix. Backends:
 ``numpy``, ``array_api_strict`` (its default device), ``array_api_strict-device1`` (its second
 device: the CPU stand-in that proves no silent device copies), ``torch`` (CPU tensors, and CUDA
-tensors when CUDA is available) and ``cupy`` (only where ``cupy.is_available()``).
+tensors when CUDA is available), ``jax`` (its default device, with 64-bit floats enabled so the
+float64 suites mean float64) and ``cupy`` (only where ``cupy.is_available()``).
 """
 
 from __future__ import annotations
@@ -69,12 +70,24 @@ def all_backends() -> list[Backend]:
         out.append(Backend("torch", xt, torch.device("cpu")))
         if torch.cuda.is_available():
             out.append(Backend("torch-cuda", xt, torch.device("cuda")))
+    if "jax" in available:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 tests must not silently run float32
+        xj = array_api_compat.array_namespace(jax.numpy.zeros(1))
+        out.append(Backend("jax", xj, jax.devices()[0]))
     if "cupy" in available:
         import cupy
 
         xc = array_api_compat.array_namespace(cupy.empty(0))
         out.append(Backend("cupy", xc, cupy.cuda.Device(0)))
     return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends(*names): run the xp-parametrised test only on these backends"
+    )
 
 
 def pytest_addoption(parser):
@@ -105,6 +118,12 @@ def pytest_generate_tests(metafunc):
     if "xp" in metafunc.fixturenames:
         wanted = metafunc.config.getoption("--backend")
         chosen = [b for b in _BACKENDS if not wanted or any(b.name.startswith(w) for w in wanted)]
+        only = metafunc.definition.get_closest_marker("backends")
+        if only is not None:  # @pytest.mark.backends("jax", ...): the test is for these alone
+            chosen = [b for b in chosen if any(b.name.startswith(n) for n in only.args)]
+            if not chosen:  # an empty parameter set: pytest reports the test as skipped
+                metafunc.parametrize("xp", [], ids=[])
+                return
         if wanted and not chosen:
             raise pytest.UsageError(
                 f"--backend {wanted}: none of these is available here "

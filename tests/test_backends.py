@@ -4,65 +4,68 @@ import warnings
 
 import numpy as np
 import pytest
+from cells import NAMES, backward, forward, random_parameters, spec
 
 import xrnn
 from xrnn.backends import get_ops
 from xrnn.ops import Ops
 
 
-def _loop_buffers(xp, rng, n_a=3, m=2, T=4, lstm=True):
-    """Time-major buffers (xrnn.ops): G (T, k n_a, m), H and C (T+1, n_a, m), dA (T, n_a, m)."""
-    k = 4 if lstm else 1
-    G = xp.asarray(rng.normal(size=(T, k * n_a, m)))
-    H = xp.asarray(np.concatenate([rng.normal(size=(1, n_a, m)), np.zeros((T, n_a, m))]))
-    C = xp.asarray(np.concatenate([rng.normal(size=(1, n_a, m)), np.zeros((T, n_a, m))]))
-    Wa = xp.asarray(rng.normal(size=(k * n_a, n_a)))
-    dA = xp.asarray(rng.normal(size=(T, n_a, m)))
-    return G, H, C, Wa, dA
+def _run_all(xp, cell, rng_seed, **kw):
+    """Forward outputs, final states and every gradient of one call, as NumPy arrays."""
+    rng = np.random.default_rng(rng_seed)
+    n_x, n_a, m, T = 3, 4, 3, 5
+    p = xp.params(random_parameters(cell, rng, n_x, n_a))
+    x = xp.asarray(rng.normal(size=(n_x, m, T)))
+    state0 = tuple(xp.asarray(rng.normal(size=(n_a, m))) for _ in spec(cell).states)
+    if "lengths" in kw:
+        kw["lengths"] = xp.xp.asarray(kw["lengths"], device=xp.device)
+    states, _, caches = forward(cell, x, state0, p, **kw)
+    g = backward(cell, xp.asarray(rng.normal(size=(n_a, m, T))), caches)
+    out = {f"out{i}": s for i, s in enumerate(states)}
+    out.update({f"final{i}": s for i, s in enumerate(caches[0].final_states())})
+    out.update(g)
+    return {k: xp.to_numpy(v).copy() for k, v in out.items()}
 
 
-def _run_loops(ops, xp, bufs, m=2, T=4):
-    G, H, C, Wa, dA = (xp.asarray(xp.to_numpy(b).copy()) for b in bufs)  # private copies
-    n_a = H.shape[1]
-    for t in range(T):
-        ops.lstm_forward_step(G, H, C, Wa, t)
-    dP = xp.asarray(np.zeros((4 * n_a, T * m)))
-    da = xp.asarray(np.zeros((n_a, m)))
-    dc = xp.asarray(np.ones((n_a, m)))
-    for t in reversed(range(T)):
-        da, dc = ops.lstm_backward_step(dP, t, dA[t, :, :], G, C, Wa.T, t, da, dc)
-    return [xp.to_numpy(v) for v in (G, H, C, dP, da, dc)]
+@pytest.mark.parametrize(
+    "kw", [{}, {"lengths": [5, 2, 4]}, {"reverse": True}, {"lengths": [1, 5, 3], "reverse": True}]
+)
+@pytest.mark.parametrize("cell", NAMES)
+def test_backend_kernels_match_the_generic_reference(cell, kw, xp, monkeypatch):
+    """NumPy's in-place and CuPy's fused kernels, with their buffer storage, compute what the
+    reference (:class:`xrnn.ops.Ops`: the cell's own pointwise math, list storage) computes."""
+    import xrnn.engine
+
+    got = _run_all(xp, cell, 7, **kw)
+    monkeypatch.setattr(xrnn.engine, "get_ops", lambda _: Ops(xp.xp))
+    want = _run_all(xp, cell, 7, **kw)
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
 
-def _run_rnn_loops(ops, xp, bufs, m=2, T=4):
-    G, H, _, Wa, dA = (xp.asarray(xp.to_numpy(b).copy()) for b in bufs)
-    n_a = H.shape[1]
-    for t in range(T):
-        ops.rnn_forward_step(H, G, Wa, t)
-    dP = xp.asarray(np.zeros((n_a, T * m)))
-    da = xp.asarray(np.zeros((n_a, m)))
-    for t in reversed(range(T)):
-        da = ops.rnn_backward_step(dP, t, dA[t, :, :], H, Wa.T, t, da)
-    return [xp.to_numpy(v) for v in (H, dP, da)]
+def test_every_cell_has_numpy_and_cupy_kernels():
+    from xrnn.backends.cupy import CupyOps
+    from xrnn.backends.numpy import NumpyOps
 
-
-def test_backend_step_kernels_match_the_generic_reference(xp, rng):
-    """NumPy's in-place and CuPy's fused kernels compute what xrnn.ops.Ops computes."""
-    ops = get_ops(xp.xp)
-    reference = Ops(xp.xp)
-    bufs = _loop_buffers(xp, rng)
-    for got, want in zip(_run_loops(ops, xp, bufs), _run_loops(reference, xp, bufs), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
-    bufs = _loop_buffers(xp, rng, lstm=False)
-    for got, want in zip(
-        _run_rnn_loops(ops, xp, bufs), _run_rnn_loops(reference, xp, bufs), strict=True
-    ):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    for ops in (NumpyOps, CupyOps):
+        for cell in NAMES:
+            assert {(cell, "forward"), (cell, "backward")} <= set(ops.kernels), (ops, cell)
 
 
 def test_numpy_and_cupy_get_their_own_ops(xp):
     name = type(get_ops(xp.xp)).__name__
     assert name == {"numpy": "NumpyOps", "cupy": "CupyOps"}.get(xp.name, "Ops")
+
+
+def test_equal_lengths_give_the_unmasked_result(xp, rng):
+    """lengths all equal to T_x: exactly the result without lengths, on every backend."""
+    for cell in NAMES:
+        plain = _run_all(xp, cell, 3)
+        full = _run_all(xp, cell, 3, lengths=[5, 5, 5])
+        for k in plain:
+            np.testing.assert_array_equal(full[k], plain[k], err_msg=f"{cell} {k}")
 
 
 def test_available_backends_lists_numpy_first():
@@ -140,28 +143,15 @@ def test_exercise_style_list_caches_are_accepted(xp, rng):
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 5])
-def test_chunked_backward_equals_one_chunk(chunk, xp, rng, monkeypatch):
+@pytest.mark.parametrize("cell", NAMES)
+def test_chunked_backward_equals_one_chunk(cell, chunk, xp, monkeypatch):
     """Chunks of 1 step, of 3 steps with a partial last chunk, or one step short of T: the
-    same gradients as one chunk holding every step."""
-    import xrnn.bptt
+    same gradients as one chunk holding every step (with mixed lengths, reversed)."""
+    import xrnn.engine
 
-    n_x, n_a, m, T = 2, 3, 2, 7
-    x = xp.asarray(rng.normal(size=(n_x, m, T)))
-    a0 = xp.asarray(rng.normal(size=(n_a, m)))
-    da = xp.asarray(rng.normal(size=(n_a, m, T)))
-    pl = xp.params(xrnn.initialize_lstm(n_x, n_a, seed=4))
-    pr = xp.params(xrnn.initialize_rnn(n_x, n_a, seed=4))
-    whole = (
-        xrnn.lstm_backward(da, xrnn.lstm_forward(x, a0, pl)[3]),
-        xrnn.rnn_backward(da, xrnn.rnn_forward(x, a0, pr)[2]),
-    )
-    monkeypatch.setattr(xrnn.bptt, "CHUNK_COLUMNS", chunk * m)
-    parts = (
-        xrnn.lstm_backward(da, xrnn.lstm_forward(x, a0, pl)[3]),
-        xrnn.rnn_backward(da, xrnn.rnn_forward(x, a0, pr)[2]),
-    )
-    for w, p in zip(whole, parts, strict=True):
-        for k in w:
-            np.testing.assert_allclose(
-                xp.to_numpy(p[k]), xp.to_numpy(w[k]), rtol=1e-12, atol=1e-14, err_msg=k
-            )
+    kw = {"lengths": [5, 2, 4], "reverse": True}
+    whole = _run_all(xp, cell, 4, **kw)
+    monkeypatch.setattr(xrnn.engine, "CHUNK_COLUMNS", chunk * 3)
+    parts = _run_all(xp, cell, 4, **kw)
+    for k in whole:
+        np.testing.assert_allclose(parts[k], whole[k], rtol=1e-12, atol=1e-14, err_msg=k)

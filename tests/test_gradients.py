@@ -1,13 +1,17 @@
-"""Every gradient of every function against float64 central finite differences, on every backend.
+"""Every gradient of every cell against float64 central finite differences, on every backend:
+sequence functions (plain, with mixed ``lengths``, with ``reverse``, both), and cell functions.
 
-The loss is ``L = Σ a ∗ R`` (plus ``Σ c_next ∗ S`` for the LSTM cell) with fixed random ``R``,
-``S``, so the upstream gradients are ``da = R`` (and ``dc_next = S``).
+The loss is ``L = Σ_k Σ s_k ∗ R_k`` over every output state component ``s_k`` (``a``, and ``c``
+for the LSTM), with fixed random ``R_k``, so the upstream gradients are ``da = R_a`` and (for
+the cell functions) ``dc_next = R_c``. The sequence loss reads only ``a``; the LSTM's ``c``
+enters through ``a``.
 """
 
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from cells import NAMES, backward, cell_backward, cell_forward, forward, random_parameters, spec
 
 import xrnn
 
@@ -39,119 +43,76 @@ def check(xp, loss, analytic, inputs):
         )
 
 
-def lstm_params(rng, n_x, n_a):
-    return {
-        k: rng.normal(size=(n_a, n_a + n_x) if k[0] == "W" else (n_a, 1))
-        for k in ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo")
-    }
-
-
-def rnn_params(rng, n_x, n_a):
-    return {
-        "Wax": rng.normal(size=(n_a, n_x)),
-        "Waa": rng.normal(size=(n_a, n_a)),
-        "ba": rng.normal(size=(n_a, 1)),
-    }
-
-
 def split(xp, inputs, data_names):
     data = {k: xp.asarray(v) for k, v in inputs.items() if k in data_names}
     params = xp.params({k: v for k, v in inputs.items() if k not in data_names})
     return data, params
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_lstm_forward_backward_gradients(shape, xp, rng):
+def sequence_case(cell, shape, rng):
     n_x, n_a, m, T = shape
-    inputs = {
-        "x": rng.normal(size=(n_x, m, T)),
-        "a0": rng.normal(size=(n_a, m)),
-        "c0": rng.normal(size=(n_a, m)),
-        **lstm_params(rng, n_x, n_a),
-    }
-    R = rng.normal(size=(n_a, m, T))
-    names = {"x", "a0", "c0"}
+    states = {f"{s}0": rng.normal(size=(n_a, m)) for s in spec(cell).states}
+    inputs = {"x": rng.normal(size=(n_x, m, T)), **states, **random_parameters(cell, rng, n_x, n_a)}
+    return inputs, rng.normal(size=(n_a, m, T)), {"x", *states}
+
+
+def check_sequence(xp, cell, shape, rng, **kw):
+    inputs, R, names = sequence_case(cell, shape, rng)
+    state_names = [f"{s}0" for s in spec(cell).states]
+
+    def run(inp):
+        d, p = split(xp, inp, names)
+        return forward(cell, d["x"], tuple(d[s] for s in state_names), p, **kw)
 
     def loss(inp):
-        d, p = split(xp, inp, names)
-        a, _, _, _ = xrnn.lstm_forward(d["x"], d["a0"], p, c0=d["c0"])
-        return float(np.sum(xp.to_numpy(a) * R))
+        return float(np.sum(xp.to_numpy(run(inp)[0][0]) * R))
 
-    def analytic(inp):
-        d, p = split(xp, inp, names)
-        _, _, _, caches = xrnn.lstm_forward(d["x"], d["a0"], p, c0=d["c0"])
-        return xrnn.lstm_backward(xp.asarray(R), caches)
-
-    check(xp, loss, analytic, inputs)
+    check(xp, loss, lambda inp: backward(cell, xp.asarray(R), run(inp)[2]), inputs)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_rnn_forward_backward_gradients(shape, xp, rng):
-    n_x, n_a, m, T = shape
-    inputs = {
-        "x": rng.normal(size=(n_x, m, T)),
-        "a0": rng.normal(size=(n_a, m)),
-        **rnn_params(rng, n_x, n_a),
-    }
-    R = rng.normal(size=(n_a, m, T))
-    names = {"x", "a0"}
+@pytest.mark.parametrize("cell", NAMES)
+def test_sequence_gradients(cell, shape, xp, rng):
+    check_sequence(xp, cell, shape, rng)
 
-    def loss(inp):
-        d, p = split(xp, inp, names)
-        a, _, _ = xrnn.rnn_forward(d["x"], d["a0"], p)
-        return float(np.sum(xp.to_numpy(a) * R))
 
-    def analytic(inp):
-        d, p = split(xp, inp, names)
-        return xrnn.rnn_backward(xp.asarray(R), xrnn.rnn_forward(d["x"], d["a0"], p)[2])
-
-    check(xp, loss, analytic, inputs)
+@pytest.mark.parametrize(
+    "lengths, reverse",
+    [([4, 1, 3], False), (None, True), ([4, 1, 3], True)],  # plain: test_sequence_gradients
+    ids=["mixed-forward", "full-reverse", "mixed-reverse"],
+)
+@pytest.mark.parametrize("cell", NAMES)
+def test_sequence_gradients_with_lengths_and_reverse(cell, lengths, reverse, xp, rng):
+    kw = {"reverse": reverse}
+    if lengths is not None:
+        kw["lengths"] = xp.xp.asarray(lengths, device=xp.device)
+    check_sequence(xp, cell, (2, 3, 3, 4), rng, **kw)
 
 
 @pytest.mark.parametrize("shape", SHAPES[:2], ids=str)
-def test_lstm_cell_gradients(shape, xp, rng):
+@pytest.mark.parametrize("cell", NAMES)
+def test_cell_gradients(cell, shape, xp, rng):
     n_x, n_a, m, _ = shape
+    states = [f"{s}_prev" for s in spec(cell).states]
     inputs = {
         "xt": rng.normal(size=(n_x, m)),
-        "a_prev": rng.normal(size=(n_a, m)),
-        "c_prev": rng.normal(size=(n_a, m)),
-        **lstm_params(rng, n_x, n_a),
+        **{s: rng.normal(size=(n_a, m)) for s in states},
+        **random_parameters(cell, rng, n_x, n_a),
     }
-    R, S = rng.normal(size=(n_a, m)), rng.normal(size=(n_a, m))
-    names = {"xt", "a_prev", "c_prev"}
+    R = [rng.normal(size=(n_a, m)) for _ in states]
+    names = {"xt", *states}
+
+    def run(inp):
+        d, p = split(xp, inp, names)
+        return cell_forward(cell, d["xt"], tuple(d[s] for s in states), p)
 
     def loss(inp):
-        d, p = split(xp, inp, names)
-        a, c, _, _ = xrnn.lstm_cell_forward(d["xt"], d["a_prev"], d["c_prev"], p)
-        return float(np.sum(xp.to_numpy(a) * R) + np.sum(xp.to_numpy(c) * S))
+        new, _ = run(inp)
+        return float(sum(np.sum(xp.to_numpy(s) * r) for s, r in zip(new, R, strict=True)))
 
     def analytic(inp):
-        d, p = split(xp, inp, names)
-        cache = xrnn.lstm_cell_forward(d["xt"], d["a_prev"], d["c_prev"], p)[3]
-        return xrnn.lstm_cell_backward(xp.asarray(R), xp.asarray(S), cache)
-
-    check(xp, loss, analytic, inputs)
-
-
-@pytest.mark.parametrize("shape", SHAPES[:2], ids=str)
-def test_rnn_cell_gradients(shape, xp, rng):
-    n_x, n_a, m, _ = shape
-    inputs = {
-        "xt": rng.normal(size=(n_x, m)),
-        "a_prev": rng.normal(size=(n_a, m)),
-        **rnn_params(rng, n_x, n_a),
-    }
-    R = rng.normal(size=(n_a, m))
-    names = {"xt", "a_prev"}
-
-    def loss(inp):
-        d, p = split(xp, inp, names)
-        return float(np.sum(xp.to_numpy(xrnn.rnn_cell_forward(d["xt"], d["a_prev"], p)[0]) * R))
-
-    def analytic(inp):
-        d, p = split(xp, inp, names)
-        cache = xrnn.rnn_cell_forward(d["xt"], d["a_prev"], p)[2]
-        return xrnn.rnn_cell_backward(xp.asarray(R), cache)
+        _, cache = run(inp)
+        return cell_backward(cell, tuple(xp.asarray(r) for r in R), cache)
 
     check(xp, loss, analytic, inputs)
 
@@ -159,7 +120,7 @@ def test_rnn_cell_gradients(shape, xp, rng):
 def test_lstm_backward_carries_state_gradients(xp, rng):
     """Erratum 2: with da only at the last step, the first step's gradients are not zero."""
     n_x, n_a, m, T = 2, 3, 2, 4
-    p = xp.params(lstm_params(rng, n_x, n_a))
+    p = xp.params(random_parameters("lstm", rng, n_x, n_a))
     x = xp.asarray(rng.normal(size=(n_x, m, T)))
     _, _, _, caches = xrnn.lstm_forward(x, xp.asarray(rng.normal(size=(n_a, m))), p)
     da = np.zeros((n_a, m, T))

@@ -1,7 +1,8 @@
 """The kernels are written against the array API: no kernel module imports NumPy itself.
 
-Only ``xrnn/backends/numpy.py`` (the NumPy backend) may; the application layer ``xrnn.charlm``
-uses NumPy for host-side work — random draws and ``.npz`` files — by design.
+Only ``xrnn/backends/numpy.py`` (the NumPy backend) and ``xrnn/host.py`` (host-side seeded draws
+and copies, no kernels) may; the application layer ``xrnn.charlm`` uses NumPy for host-side work
+— random draws and ``.npz`` files — by design.
 """
 
 import ast
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xrnn"
-ALLOWED = {"backends/numpy.py"}
+ALLOWED = {"backends/numpy.py", "host.py"}
 KERNEL_MODULES = sorted(
     p
     for p in PACKAGE.rglob("*.py")
@@ -35,5 +36,58 @@ def test_kernel_module_does_not_import_numpy(path):
 
 def test_the_check_sees_the_kernel_modules():
     names = {str(p.relative_to(PACKAGE)) for p in KERNEL_MODULES}
-    assert {"lstm.py", "rnn.py", "ops.py", "bptt.py", "backends/__init__.py"} <= names
+    assert {"lstm.py", "rnn.py", "gru.py", "cell.py", "engine.py", "ops.py"} <= names
+    assert "backends/__init__.py" in names
     assert "numpy" in _imports(PACKAGE / "backends" / "numpy.py")
+
+
+def _xrnn_imports(path: Path) -> set[str]:
+    """The ``xrnn.*`` modules ``path`` imports (absolute imports)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("xrnn"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("xrnn")}
+    return names
+
+
+# Each layer imports only from layers below it (charlm may use everything below it, never the
+# top-level package, which lazily imports charlm).
+LAYERS = [
+    {"xrnn.activations", "xrnn.backends", "xrnn.host", "xrnn.inputs", "xrnn.layout", "xrnn.ops"},
+    {"xrnn.params"},
+    {"xrnn.cell"},
+    {"xrnn.engine"},
+    {"xrnn.rnn", "xrnn.lstm", "xrnn.gru", "xrnn.backends.numpy", "xrnn.backends.cupy"},
+]
+
+
+def _layer(module: str) -> int:
+    for i, layer in enumerate(LAYERS):
+        if module in layer:
+            return i
+    raise KeyError(module)
+
+
+@pytest.mark.parametrize("module", sorted(set().union(*LAYERS)))
+def test_imports_point_down_the_layers(module):
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
+    for imported in _xrnn_imports(path):
+        if module == "xrnn.backends" and imported in {
+            "xrnn.ops",
+            "xrnn.backends.numpy",
+            "xrnn.backends.cupy",
+        }:
+            continue  # get_ops: the registry's lazy import of a backend when first asked for
+        assert _layer(imported) <= _layer(module), f"{module} imports {imported} from above"
+        assert imported != "xrnn", f"{module} imports the top-level package"
+
+
+def test_charlm_does_not_import_the_top_level_package():
+    for path in (PACKAGE / "charlm").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert "xrnn" not in {a.name for a in node.names}, path

@@ -1,95 +1,92 @@
-"""Parity with PyTorch autograd: nn.RNN (tanh) and nn.LSTM with converted weights.
+"""Parity with PyTorch autograd for every cell: ``nn.RNN`` (tanh), ``nn.LSTM``, ``nn.GRU``, with
+weights converted by the cell spec's own ``to_torch``; every length mode and direction.
 
-PyTorch stacks its gates as (i, f, g, o), splits each weight into an input part and a hidden
-part, and has two biases; xrnn's ``W·`` act on ``[a_prev; x]`` (hidden columns first) with one
-bias. The conversion puts xrnn's bias in ``bias_ih`` and zeros in ``bias_hh``.
+Mixed lengths go through ``pack_padded_sequence(..., enforce_sorted=False)``; reverse time is
+the backward half of a bidirectional module. Outputs, final states, the input and initial-state
+gradients and every parameter gradient must agree (float64, 1e-10).
 """
 
+import array_api_compat.numpy as xnp
 import numpy as np
 import pytest
-
-import xrnn
+from cells import NAMES, backward, forward, random_parameters, spec
 
 torch = pytest.importorskip("torch")
+rnn_utils = pytest.importorskip("torch.nn.utils.rnn")
 
-SHAPES = [(4, 5, 3, 6), (1, 2, 1, 1)]
+MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+CLOSE = dict(rtol=1e-10, atol=1e-12)
 
 
-def _tensor(a, grad=False):
+def _t(a, grad=False):
     return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=grad)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_lstm_matches_torch_autograd(shape, xp, rng):
-    n_x, n_a, m, T = shape
-    p = {
-        k: rng.normal(size=(n_a, n_a + n_x) if k[0] == "W" else (n_a, 1))
-        for k in ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo")
+def torch_reference(cell, p, x, state0, R, lengths, reverse):
+    """Outputs, final states and gradients of ``Σ out ∗ R`` from the PyTorch module."""
+    n_x, m, T = x.shape
+    n_a = state0[0].shape[0]
+    module = getattr(torch.nn, MODULES[cell])(n_x, n_a, bidirectional=reverse, dtype=torch.float64)
+    weights = spec(cell).to_torch(xnp, p, n_a)
+    suffix = "_l0_reverse" if reverse else "_l0"
+    with torch.no_grad():
+        for name, value in weights.items():
+            getattr(module, name + suffix).copy_(_t(value))
+    directions = 2 if reverse else 1
+    tx = _t(np.transpose(x, (2, 1, 0)), grad=True)  # (T, m, n_x)
+    # one initial state per direction; the forward half gets zeros and is ignored
+    ts0 = [_t(np.stack([s.T] * directions), grad=True) for s in state0]
+    inp = tx
+    if lengths is not None:
+        inp = rnn_utils.pack_padded_sequence(tx, torch.tensor(lengths), enforce_sorted=False)
+    out, final = module(inp, ts0[0] if cell != "lstm" else tuple(ts0))
+    if lengths is not None:
+        out, _ = rnn_utils.pad_packed_sequence(out, total_length=T)
+    out = out[:, :, -n_a:]  # our direction's half
+    (out * _t(np.transpose(R, (2, 1, 0)))).sum().backward()
+    finals = final if cell == "lstm" else (final,)
+    grads = {name: getattr(module, name + suffix).grad.numpy() for name in weights}
+    return {
+        "out": out.detach().numpy().transpose(2, 1, 0),
+        "final": [f.detach().numpy()[-1].T for f in finals],
+        "dx": tx.grad.numpy().transpose(2, 1, 0),
+        "dstate0": [s.grad.numpy()[-1].T for s in ts0],
+        "params": grads,
     }
-    x, a0, c0 = rng.normal(size=(n_x, m, T)), rng.normal(size=(n_a, m)), rng.normal(size=(n_a, m))
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("lengths", [None, [6, 6, 6], [6, 2, 5]], ids=["none", "equal", "mixed"])
+@pytest.mark.parametrize("shape", [(4, 5, 3, 6), (1, 2, 3, 6)], ids=str)
+@pytest.mark.parametrize("cell", NAMES)
+def test_matches_torch_autograd(cell, shape, lengths, reverse, xp, rng):
+    n_x, n_a, m, T = shape
+    p = random_parameters(cell, rng, n_x, n_a)
+    x = rng.normal(size=(n_x, m, T))
+    state0 = tuple(rng.normal(size=(n_a, m)) for _ in spec(cell).states)
     R = rng.normal(size=(n_a, m, T))
+    want = torch_reference(cell, p, x, state0, R, lengths, reverse)
 
-    lstm = torch.nn.LSTM(n_x, n_a, dtype=torch.float64)
-    order = ("i", "f", "c", "o")  # PyTorch's i, f, g, o
-    with torch.no_grad():
-        lstm.weight_ih_l0.copy_(_tensor(np.concatenate([p["W" + g][:, n_a:] for g in order])))
-        lstm.weight_hh_l0.copy_(_tensor(np.concatenate([p["W" + g][:, :n_a] for g in order])))
-        lstm.bias_ih_l0.copy_(_tensor(np.concatenate([p["b" + g][:, 0] for g in order])))
-        lstm.bias_hh_l0.zero_()
-    tx = _tensor(np.transpose(x, (2, 1, 0)), grad=True)  # (T, m, n_x)
-    th0 = _tensor(a0.T[None], grad=True)
-    tc0 = _tensor(c0.T[None], grad=True)
-    out, (_, cn) = lstm(tx, (th0, tc0))
-    (out * _tensor(np.transpose(R, (2, 1, 0)))).sum().backward()
-
-    a, _, c, caches = xrnn.lstm_forward(
-        xp.asarray(x), xp.asarray(a0), xp.params(p), c0=xp.asarray(c0)
+    kw = {"reverse": reverse}
+    if lengths is not None:
+        kw["lengths"] = xp.xp.asarray(lengths, device=xp.device)
+    states, _, caches = forward(
+        cell, xp.asarray(x), tuple(xp.asarray(s) for s in state0), xp.params(p), **kw
     )
-    g = xrnn.lstm_backward(xp.asarray(R), caches)
+    g = backward(cell, xp.asarray(R), caches)
 
-    close = dict(rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(xp.to_numpy(a), out.detach().numpy().transpose(2, 1, 0), **close)
-    np.testing.assert_allclose(xp.to_numpy(c)[:, :, -1], cn.detach().numpy()[0].T, **close)
-    np.testing.assert_allclose(xp.to_numpy(g["dx"]), tx.grad.numpy().transpose(2, 1, 0), **close)
-    np.testing.assert_allclose(xp.to_numpy(g["da0"]), th0.grad.numpy()[0].T, **close)
-    np.testing.assert_allclose(xp.to_numpy(g["dc0"]), tc0.grad.numpy()[0].T, **close)
-    gih, ghh = lstm.weight_ih_l0.grad.numpy(), lstm.weight_hh_l0.grad.numpy()
-    gb = lstm.bias_ih_l0.grad.numpy()
-    for k, gate in enumerate(order):
-        rows = slice(k * n_a, (k + 1) * n_a)
-        expected = np.concatenate([ghh[rows], gih[rows]], axis=1)
-        np.testing.assert_allclose(xp.to_numpy(g["dW" + gate]), expected, **close)
-        np.testing.assert_allclose(xp.to_numpy(g["db" + gate])[:, 0], gb[rows], **close)
-
-
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_rnn_matches_torch_autograd(shape, xp, rng):
-    n_x, n_a, m, T = shape
-    p = {
-        "Wax": rng.normal(size=(n_a, n_x)),
-        "Waa": rng.normal(size=(n_a, n_a)) / n_a,
-        "ba": rng.normal(size=(n_a, 1)),
-    }
-    x, a0, R = rng.normal(size=(n_x, m, T)), rng.normal(size=(n_a, m)), rng.normal(size=(n_a, m, T))
-
-    rnn = torch.nn.RNN(n_x, n_a, nonlinearity="tanh", dtype=torch.float64)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(_tensor(p["Wax"]))
-        rnn.weight_hh_l0.copy_(_tensor(p["Waa"]))
-        rnn.bias_ih_l0.copy_(_tensor(p["ba"][:, 0]))
-        rnn.bias_hh_l0.zero_()
-    tx = _tensor(np.transpose(x, (2, 1, 0)), grad=True)
-    th0 = _tensor(a0.T[None], grad=True)
-    out, _ = rnn(tx, th0)
-    (out * _tensor(np.transpose(R, (2, 1, 0)))).sum().backward()
-
-    a, _, caches = xrnn.rnn_forward(xp.asarray(x), xp.asarray(a0), xp.params(p))
-    g = xrnn.rnn_backward(xp.asarray(R), caches)
-
-    close = dict(rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(xp.to_numpy(a), out.detach().numpy().transpose(2, 1, 0), **close)
-    np.testing.assert_allclose(xp.to_numpy(g["dx"]), tx.grad.numpy().transpose(2, 1, 0), **close)
-    np.testing.assert_allclose(xp.to_numpy(g["da0"]), th0.grad.numpy()[0].T, **close)
-    np.testing.assert_allclose(xp.to_numpy(g["dWax"]), rnn.weight_ih_l0.grad.numpy(), **close)
-    np.testing.assert_allclose(xp.to_numpy(g["dWaa"]), rnn.weight_hh_l0.grad.numpy(), **close)
-    np.testing.assert_allclose(xp.to_numpy(g["dba"])[:, 0], rnn.bias_ih_l0.grad.numpy(), **close)
+    np.testing.assert_allclose(xp.to_numpy(states[0]), want["out"], **CLOSE)
+    for got, final in zip(caches[0].final_states(), want["final"], strict=True):
+        np.testing.assert_allclose(xp.to_numpy(got), final, **CLOSE)
+    np.testing.assert_allclose(xp.to_numpy(g["dx"]), want["dx"], **CLOSE)
+    for s, d in zip(spec(cell).states, want["dstate0"], strict=True):
+        np.testing.assert_allclose(xp.to_numpy(g[f"d{s}0"]), d, **CLOSE, err_msg=f"d{s}0")
+    ours = spec(cell).to_torch(xnp, {k: xp.to_numpy(g["d" + k]) for k in spec(cell).keys}, n_a)
+    theirs = want["params"]
+    for name in ("weight_ih", "weight_hh", "bias_ih"):
+        np.testing.assert_allclose(ours[name], theirs[name], **CLOSE, err_msg=name)
+    # PyTorch's second bias has the first one's gradient, except the GRU's n block (bhn)
+    bias_hh = ours["bias_ih"].copy()
+    if spec(cell).split_recurrent:
+        bias_hh[2 * n_a :] = ours["bias_hh"][2 * n_a :]
+    np.testing.assert_allclose(bias_hh, theirs["bias_hh"], **CLOSE, err_msg="bias_hh")

@@ -100,7 +100,7 @@ class Cell(ABC):
 
     @abstractmethod
     def draw(self, uniform: Any, zeros: Any, n_x: int, n_a: int) -> dict[str, Any]:
-        """The initialisation rule: host arrays of every key (see :func:`xrnn.params.initialize`)."""
+        """The initialisation rule: host arrays of every key (:func:`xrnn.params.initialize`)."""
 
     @abstractmethod
     def stack(self, xp: Any, parameters: Mapping[str, Any], n_a: int) -> Stacked:

@@ -155,8 +155,14 @@ def backward(
     rows = cell.blocks * n_a
     k = max(1, min(T, CHUNK_COLUMNS // m))
     store = ops.gradient_columns(rows, k * m, H, cell.split_recurrent)
-    g = tuple(dfinal) if dfinal is not None else tuple(xp.zeros((n_a, m), **like) for _ in cell.states)
+    g = (
+        tuple(dfinal)
+        if dfinal is not None
+        else tuple(xp.zeros((n_a, m), **like) for _ in cell.states)
+    )
     dae = reorder(xp, da, trace.order)
+    if live is not None:  # outputs past a sequence's length are constant zeros
+        dae = dae * public(xp, live)
     dWa = xp.zeros((rows, n_a), **like)
     dWx = xp.zeros((rows, n_x), **like)
     db = xp.zeros((rows, 1), **like)
@@ -177,7 +183,11 @@ def backward(
             prev = tuple(s[t, ...] for s in trace.states)
             new = tuple(s[t + 1, ...] for s in trace.states)
             dgx, dra, direct = ops.backward_step(
-                cell, None if saved is None else saved[t, ...], prev, new, up_live,
+                cell,
+                None if saved is None else saved[t, ...],
+                prev,
+                new,
+                up_live,
                 store.slot(j, m),
             )
             store.put(j, dgx, dra)
@@ -260,7 +270,9 @@ class StepCaches(Sequence):
         parts = []
         for t, s in enumerate(steps):
             if not isinstance(s, tuple) or len(s) != cell.cache_size:
-                raise ValueError(f"caches[0][{t}] must be a {cell.cache_size}-tuple {cell.cache_layout}")
+                raise ValueError(
+                    f"caches[0][{t}] must be a {cell.cache_size}-tuple {cell.cache_layout}"
+                )
             parts.append(cell.cache_parts(s))
         xp = resolve([("caches[1] (x)", x)]).xp
         states = tuple(
@@ -290,10 +302,11 @@ def check_lengths(ctx: Context, lengths: Any, m: int, T: int, check_values: bool
                 f"lengths must be an array of the inputs' library; got "
                 f"{type(lengths).__module__}.{type(lengths).__qualname__}"
             )
-        if array_api_compat.device(lengths) != ctx.device:
+        where = array_api_compat.device(lengths)
+        # None: a value being traced (jax.jit, jax.grad) has no device yet
+        if where != ctx.device and None not in (where, ctx.device):
             raise ValueError(
-                f"lengths is on device {array_api_compat.device(lengths)} but x is on "
-                f"device {ctx.device}; move one of them"
+                f"lengths is on device {where} but x is on device {ctx.device}; move one of them"
             )
     elif isinstance(lengths, Sequence) and not isinstance(lengths, str):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in lengths):
@@ -356,8 +369,7 @@ def run_forward(
     n_y = cell.validate(parameters, n_x, n_a)
     lengths = check_lengths(ctx, lengths, m, T, check_finite)
     state0 = tuple(
-        xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s
-        for s in initial
+        xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s for s in initial
     )
     W = cell.stack(xp, parameters, n_a)
     trace = forward(ctx, cell, W, x, state0, lengths=lengths, reverse=reverse)
@@ -400,7 +412,10 @@ def run_backward(
         [
             ("da", da),
             ("caches[1] (x)", x),
-            *((f"caches[0] ({n} states)", s) for n, s in zip(cell.states, trace.states, strict=True)),
+            *(
+                (f"caches[0] ({n} states)", s)
+                for n, s in zip(cell.states, trace.states, strict=True)
+            ),
             *(() if dfinal is None else zip(final_names, dfinal, strict=True)),
             *parameter_items(parameters, cell.keys),
         ],
@@ -498,7 +513,11 @@ def run_cell_backward(
     dbh = xp.sum(dra, axis=1, keepdims=True) if cell.split_recurrent else None
     grads.update(
         cell.unstack(
-            xp.matmul(dra, prev[0].T), xp.matmul(dgx, xt.T), xp.sum(dgx, axis=1, keepdims=True), dbh, n_a
+            xp.matmul(dra, prev[0].T),
+            xp.matmul(dgx, xt.T),
+            xp.sum(dgx, axis=1, keepdims=True),
+            dbh,
+            n_a,
         )
     )
     return grads

@@ -89,6 +89,7 @@ class BufferStore:
 
     def put(self, t: int, state: tuple, saved: Any) -> None:
         slot = self._slot
+        assert slot is not None, "put() follows slot()"
         for buf, s, view in zip(self.states, state, slot.states, strict=True):
             if s is not view:
                 buf[t + 1, ...] = s

@@ -88,23 +88,21 @@ def initialize(
     fixed order. The output layer ``(n_y, n_a)``/``(n_y, 1)`` is drawn after it when ``n_y``
     is given. The arrays are then created in ``like``'s library, device and dtype.
     """
-    from xrnn import host
+    from xrnn.host import cast, cast_all, uniform_sampler, zeros
 
     positive_int("n_x", n_x)
     positive_int("n_a", n_a)
     positive_int("n_y", n_y, optional=True)
-    u = host.uniform_sampler(seed, n_a)
-    arrays = draw(u, host.zeros, n_x, n_a)
+    u = uniform_sampler(seed, n_a)
+    arrays = draw(u, zeros, n_x, n_a)
     if n_y is not None:
         w, b = output_keys
-        arrays.update({w: u((n_y, n_a)), b: host.zeros((n_y, 1))})
+        arrays.update({w: u((n_y, n_a)), b: zeros((n_y, 1))})
     if like is None:
-        return host.cast_all(arrays, dtype)
+        return cast_all(arrays, dtype)
     ctx = resolve([("like", like)])
     target = ctx.dtype if dtype is None else dtype
-    return {
-        k: ctx.xp.asarray(host.cast(v, target), device=ctx.device) for k, v in arrays.items()
-    }
+    return {k: ctx.xp.asarray(cast(v, target), device=ctx.device) for k, v in arrays.items()}
 
 
 def to_device(parameters: Mapping[str, Any], target: Any, /) -> dict[str, Any]:

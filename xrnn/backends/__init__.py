@@ -95,7 +95,8 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
                 f"array; xrnn does not copy between libraries — convert one of them "
                 f"(for parameters: xrnn.to_device(parameters, {name0}))"
             )
-        if device != device0:
+        # None: a value being traced (jax.jit, jax.grad) has no device yet
+        if device != device0 and None not in (device, device0):
             raise ValueError(
                 f"{name} is on device {device} but {name0} is on device {device0}; xrnn "
                 f"does not move data between devices — move one of them "
@@ -109,13 +110,17 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
             )
     if first is None:
         raise TypeError("no array arguments were given")
+    if first[2] is None:  # take the device from an argument that has one, if any
+        known = [array_api_compat.device(v) for _, v in items]
+        first = (*first[:2], next((d for d in known if d is not None), None), first[3])
     if check_finite:
         xp = first[1]
         for name, value in items:
             # One reduction pass, no temporary: any NaN/inf makes the sum non-finite. Only a
             # non-finite sum (possibly an overflow of finite values) pays for the exact test.
-            with warnings.catch_warnings():  # NumPy warns when the sum overflows
-                warnings.simplefilter("ignore", RuntimeWarning)
+            with warnings.catch_warnings():  # NumPy warns when the sum overflows; torch
+                warnings.simplefilter("ignore", RuntimeWarning)  # when it reads a grad tensor
+                warnings.simplefilter("ignore", UserWarning)
                 total = float(xp.sum(value))
             if math.isfinite(total):
                 continue
@@ -153,7 +158,7 @@ def available_backends() -> list[str]:
     ``cupy`` is listed only when ``cupy.is_available()`` reports a working GPU.
     """
     found = ["numpy"]
-    for name in ("array_api_strict", "torch"):
+    for name in ("array_api_strict", "torch", "jax"):
         try:
             importlib.import_module(name)
         except ImportError:

@@ -160,7 +160,11 @@ def _gru_backward(ops, cell, saved, prev, new, up, slot):
     dgx, dra = slot
     da_prev = ops.lib.empty_like(up[0])
     _kernels()["gru_bwd"](
-        up[0], *_blocks(saved, n_a, 4), prev[0], *_blocks(dgx, n_a, 3), *_blocks(dra, n_a, 3),
+        up[0],
+        *_blocks(saved, n_a, 4),
+        prev[0],
+        *_blocks(dgx, n_a, 3),
+        *_blocks(dra, n_a, 3),
         da_prev,
     )
     return dgx, dra, (da_prev,)

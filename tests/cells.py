@@ -1,0 +1,50 @@
+"""Every registered cell through its public functions, one calling convention for the tests.
+
+``forward(name, x, state0, p, **kw)`` returns ``(states, y, caches)`` with ``states`` a tuple
+of every state component's outputs (``(a,)`` or ``(a, c)``), whatever the cell's own return
+tuple; ``backward(name, da, caches)`` returns the gradient dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import xrnn
+
+NAMES = sorted(xrnn.CELLS)
+
+
+def spec(name: str) -> Any:
+    return xrnn.CELLS[name]
+
+
+def forward(name: str, x: Any, state0: tuple, p: dict, **kw: Any) -> tuple:
+    if name == "lstm":
+        c0 = state0[1] if len(state0) > 1 else None
+        a, y, c, caches = xrnn.lstm_forward(x, state0[0], p, c0=c0, **kw)
+        return (a, c), y, caches
+    a, y, caches = getattr(xrnn, f"{name}_forward")(x, state0[0], p, **kw)
+    return (a,), y, caches
+
+
+def backward(name: str, da: Any, caches: Any, **kw: Any) -> dict:
+    return getattr(xrnn, f"{name}_backward")(da, caches, **kw)
+
+
+def cell_forward(name: str, xt: Any, prev: tuple, p: dict) -> tuple:
+    out = getattr(xrnn, f"{name}_cell_forward")(xt, *prev, p)
+    return out[: len(prev)], out[-1]
+
+
+def cell_backward(name: str, dnew: tuple, cache: tuple) -> dict:
+    return getattr(xrnn, f"{name}_cell_backward")(*dnew, cache)
+
+
+def random_parameters(name: str, rng: np.random.Generator, n_x: int, n_a: int) -> dict:
+    """Normal draws of every key of the cell (scaled so gates are neither saturated nor flat)."""
+    return {
+        k: rng.normal(size=shape) / np.sqrt(shape[1] if k[0] == "W" else 1)
+        for k, (shape, _) in spec(name).shapes(n_x, n_a).items()
+    }
