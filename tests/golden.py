@@ -12,6 +12,13 @@ import xrnn
 
 CASES = json.loads((Path(__file__).with_name("golden.json")).read_text())["cases"]
 PARAMETER_KEYS = {
+    "Wr",
+    "br",
+    "Wz",
+    "bz",
+    "Wn",
+    "bn",
+    "bhn",
     "Wax",
     "Waa",
     "ba",
@@ -53,6 +60,9 @@ def run(case: dict, backend: Any, dtype: str = "float64") -> dict[str, Any]:
     elif name == "rnn_backward":
         out = xrnn.rnn_forward(d["x"], d["a0"], parameters)
         out = (*out, xrnn.rnn_backward(d["da"], out[2]))
+    elif name == "gru_forward_backward":
+        out = xrnn.gru_forward(d["x"], d["a0"], parameters)
+        out = (*out, xrnn.gru_backward(d["da"], out[2]))
     else:
         raise KeyError(f"golden.json names an unknown case {name!r}")
     return dict(zip(case["outputs"], out, strict=True))

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from cells import NAMES, backward, forward, random_parameters, spec
+from cells import NAMES, backward, cell_forward, forward, random_parameters, spec
 
 import xrnn
 from xrnn.backends import get_ops
@@ -114,32 +114,23 @@ def test_to_device_moves_every_array(xp):
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 for v in back.values())
 
 
-def test_exercise_style_list_caches_are_accepted(xp, rng):
+@pytest.mark.parametrize("cell", NAMES)
+def test_exercise_style_list_caches_are_accepted(cell, xp, rng):
     """Backward accepts per-step tuples built by the exercise's own loop (cell by cell)."""
     n_x, n_a, m, T = 2, 3, 2, 4
-    p = xp.params(xrnn.initialize_lstm(n_x, n_a, seed=3))
+    p = xp.params(random_parameters(cell, rng, n_x, n_a))
     x = xp.asarray(rng.normal(size=(n_x, m, T)))
-    a0 = xp.asarray(rng.normal(size=(n_a, m)))
+    state0 = tuple(xp.asarray(rng.normal(size=(n_a, m))) for _ in spec(cell).states)
     da = xp.asarray(rng.normal(size=(n_a, m, T)))
-    a_prev, c_prev = a0, xp.asarray(np.zeros((n_a, m)))
-    steps = []
+    state, steps = state0, []
     for t in range(T):
-        a_prev, c_prev, _, cache = xrnn.lstm_cell_forward(x[:, :, t], a_prev, c_prev, p)
+        state, cache = cell_forward(cell, x[:, :, t], state, p)
         steps.append(cache)
-    g_list = xrnn.lstm_backward(da, (steps, x))
-    g = xrnn.lstm_backward(da, xrnn.lstm_forward(x, a0, p)[3])
+    g_list = backward(cell, da, (steps, x))
+    g = backward(cell, da, forward(cell, x, state0, p)[2])
+    assert set(g_list) == set(g)
     for k in g:
-        np.testing.assert_allclose(xp.to_numpy(g_list[k]), xp.to_numpy(g[k]), rtol=1e-12)
-
-    pr = xp.params(xrnn.initialize_rnn(n_x, n_a, seed=3))
-    a_prev, steps = a0, []
-    for t in range(T):
-        a_prev, _, cache = xrnn.rnn_cell_forward(x[:, :, t], a_prev, pr)
-        steps.append(cache)
-    g_list = xrnn.rnn_backward(da, (steps, x))
-    g = xrnn.rnn_backward(da, xrnn.rnn_forward(x, a0, pr)[2])
-    for k in g:
-        np.testing.assert_allclose(xp.to_numpy(g_list[k]), xp.to_numpy(g[k]), rtol=1e-12)
+        np.testing.assert_allclose(xp.to_numpy(g_list[k]), xp.to_numpy(g[k]), rtol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 5])

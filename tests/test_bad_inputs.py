@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from cells import NAMES, forward, spec
 
 import xrnn
 
@@ -194,3 +195,51 @@ def test_finite_check_has_no_false_alarm_on_overflowing_sums(xp, rng):
         warnings.simplefilter("error")  # and no overflow warning reaches the user
         a, _, _, _ = xrnn.lstm_forward(big, a0, p)
     assert np.isfinite(xp.to_numpy(a)).all()
+
+
+@pytest.mark.parametrize(
+    "lengths, error, message",
+    [
+        ([5, 0], ValueError, r"lengths must lie in \[1, 5\]"),
+        ([6, 2], ValueError, r"lengths must lie in \[1, 5\]"),
+        ([5, 2, 3], ValueError, r"lengths has shape \(3,\); expected \(2,\)"),
+        ([5.0, 2.0], TypeError, "lengths must hold integers"),
+        ("52", TypeError, "lengths must be an integer array"),
+        (5, TypeError, "lengths must be an integer array"),
+    ],
+)
+@pytest.mark.parametrize("cell", NAMES)
+def test_bad_lengths_are_named(cell, lengths, error, message, xp, rng):
+    x, a0, _ = lstm_case(xp, rng)
+    p = xp.params(getattr(xrnn, f"initialize_{cell}")(3, 4, seed=1))
+    with pytest.raises(error, match=message):
+        forward(cell, x, (a0,), p, lengths=lengths)
+
+
+def test_lengths_of_the_wrong_dtype_library_or_device(xp, rng):
+    x, a0, p = lstm_case(xp, rng)
+    with pytest.raises(TypeError, match="lengths must have an integer dtype"):
+        xrnn.lstm_forward(x, a0, p, lengths=xp.asarray(np.array([5.0, 2.0])))
+    if xp.name != "numpy":
+        with pytest.raises(TypeError, match="lengths must be an array of the inputs' library"):
+            xrnn.lstm_forward(x, a0, p, lengths=np.array([5, 2]))
+
+
+def test_caches_of_another_cell_are_refused(xp, rng):
+    x, a0, p = lstm_case(xp, rng)
+    _, _, _, caches = xrnn.lstm_forward(x, a0, p)
+    da = xp.asarray(rng.normal(size=(4, 2, 5)))
+    with pytest.raises(ValueError, match="caches come from lstm_forward, not gru_forward"):
+        xrnn.gru_backward(da, caches)
+
+
+@pytest.mark.parametrize("cell", NAMES)
+def test_every_cell_names_missing_keys_and_bad_shapes(cell, xp, rng):
+    x, a0, _ = lstm_case(xp, rng)
+    host = getattr(xrnn, f"initialize_{cell}")(3, 4, seed=1)
+    key = spec(cell).keys[-1]
+    with pytest.raises(KeyError, match=f"missing '{key}'"):
+        forward(cell, x, (a0,), xp.params({k: v for k, v in host.items() if k != key}))
+    bad = {**host, key: np.zeros((4, 9))}
+    with pytest.raises(ValueError, match=re.escape(f"parameters['{key}'] has shape (4, 9)")):
+        forward(cell, x, (a0,), xp.params(bad))

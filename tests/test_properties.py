@@ -1,6 +1,10 @@
-"""Property tests over shapes and dtypes: finite outputs of the right shape, dtype and device."""
+"""Property tests over shapes, dtypes, lengths and direction, for every cell: finite outputs
+and gradients of the right shape, dtype and device; outputs zero past each length."""
 
+import array_api_compat
 import numpy as np
+import pytest
+from cells import NAMES, backward, forward, spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,62 +16,51 @@ dims = st.tuples(
     st.integers(1, 4),
     st.integers(1, 6),
     st.sampled_from(["float32", "float64"]),
-    st.booleans(),
+    st.booleans(),  # output layer
+    st.booleans(),  # lengths
+    st.booleans(),  # reverse
     st.integers(0, 2**16),
 )
 SETTINGS = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
 def _check(xp, arr, shape, dtype):
     assert tuple(arr.shape) == shape
     assert arr.dtype == xp.dtype(dtype)
-    import array_api_compat
-
     assert array_api_compat.device(arr) == xp.device
     assert np.all(np.isfinite(xp.to_numpy(arr)))
 
 
+@pytest.mark.parametrize("cell", NAMES)
 @SETTINGS
-@given(dims)
-def test_lstm_shapes_dtypes_devices(xp, d):
-    n_x, n_a, m, T, dtype, with_y, seed = d
+@given(d=dims)
+def test_shapes_dtypes_devices(cell, xp, d):
+    n_x, n_a, m, T, dtype, with_y, with_lengths, reverse, seed = d
     rng = np.random.default_rng(seed)
     n_y = 3 if with_y else None
-    p = xp.params(xrnn.initialize_lstm(n_x, n_a, n_y, seed=seed), dtype)
+    p = xp.params(getattr(xrnn, f"initialize_{cell}")(n_x, n_a, n_y, seed=seed), dtype)
     x = xp.asarray(rng.normal(size=(n_x, m, T)) * 3, dtype)
-    a0 = xp.asarray(rng.normal(size=(n_a, m)), dtype)
-    a, y, c, caches = xrnn.lstm_forward(x, a0, p)
-    for arr in (a, c):
-        _check(xp, arr, (n_a, m, T), dtype)
+    state0 = tuple(xp.asarray(rng.normal(size=(n_a, m)), dtype) for _ in spec(cell).states)
+    lengths = rng.integers(1, T + 1, size=m) if with_lengths else None
+    kw = {"reverse": reverse}
+    if lengths is not None:
+        kw["lengths"] = xp.xp.asarray(lengths, device=xp.device)
+    states, y, caches = forward(cell, x, state0, p, **kw)
+    for s in states:
+        _check(xp, s, (n_a, m, T), dtype)
+        if lengths is not None:
+            past = np.arange(T)[None, :] >= lengths[:, None]  # (m, T)
+            assert np.all(xp.to_numpy(s)[:, past] == 0)
+    for s in caches[0].final_states():
+        _check(xp, s, (n_a, m), dtype)
     assert (y is None) == (not with_y)
     if with_y:
         _check(xp, y, (3, m, T), dtype)
-        np.testing.assert_allclose(xp.to_numpy(y).sum(axis=0), 1, rtol=1e-5)
-    g = xrnn.lstm_backward(xp.asarray(rng.normal(size=(n_a, m, T)), dtype), caches)
+    g = backward(cell, xp.asarray(rng.normal(size=(n_a, m, T)), dtype), caches)
     _check(xp, g["dx"], (n_x, m, T), dtype)
-    _check(xp, g["da0"], (n_a, m), dtype)
-    _check(xp, g["dc0"], (n_a, m), dtype)
-    for k in "fico":
-        _check(xp, g["dW" + k], (n_a, n_a + n_x), dtype)
-        _check(xp, g["db" + k], (n_a, 1), dtype)
-
-
-@SETTINGS
-@given(dims)
-def test_rnn_shapes_dtypes_devices(xp, d):
-    n_x, n_a, m, T, dtype, with_y, seed = d
-    rng = np.random.default_rng(seed)
-    p = xp.params(xrnn.initialize_rnn(n_x, n_a, 2 if with_y else None, seed=seed), dtype)
-    x = xp.asarray(rng.normal(size=(n_x, m, T)) * 3, dtype)
-    a, y, caches = xrnn.rnn_forward(x, xp.asarray(rng.normal(size=(n_a, m)), dtype), p)
-    _check(xp, a, (n_a, m, T), dtype)
-    if with_y:
-        _check(xp, y, (2, m, T), dtype)
-    g = xrnn.rnn_backward(xp.asarray(rng.normal(size=(n_a, m, T)), dtype), caches)
-    _check(xp, g["dx"], (n_x, m, T), dtype)
-    _check(xp, g["da0"], (n_a, m), dtype)
-    _check(xp, g["dWax"], (n_a, n_x), dtype)
-    _check(xp, g["dWaa"], (n_a, n_a), dtype)
-    _check(xp, g["dba"], (n_a, 1), dtype)
+    for s in spec(cell).states:
+        _check(xp, g[f"d{s}0"], (n_a, m), dtype)
+    for k, (shape, _) in spec(cell).shapes(n_x, n_a).items():
+        _check(xp, g["d" + k], shape, dtype)
