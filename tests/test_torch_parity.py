@@ -3,7 +3,8 @@ weights converted by the cell spec's own ``to_torch``; every length mode and dir
 
 Mixed lengths go through ``pack_padded_sequence(..., enforce_sorted=False)``; reverse time is
 the backward half of a bidirectional module. Outputs, final states, the input and initial-state
-gradients and every parameter gradient must agree (float64, 1e-10).
+gradients and every parameter gradient must agree: float64 to 1e-10, and float32 (xrnn in float32
+against the float64 reference) to 1e-5.
 """
 
 import array_api_compat.numpy as xnp
@@ -15,7 +16,7 @@ torch = pytest.importorskip("torch")
 rnn_utils = pytest.importorskip("torch.nn.utils.rnn")
 
 MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-CLOSE = dict(rtol=1e-10, atol=1e-12)
+TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-5, atol=1e-5)}
 
 
 def _t(a, grad=False):
@@ -55,11 +56,13 @@ def torch_reference(cell, p, x, state0, R, lengths, reverse):
     }
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("lengths", [None, [6, 6, 6], [6, 2, 5]], ids=["none", "equal", "mixed"])
 @pytest.mark.parametrize("shape", [(4, 5, 3, 6), (1, 2, 3, 6)], ids=str)
 @pytest.mark.parametrize("cell", NAMES)
-def test_matches_torch_autograd(cell, shape, lengths, reverse, xp, rng):
+def test_matches_torch_autograd(cell, shape, lengths, reverse, dtype, xp, rng):
+    CLOSE = TOLERANCE[dtype]
     n_x, n_a, m, T = shape
     p = random_parameters(cell, rng, n_x, n_a)
     x = rng.normal(size=(n_x, m, T))
@@ -71,9 +74,14 @@ def test_matches_torch_autograd(cell, shape, lengths, reverse, xp, rng):
     if lengths is not None:
         kw["lengths"] = xp.xp.asarray(lengths, device=xp.device)
     states, _, caches = forward(
-        cell, xp.asarray(x), tuple(xp.asarray(s) for s in state0), xp.params(p), **kw
+        cell,
+        xp.asarray(x, dtype),
+        tuple(xp.asarray(s, dtype) for s in state0),
+        xp.params(p, dtype),
+        **kw,
     )
-    g = backward(cell, xp.asarray(R), caches)
+    g = backward(cell, xp.asarray(R, dtype), caches)
+    assert g["dx"].dtype == xp.dtype(dtype)
 
     np.testing.assert_allclose(xp.to_numpy(states[0]), want["out"], **CLOSE)
     for got, final in zip(caches[0].final_states(), want["final"], strict=True):
