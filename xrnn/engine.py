@@ -31,7 +31,7 @@ import array_api_compat
 from xrnn.activations import softmax
 from xrnn.backends import Context, get_ops, resolve
 from xrnn.cell import Cell
-from xrnn.inputs import check_shape, sequence_shape, shape_of, unpack_caches
+from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
 from xrnn.params import parameter_items
 
@@ -426,13 +426,7 @@ def run_backward(
     cell.validate(parameters, n_x, n_a)
     for s in trace.states:
         check_shape("caches[0] states", s, (T + 1, n_a, m), "(T_x+1, n_a, m) of caches[1] (x)")
-    shape = shape_of("da", da, ("n_a", "m", "T_x"))
-    if shape[2] != T:
-        raise ValueError(
-            f"da has {shape[2]} time steps but the forward pass has {T}: da must hold the "
-            f"gradient of every hidden state, shape {(n_a, m, T)}; got {shape}"
-        )
-    check_shape("da", da, (n_a, m, T), "(n_a, m, T_x) of the forward pass")
+    check_da(da, n_a, m, T)
     if dfinal is not None:
         for name, d in zip(final_names, dfinal, strict=True):
             check_shape(name, d, (n_a, m), "(n_a, m) of the final state")
