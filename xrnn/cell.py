@@ -24,11 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from array_api_compat import device
+from array_api_compat import array_namespace, device
 
 from xrnn.params import check_parameter, output_layer
 
-__all__ = ["CELLS", "Cell", "Stacked", "get_cell", "register", "torch_bias"]
+__all__ = ["CELLS", "Cell", "GatedCell", "Stacked", "get_cell", "register", "torch_bias"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,63 @@ class Cell(ABC):
 
     def __repr__(self) -> str:
         return f"<xrnn cell {self.name!r}>"
+
+
+class GatedCell(Cell):
+    """A cell whose gates each have a weight ``W (n_a, n_a + n_x)`` acting on
+    ``[a⟨t-1⟩; x⟨t⟩]`` and a bias ``b (n_a, 1)`` (the LSTM, the GRU): the stacking, the shapes
+    and the PyTorch weight layout follow from the gate lists alone.
+
+    Class attributes
+    ----------------
+    gates : tuple of (weight key, bias key)
+        In the stacked order (``Wa``/``Wx``/``b`` blocks).
+    torch_gates : tuple of (weight key, bias key)
+        The same gates in PyTorch's order.
+    """
+
+    gates: tuple[tuple[str, str], ...]
+    torch_gates: tuple[tuple[str, str], ...]
+
+    def shapes(self, n_x, n_a):
+        out = {}
+        for w, b in self.gates:
+            out[w] = ((n_a, n_a + n_x), f"n_a={n_a}, n_a + n_x={n_a + n_x}")
+            out[b] = ((n_a, 1), f"n_a={n_a}")
+        return out
+
+    def stack(self, xp, parameters, n_a):
+        return Stacked(
+            xp.concat([parameters[w][:, :n_a] for w, _ in self.gates], axis=0),
+            xp.concat([parameters[w][:, n_a:] for w, _ in self.gates], axis=0),
+            xp.concat([parameters[b] for _, b in self.gates], axis=0),
+        )
+
+    def unstack(self, dWa, dWx, db, dbh, n_a):
+        xp = array_namespace(dWa)
+        dW = xp.concat([dWa, dWx], axis=1)
+        out = {}
+        for k, (w, b) in enumerate(self.gates):
+            out["d" + w] = dW[k * n_a : (k + 1) * n_a, :]
+            out["d" + b] = db[k * n_a : (k + 1) * n_a, :]
+        return out
+
+    def torch_weights(self, xp: Any, parameters: Mapping[str, Any], n_a: int) -> dict[str, Any]:
+        """``weight_ih (k n_a, n_x)`` and ``weight_hh (k n_a, n_a)`` in PyTorch's gate order."""
+        return {
+            "weight_ih": xp.concat([parameters[w][:, n_a:] for w, _ in self.torch_gates], axis=0),
+            "weight_hh": xp.concat([parameters[w][:, :n_a] for w, _ in self.torch_gates], axis=0),
+        }
+
+    def weights_from_torch(
+        self, xp: Any, weight_ih: Any, weight_hh: Any, n_a: int
+    ) -> dict[str, Any]:
+        """The inverse of :meth:`torch_weights`: each gate's ``W`` on ``[a⟨t-1⟩; x⟨t⟩]``."""
+        out = {}
+        for k, (w, _) in enumerate(self.torch_gates):
+            rows = slice(k * n_a, (k + 1) * n_a)
+            out[w] = xp.concat([weight_hh[rows, :], weight_ih[rows, :]], axis=1)
+        return out
 
 
 def torch_bias(xp: Any, bias_ih: Any, bias_hh: Any, weight_hh: Any) -> Any:

@@ -16,12 +16,13 @@ of those gates summed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import array_api_compat
 
 from xrnn.activations import sigmoid
-from xrnn.cell import Cell, Stacked, register, torch_bias
+from xrnn.cell import GatedCell, register, torch_bias
 from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
 from xrnn.params import initialize
 
@@ -38,12 +39,13 @@ __all__ = [
 GATES = (("Wr", "br"), ("Wz", "bz"), ("Wn", "bn"))
 
 
-class GRUCell(Cell):
+class GRUCell(GatedCell):
     """The spec of the GRU: gate blocks ``[Γr; Γz; ñ]``; saves ``[Γr; Γz; ñ; hn]`` where
     ``hn = Wnᵃ a⟨t-1⟩ + bhn``; the recurrent side's gradient differs from the input side's in
     the ``ñ`` block (``dra = Γr ∗ dgx`` there)."""
 
     name = "gru"
+    gates = torch_gates = GATES  # PyTorch's order is the stacked one
     keys = ("Wr", "br", "Wz", "bz", "Wn", "bn", "bhn")
     output_keys = ("Wy", "by")
     blocks = 3
@@ -53,12 +55,7 @@ class GRUCell(Cell):
     cache_layout = "(a_next, a_prev, rt, zt, nt, hnt, xt, parameters)"
 
     def shapes(self, n_x, n_a):
-        out = {}
-        for w, b in GATES:
-            out[w] = ((n_a, n_a + n_x), f"n_a={n_a}, n_a + n_x={n_a + n_x}")
-            out[b] = ((n_a, 1), f"n_a={n_a}")
-        out["bhn"] = ((n_a, 1), f"n_a={n_a}")
-        return out
+        return {**super().shapes(n_x, n_a), "bhn": ((n_a, 1), f"n_a={n_a}")}
 
     def draw(self, uniform, zeros, n_x, n_a):
         out = {}
@@ -69,37 +66,21 @@ class GRUCell(Cell):
         return out
 
     def stack(self, xp, parameters, n_a):
-        return Stacked(
-            xp.concat([parameters[w][:, :n_a] for w, _ in GATES], axis=0),
-            xp.concat([parameters[w][:, n_a:] for w, _ in GATES], axis=0),
-            xp.concat([parameters[b] for _, b in GATES], axis=0),
-            parameters["bhn"],
-        )
+        return replace(super().stack(xp, parameters, n_a), bh=parameters["bhn"])
 
     def unstack(self, dWa, dWx, db, dbh, n_a):
-        xp = array_api_compat.array_namespace(dWa)
-        dW = xp.concat([dWa, dWx], axis=1)
-        out = {}
-        for k, (w, b) in enumerate(GATES):
-            out["d" + w] = dW[k * n_a : (k + 1) * n_a, :]
-            out["d" + b] = db[k * n_a : (k + 1) * n_a, :]
-        out["dbhn"] = dbh[2 * n_a :, :]
-        return out
+        return {**super().unstack(dWa, dWx, db, dbh, n_a), "dbhn": dbh[2 * n_a :, :]}
 
     def to_torch(self, xp, parameters, n_a):
         zeros = xp.zeros_like(parameters["br"][:, 0])
         return {
-            "weight_ih": xp.concat([parameters[w][:, n_a:] for w, _ in GATES], axis=0),
-            "weight_hh": xp.concat([parameters[w][:, :n_a] for w, _ in GATES], axis=0),
+            **self.torch_weights(xp, parameters, n_a),
             "bias_ih": xp.concat([parameters[b][:, 0] for _, b in GATES]),
             "bias_hh": xp.concat([zeros, zeros, parameters["bhn"][:, 0]]),
         }
 
     def from_torch(self, xp, weight_ih, weight_hh, bias_ih, bias_hh, n_a):
-        out = {}
-        for k, (w, _) in enumerate(GATES):
-            rows = slice(k * n_a, (k + 1) * n_a)
-            out[w] = xp.concat([weight_hh[rows, :], weight_ih[rows, :]], axis=1)
+        out = self.weights_from_torch(xp, weight_ih, weight_hh, n_a)
         merged = torch_bias(xp, bias_ih, bias_hh, weight_hh)  # valid for r and z only
         out["br"] = xp.reshape(merged[:n_a], (n_a, 1))
         out["bz"] = xp.reshape(merged[n_a : 2 * n_a], (n_a, 1))

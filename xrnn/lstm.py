@@ -12,7 +12,7 @@ from typing import Any
 import array_api_compat
 
 from xrnn.activations import sigmoid
-from xrnn.cell import Cell, Stacked, register, torch_bias
+from xrnn.cell import GatedCell, register, torch_bias
 from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
 from xrnn.params import initialize
 
@@ -32,10 +32,12 @@ GATES = (("Wf", "bf"), ("Wi", "bi"), ("Wo", "bo"), ("Wc", "bc"))
 TORCH_GATES = (("Wi", "bi"), ("Wf", "bf"), ("Wc", "bc"), ("Wo", "bo"))
 
 
-class LSTMCell(Cell):
+class LSTMCell(GatedCell):
     """The spec of the LSTM: four gate blocks ``[Γf; Γu; Γo; c̃]``; saves the activated gates."""
 
     name = "lstm"
+    gates = GATES
+    torch_gates = TORCH_GATES
     keys = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo")
     output_keys = ("Wy", "by")
     states = ("a", "c")
@@ -43,13 +45,6 @@ class LSTMCell(Cell):
     saved_blocks = 4
     cache_size = 10
     cache_layout = "(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)"
-
-    def shapes(self, n_x, n_a):
-        out = {}
-        for w, b in (("Wf", "bf"), ("Wi", "bi"), ("Wc", "bc"), ("Wo", "bo")):
-            out[w] = ((n_a, n_a + n_x), f"n_a={n_a}, n_a + n_x={n_a + n_x}")
-            out[b] = ((n_a, 1), f"n_a={n_a}")
-        return out
 
     def draw(self, uniform, zeros, n_x, n_a):
         # Biases zero except the forget gate's bf = 1, which keeps the cell's memory open early
@@ -60,38 +55,19 @@ class LSTMCell(Cell):
             out[b] = zeros((n_a, 1)) + (1.0 if w == "Wf" else 0.0)
         return out
 
-    def stack(self, xp, parameters, n_a):
-        return Stacked(
-            xp.concat([parameters[w][:, :n_a] for w, _ in GATES], axis=0),
-            xp.concat([parameters[w][:, n_a:] for w, _ in GATES], axis=0),
-            xp.concat([parameters[b] for _, b in GATES], axis=0),
-        )
-
-    def unstack(self, dWa, dWx, db, dbh, n_a):
-        xp = array_api_compat.array_namespace(dWa)
-        dW = xp.concat([dWa, dWx], axis=1)
-        out = {}
-        for k, (w, b) in enumerate(GATES):
-            out["d" + w] = dW[k * n_a : (k + 1) * n_a, :]
-            out["d" + b] = db[k * n_a : (k + 1) * n_a, :]
-        return out
-
     def to_torch(self, xp, parameters, n_a):
         b = xp.concat([parameters[b][:, 0] for _, b in TORCH_GATES])
         return {
-            "weight_ih": xp.concat([parameters[w][:, n_a:] for w, _ in TORCH_GATES], axis=0),
-            "weight_hh": xp.concat([parameters[w][:, :n_a] for w, _ in TORCH_GATES], axis=0),
+            **self.torch_weights(xp, parameters, n_a),
             "bias_ih": b,
             "bias_hh": xp.zeros_like(b),
         }
 
     def from_torch(self, xp, weight_ih, weight_hh, bias_ih, bias_hh, n_a):
         b = torch_bias(xp, bias_ih, bias_hh, weight_hh)
-        out = {}
-        for k, (w, bk) in enumerate(TORCH_GATES):
-            rows = slice(k * n_a, (k + 1) * n_a)
-            out[w] = xp.concat([weight_hh[rows, :], weight_ih[rows, :]], axis=1)
-            out[bk] = xp.reshape(b[rows], (n_a, 1))
+        out = self.weights_from_torch(xp, weight_ih, weight_hh, n_a)
+        for k, (_, bk) in enumerate(TORCH_GATES):
+            out[bk] = xp.reshape(b[k * n_a : (k + 1) * n_a], (n_a, 1))
         return out
 
     def forward_pointwise(self, xp, gx, ra, state, W):
