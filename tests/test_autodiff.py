@@ -33,11 +33,14 @@ def _lengths(xp, kw):
     return kw
 
 
-def _expected(xp, cell, x, state0, p, R, kw):
-    states, _, caches = forward(
+def _with_expected(xp, cell, kw):
+    """The case, ``kw`` on the backend, and xrnn's own gradients of ``Σ a ∗ R``."""
+    x, state0, p, R = _case(cell)
+    kw = _lengths(xp, kw)
+    _, _, caches = forward(
         cell, xp.asarray(x), tuple(xp.asarray(s) for s in state0), xp.params(p), **kw
     )
-    return backward(cell, xp.asarray(R), caches)
+    return x, state0, p, R, kw, backward(cell, xp.asarray(R), caches)
 
 
 @pytest.mark.backends("jax")
@@ -46,9 +49,7 @@ def _expected(xp, cell, x, state0, p, R, kw):
 def test_jax_grad_equals_xrnn_backward(cell, kw, xp):
     import jax
 
-    x, state0, p, R = _case(cell)
-    kw = _lengths(xp, kw)
-    want = _expected(xp, cell, x, state0, p, R, kw)
+    x, state0, p, R, kw, want = _with_expected(xp, cell, kw)
 
     def loss(x, state0, p):
         states, _, _ = forward(cell, x, state0, p, check_finite=False, **kw)
@@ -100,9 +101,7 @@ def test_jax_jit_equals_eager(cell, kw, dtype, xp):
 def test_torch_autograd_equals_xrnn_backward(cell, kw, xp):
     import torch
 
-    x, state0, p, R = _case(cell)
-    kw = _lengths(xp, kw)
-    want = _expected(xp, cell, x, state0, p, R, kw)
+    x, state0, p, R, kw, want = _with_expected(xp, cell, kw)
     leaves = {
         "x": xp.asarray(x),
         **{f"d{s}0": xp.asarray(v) for s, v in zip(spec(cell).states, state0, strict=True)},

@@ -42,6 +42,7 @@ __all__ = [
     "backward",
     "check_lengths",
     "forward",
+    "weight_gradients",
     "run_backward",
     "run_cell_backward",
     "run_cell_forward",
@@ -68,7 +69,6 @@ class Trace:
     saved : array of shape (T, saved_blocks·n_a, m), or None
     x : array of shape (n_x, m, T_x)
         The input in the order the loop read it (reversed per sequence when ``reverse``).
-    lengths : integer array of shape (m,), or None
     live : array of shape (T, 1, m), or None
         1.0 where step ``t`` of sequence ``j`` runs, 0.0 past its length (None: all run).
     order : None, ``"flip"`` or an integer array of shape (m·T,)
@@ -79,7 +79,6 @@ class Trace:
     states: tuple
     saved: Any
     x: Any
-    lengths: Any
     live: Any
     order: Any
 
@@ -125,7 +124,7 @@ def forward(
         store.put(t, new, saved)
         state = new
     states, saved = store.result()
-    return Trace(cell, states, saved, xe, lengths, live, order)
+    return Trace(cell, states, saved, xe, live, order)
 
 
 def backward(
@@ -151,23 +150,16 @@ def backward(
     xe, H, saved, live = trace.x, trace.states[0], trace.saved, trace.live
     n_x, m, T = (int(s) for s in xe.shape)
     n_a = int(H.shape[1])
-    like = {"dtype": ctx.dtype, "device": ctx.device}
-    rows = cell.blocks * n_a
     k = max(1, min(T, CHUNK_COLUMNS // m))
-    store = ops.gradient_columns(rows, k * m, H, cell.split_recurrent)
-    g = (
-        tuple(dfinal)
-        if dfinal is not None
-        else tuple(xp.zeros((n_a, m), **like) for _ in cell.states)
-    )
+    store = ops.gradient_columns(cell.blocks * n_a, k, m, H, cell.split_recurrent)
+    zeros = (xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in cell.states)
+    g = tuple(zeros if dfinal is None else dfinal)
     dae = reorder(xp, da, trace.order)
     if live is not None:  # outputs past a sequence's length are constant zeros
         dae = dae * public(xp, live)
-    dWa = xp.zeros((rows, n_a), **like)
-    dWx = xp.zeros((rows, n_x), **like)
-    db = xp.zeros((rows, 1), **like)
-    dbh = xp.zeros((rows, 1), **like) if cell.split_recurrent else None
+        dead = 1 - live
     WaT, WxT = W.Wa.T, W.Wx.T
+    weights: tuple | None = None  # (dWa, dWx, db, dbh), summed over the chunks
     dX: list[Any] = []
     end = T
     while end > 0:
@@ -176,39 +168,51 @@ def backward(
         for t in reversed(range(start, end)):
             j = t - start
             up = (g[0] + dAc[j, ...], *g[1:])
-            if live is not None:
-                up_live = tuple(u * live[t, ...] for u in up)
-            else:
-                up_live = up
+            up_live = up if live is None else tuple(u * live[t, ...] for u in up)
             prev = tuple(s[t, ...] for s in trace.states)
             new = tuple(s[t + 1, ...] for s in trace.states)
-            dgx, dra, direct = ops.backward_step(
-                cell,
-                None if saved is None else saved[t, ...],
-                prev,
-                new,
-                up_live,
-                store.slot(j, m),
-            )
+            saved_t = None if saved is None else saved[t, ...]
+            dgx, dra, direct = ops.backward_step(cell, saved_t, prev, new, up_live, store.slot(j))
             store.put(j, dgx, dra)
             da_prev = xp.matmul(WaT, dra)
             if direct[0] is not None:
                 da_prev = da_prev + direct[0]
             g = (da_prev, *direct[1:])
             if live is not None:  # a finished sequence passes its gradient straight through
-                g = tuple(gi + u * (1 - live[t, ...]) for gi, u in zip(g, up, strict=True))
+                g = tuple(gi + u * dead[t, ...] for gi, u in zip(g, up, strict=True))
         dgx_c, dra_c = store.columns(end - start)
         A_prev = columns(xp, public(xp, H[start:end, ...]))  # (n_a, K m), like dra_c
-        dWa = dWa + xp.matmul(dra_c, A_prev.T)
-        dWx = dWx + xp.matmul(dgx_c, columns(xp, xe[:, :, start:end]).T)
-        db = db + xp.sum(dgx_c, axis=1, keepdims=True)
-        if dbh is not None:
-            dbh = dbh + xp.sum(dra_c, axis=1, keepdims=True)
+        X = columns(xp, xe[:, :, start:end])
+        part = weight_gradients(xp, dgx_c, dra_c, A_prev, X, cell.split_recurrent)
+        weights = part if weights is None else tuple(map(_add, weights, part))
         dX.append(xp.matmul(WxT, dgx_c))
         end = start
+    assert weights is not None  # T >= 1
     dX2 = dX[0] if len(dX) == 1 else xp.concat(dX[::-1], axis=1)
     dx = xp.permute_dims(xp.reshape(dX2, (n_x, T, m)), (0, 2, 1))
-    return reorder(xp, dx, trace.order), g, dWa, dWx, db, dbh
+    return (reorder(xp, dx, trace.order), g, *weights)
+
+
+def weight_gradients(
+    xp: Any, dgx: Any, dra: Any, A_prev: Any, X: Any, split: bool
+) -> tuple[Any, Any, Any, Any]:
+    """The stacked weight gradients over a block of (step, batch) columns.
+
+    ``dgx``/``dra`` (k n_a, K) are the steps' gradients of the input and recurrent sides,
+    ``A_prev`` (n_a, K) and ``X`` (n_x, K) the matching previous states and inputs. Returns
+    ``dWa = dra A_prevᵀ``, ``dWx = dgx Xᵀ``, ``db = Σ dgx`` and, for a cell with a
+    recurrent-side bias (``split``), ``dbh = Σ dra`` (else None).
+    """
+    return (
+        xp.matmul(dra, A_prev.T),
+        xp.matmul(dgx, X.T),
+        xp.sum(dgx, axis=1, keepdims=True),
+        xp.sum(dra, axis=1, keepdims=True) if split else None,
+    )
+
+
+def _add(a: Any, b: Any) -> Any:
+    return None if a is None else a + b
 
 
 # --- the exercise's compact caches ---------------------------------------------------------
@@ -280,7 +284,7 @@ class StepCaches(Sequence):
             for i in range(len(cell.states))
         )
         saved = xp.stack([p[2] for p in parts], axis=0) if cell.saved_blocks else None
-        return cls(Trace(cell, states, saved, x, None, None, None), parts[0][4])
+        return cls(Trace(cell, states, saved, x, None, None), parts[0][4])
 
 
 # --- the public functions' bodies ------------------------------------------------------------
@@ -504,14 +508,6 @@ def run_cell_backward(
         da_prev = da_prev + direct[0]
     grads = {"dxt": xp.matmul(W.Wx.T, dgx), "da_prev": da_prev}
     grads.update({f"d{n}_prev": d for n, d in zip(cell.states[1:], direct[1:], strict=True)})
-    dbh = xp.sum(dra, axis=1, keepdims=True) if cell.split_recurrent else None
-    grads.update(
-        cell.unstack(
-            xp.matmul(dra, prev[0].T),
-            xp.matmul(dgx, xt.T),
-            xp.sum(dgx, axis=1, keepdims=True),
-            dbh,
-            n_a,
-        )
-    )
+    weights = weight_gradients(xp, dgx, dra, prev[0], xt, cell.split_recurrent)
+    grads.update(cell.unstack(*weights, n_a))
     return grads

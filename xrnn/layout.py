@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
+
 __all__ = ["columns", "output_layer_forward", "public", "reorder", "reversal", "time_major"]
 
 
@@ -39,10 +41,11 @@ def reversal(xp: Any, lengths: Any, m: int, T: int) -> Any:
     """
     if lengths is None:
         return "flip"
-    t = xp.arange(T, dtype=lengths.dtype, device=lengths.device)[None, :]
+    like = {"dtype": lengths.dtype, "device": array_api_compat.device(lengths)}
+    t = xp.arange(T, **like)[None, :]
     L = lengths[:, None]
     within = xp.where(t < L, L - 1 - t, t)
-    base = xp.arange(m, dtype=lengths.dtype, device=lengths.device)[:, None] * T
+    base = xp.arange(m, **like)[:, None] * T
     return xp.reshape(base + within, (m * T,))
 
 

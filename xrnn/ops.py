@@ -101,19 +101,19 @@ class BufferStore:
 
 
 class BufferColumns:
-    """A chunk's gradient column blocks in preallocated ``(rows, width)`` buffers, reused
-    across chunks (in-place backends); ``dra`` gets its own buffer only when ``split``."""
+    """A chunk's gradient column blocks in preallocated ``(rows, k·m)`` buffers (``k`` steps
+    of ``m`` columns), reused across chunks (in-place backends); ``dra`` gets its own buffer
+    only when ``split``."""
 
-    def __init__(self, xp: Any, rows: int, width: int, like: Any, split: bool) -> None:
+    def __init__(self, xp: Any, rows: int, k: int, m: int, like: Any, split: bool) -> None:
         kw = {"dtype": like.dtype, "device": _device(like)}
-        self.gx = xp.empty((rows, width), **kw)
-        self.ra = xp.empty((rows, width), **kw) if split else None
-        self.m = 0
+        self.gx = xp.empty((rows, k * m), **kw)
+        self.ra = xp.empty((rows, k * m), **kw) if split else None
+        self.m = m
         self._slot: tuple[Any, Any] = (None, None)
 
-    def slot(self, j: int, m: int) -> tuple[Any, Any]:
-        cols = slice(j * m, (j + 1) * m)
-        self.m = m
+    def slot(self, j: int) -> tuple[Any, Any]:
+        cols = slice(j * self.m, (j + 1) * self.m)
         ra = None if self.ra is None else self.ra[:, cols]
         self._slot = (self.gx[:, cols], ra)
         return self._slot
@@ -140,8 +140,8 @@ class Ops:
 
     Kernels are registered per (cell name, direction) on a subclass:
 
-    - ``forward(ops, cell, W, gx, ra_input, state, slot) -> (state, saved)`` where
-      ``ra_input`` is the previous hidden state (the kernel does ``Wa a⟨t-1⟩`` itself);
+    - ``forward(ops, cell, W, gx, state, slot) -> (state, saved)``: the kernel does the
+      recurrent GEMM ``W.Wa @ state[0]`` itself;
     - ``backward(ops, cell, saved, prev, new, up, slot) -> (dgx, dra, direct)``.
 
     ``slot`` holds views the kernel may write into (None for list storage). A backward kernel
@@ -178,8 +178,9 @@ class Ops:
         """``G + b`` (in place where the backend may: ``G`` is xrnn's own array)."""
         return G + b
 
-    def gradient_columns(self, rows: int, width: int, like: Any, split: bool) -> Any:
-        """Storage for a chunk's ``dgx`` (and, with ``split``, ``dra``) column blocks."""
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
+        """Storage for the ``dgx`` (and, with ``split``, ``dra``) column blocks of a chunk of
+        ``k`` steps of ``m`` columns each."""
         return ListColumns(self.xp)
 
     # --- steps ----------------------------------------------------------------------------
@@ -218,7 +219,7 @@ class ListColumns:
         self.gx: dict[int, Any] = {}
         self.ra: dict[int, Any] = {}
 
-    def slot(self, j: int, m: int) -> Any:
+    def slot(self, j: int) -> Any:
         return None
 
     def put(self, j: int, dgx: Any, dra: Any) -> None:
@@ -262,15 +263,11 @@ class InPlaceOps(Ops):
         G += b  # G is the engine's own fresh GEMM result: no second (T, k n_a, m) array
         return G
 
-    def gradient_columns(self, rows: int, width: int, like: Any, split: bool) -> Any:
-        return BufferColumns(self.xp, rows, width, like, split)
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
+        return BufferColumns(self.xp, rows, k, m, like, split)
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
-        out = []
         for n, o in zip(new, old, strict=True):
-            if n is o:
-                out.append(n)
-                continue
-            self.lib.copyto(n, o, where=keep)  # n is the step's own result
-            out.append(n)
-        return tuple(out)
+            if n is not o:
+                self.lib.copyto(n, o, where=keep)  # n is the step's own result
+        return new
