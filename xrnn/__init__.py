@@ -25,11 +25,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # ``xrnn.charlm`` without an explicit import, loaded only when first used
-    if name == "charlm":
+    # ``xrnn.charlm`` and ``xrnn.exercise`` without an explicit import, loaded when first used
+    if name in ("charlm", "exercise"):
         import importlib
 
-        return importlib.import_module("xrnn.charlm")
+        return importlib.import_module(f"xrnn.{name}")
     raise AttributeError(f"module 'xrnn' has no attribute {name!r}")
 
 
@@ -37,6 +37,7 @@ __all__ = [
     "CELLS",
     "available_backends",
     "charlm",
+    "exercise",
     "get_cell",
     "gru_backward",
     "gru_cell_backward",

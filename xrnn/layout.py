@@ -68,3 +68,18 @@ def output_layer_forward(xp: Any, W: Any, b: Any, H: Any) -> Any:
     z = xp.matmul(W, H) + b
     z = xp.exp(z - xp.max(z, axis=1, keepdims=True))
     return public(xp, z / xp.sum(z, axis=1, keepdims=True))
+
+
+def output_layer_backward(xp: Any, W: Any, a: Any, dz: Any) -> tuple[Any, Any, Any]:
+    """Backward of the output layer ``z⟨t⟩ = W a⟨t⟩ + b`` over every step at once.
+
+    ``dz`` (n_y, m, T) is ∂L/∂z (for softmax + cross-entropy, ``ŷ − y``), ``a`` (n_a, m, T)
+    the hidden states, ``W`` (n_y, n_a). Returns ``dW (n_y, n_a)``, ``db (n_y, 1)`` and
+    ``da = Wᵀ dz`` (n_a, m, T), the gradient flowing into the recurrent layer.
+    """
+    n_y, m, T = (int(s) for s in dz.shape)
+    n_a = int(a.shape[0])
+    dz2 = xp.reshape(dz, (n_y, m * T))
+    dW = xp.matmul(dz2, xp.reshape(a, (n_a, m * T)).T)
+    db = xp.sum(dz2, axis=1, keepdims=True)
+    return dW, db, xp.reshape(xp.matmul(W.T, dz2), (n_a, m, T))

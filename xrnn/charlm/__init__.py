@@ -1,9 +1,9 @@
 """A character-level language model on xrnn: train on names, evaluate, sample new ones.
 
 >>> from xrnn import charlm
->>> model, history = charlm.train()            # the bundled dinosaur names
->>> model.sample(5, seed=0)                    # five invented names
->>> model.evaluate(charlm.holdout_split(charlm.bundled_names())[1])   # held-out bits/char
+>>> model, history = charlm.train()  # the bundled names, ~5 s   # doctest: +SKIP
+>>> model.sample(5, seed=0)  # five invented names   # doctest: +SKIP
+>>> model.evaluate(charlm.holdout_split(charlm.bundled_names())[1])  # doctest: +SKIP
 """
 
 from xrnn.charlm.corpus import bundled_names, clean_dino_names, holdout_split, read_names

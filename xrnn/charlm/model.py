@@ -25,6 +25,7 @@ from xrnn.backends import resolve
 from xrnn.cell import CELLS, Cell, get_cell
 from xrnn.charlm.vocab import Vocabulary
 from xrnn.engine import run_backward, run_cell_forward, run_forward
+from xrnn.layout import output_layer_backward
 from xrnn.params import initialize, to_device
 
 __all__ = ["FORMAT_VERSION", "CharModel", "load"]
@@ -120,14 +121,9 @@ class CharModel:
         a, logp, caches = self._forward(X)
         loss = -xp.sum(Y * logp) / m
         dz = (xp.exp(logp) - Y) * (mask[None, :, :] / m)  # d loss / d logits, zero on padding
-        V, n_a, T = int(dz.shape[0]), self.hidden, int(dz.shape[2])
         W, b = self.spec.output_keys
-        dz2 = xp.reshape(dz, (V, m * T))
-        grads = {
-            "d" + W: xp.matmul(dz2, xp.reshape(a, (n_a, m * T)).T),
-            "d" + b: xp.sum(dz2, axis=1, keepdims=True),
-        }
-        da = xp.reshape(xp.matmul(self.params[W].T, dz2), (n_a, m, T))
+        dW, db, da = output_layer_backward(xp, self.params[W], a, dz)
+        grads = {"d" + W: dW, "d" + b: db}
         g = run_backward(self.spec, da, caches, f"{self.cell}_forward", check_finite=False)
         grads.update({"d" + k: g["d" + k] for k in self.spec.keys})
         return float(loss), grads

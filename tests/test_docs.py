@@ -1,0 +1,86 @@
+"""The examples run: every module's docstring Examples under doctest (NumPy), and the README's
+Python blocks."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import xrnn
+
+# Backend modules import their optional library at the top and hold no examples; importing
+# xrnn.__main__ runs the CLI.
+MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages(xrnn.__path__, "xrnn.")
+    if not m.name.startswith("xrnn.backends.") and m.name != "xrnn.__main__"  # runs the CLI
+)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_blocks(section: str) -> list[str]:
+    """The ```python blocks under the README heading ``## <section>``, in order."""
+    text = README.read_text("utf-8")
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start : end if end >= 0 else len(text)]
+    return re.findall(r"```python\n(.*?)```", body, flags=re.S)
+
+
+def _needs_gpu(block: str) -> bool:
+    return "cuda" in block or "import cupy" in block
+
+
+def _gpu_available() -> bool:
+    import xrnn
+
+    if "cupy" not in xrnn.available_backends():
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.parametrize(
+    "section, gpu",
+    [
+        ("Quickstart", False),
+        pytest.param(
+            "Quickstart",
+            True,
+            marks=pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and torch CUDA"),
+            id="Quickstart-gpu",
+        ),
+        ("The exercise's second part (Dinosaur Island)", False),
+    ],
+)
+def test_readme_examples_run(section, gpu, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the examples save files
+    blocks = readme_blocks(section)
+    assert blocks, f"no python blocks under ## {section}"
+    namespace: dict = {}
+    for block in blocks:
+        if _needs_gpu(block) and not gpu:
+            continue
+        exec(compile(block, f"README.md ({section})", "exec"), namespace)
+    printed = capsys.readouterr().out
+    if section.startswith("The exercise"):  # the values the README quotes
+        assert "10.0 0.2971381536101662" in printed
+        assert "126.50397572165" in printed and " 93\n" in printed
+        assert "True\n" in printed and "Iteration: 2000, Loss:" in printed
