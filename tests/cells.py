@@ -20,26 +20,34 @@ def spec(name: str) -> Any:
     return xrnn.CELLS[name]
 
 
+def _variant(name: str) -> dict:
+    """Keywords selecting a cell variant in its family's functions (the ReLU RNN)."""
+    return {"nonlinearity": "relu"} if name == "rnn_relu" else {}
+
+
 def forward(name: str, x: Any, state0: tuple, p: dict, **kw: Any) -> tuple:
     if name == "lstm":
         c0 = state0[1] if len(state0) > 1 else None
         a, y, c, caches = xrnn.lstm_forward(x, state0[0], p, c0=c0, **kw)
         return (a, c), y, caches
-    a, y, caches = getattr(xrnn, f"{name}_forward")(x, state0[0], p, **kw)
+    family = spec(name).family
+    a, y, caches = getattr(xrnn, f"{family}_forward")(x, state0[0], p, **_variant(name), **kw)
     return (a,), y, caches
 
 
 def backward(name: str, da: Any, caches: Any, **kw: Any) -> dict:
-    return getattr(xrnn, f"{name}_backward")(da, caches, **kw)
+    return getattr(xrnn, f"{spec(name).family}_backward")(da, caches, **_variant(name), **kw)
 
 
 def cell_forward(name: str, xt: Any, prev: tuple, p: dict) -> tuple:
-    out = getattr(xrnn, f"{name}_cell_forward")(xt, *prev, p)
+    fn = getattr(xrnn, f"{spec(name).family}_cell_forward")
+    out = fn(xt, *prev, p, **_variant(name))
     return out[: len(prev)], out[-1]
 
 
 def cell_backward(name: str, dnew: tuple, cache: tuple) -> dict:
-    return getattr(xrnn, f"{name}_cell_backward")(*dnew, cache)
+    fn = getattr(xrnn, f"{spec(name).family}_cell_backward")
+    return fn(*dnew, cache, **_variant(name))
 
 
 def random_parameters(name: str, rng: np.random.Generator, n_x: int, n_a: int) -> dict:
@@ -48,3 +56,8 @@ def random_parameters(name: str, rng: np.random.Generator, n_x: int, n_a: int) -
         k: rng.normal(size=shape) / np.sqrt(shape[1] if k[0] == "W" else 1)
         for k, (shape, _) in spec(name).shapes(n_x, n_a).items()
     }
+
+
+def initialize(name: str, *args: Any, **kw: Any) -> dict:
+    """``initialize_<family>``: the cell's seeded parameters (a variant shares its family's)."""
+    return getattr(xrnn, f"initialize_{spec(name).family}")(*args, **kw)

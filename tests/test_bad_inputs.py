@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from cells import NAMES, forward, spec
+from cells import NAMES, forward, initialize, spec
 
 import xrnn
 
@@ -211,7 +211,7 @@ def test_finite_check_has_no_false_alarm_on_overflowing_sums(xp, rng):
 @pytest.mark.parametrize("cell", NAMES)
 def test_bad_lengths_are_named(cell, lengths, error, message, xp, rng):
     x, a0, _ = lstm_case(xp, rng)
-    p = xp.params(getattr(xrnn, f"initialize_{cell}")(3, 4, seed=1))
+    p = xp.params(initialize(cell, 3, 4, seed=1))
     with pytest.raises(error, match=message):
         forward(cell, x, (a0,), p, lengths=lengths)
 
@@ -236,7 +236,7 @@ def test_caches_of_another_cell_are_refused(xp, rng):
 @pytest.mark.parametrize("cell", NAMES)
 def test_every_cell_names_missing_keys_and_bad_shapes(cell, xp, rng):
     x, a0, _ = lstm_case(xp, rng)
-    host = getattr(xrnn, f"initialize_{cell}")(3, 4, seed=1)
+    host = initialize(cell, 3, 4, seed=1)
     key = spec(cell).keys[-1]
     with pytest.raises(KeyError, match=f"missing '{key}'"):
         forward(cell, x, (a0,), xp.params({k: v for k, v in host.items() if k != key}))

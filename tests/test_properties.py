@@ -4,11 +4,9 @@ and gradients of the right shape, dtype and device; outputs zero past each lengt
 import array_api_compat
 import numpy as np
 import pytest
-from cells import NAMES, backward, forward, spec
+from cells import NAMES, backward, forward, initialize, spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import xrnn
 
 dims = st.tuples(
     st.integers(1, 5),
@@ -40,7 +38,7 @@ def test_shapes_dtypes_devices(cell, xp, d):
     n_x, n_a, m, T, dtype, with_y, with_lengths, reverse, seed = d
     rng = np.random.default_rng(seed)
     n_y = 3 if with_y else None
-    p = xp.params(getattr(xrnn, f"initialize_{cell}")(n_x, n_a, n_y, seed=seed), dtype)
+    p = xp.params(initialize(cell, n_x, n_a, n_y, seed=seed), dtype)
     x = xp.asarray(rng.normal(size=(n_x, m, T)) * 3, dtype)
     state0 = tuple(xp.asarray(rng.normal(size=(n_a, m)), dtype) for _ in spec(cell).states)
     lengths = rng.integers(1, T + 1, size=m) if with_lengths else None

@@ -1,5 +1,6 @@
-"""Parity with PyTorch autograd for every cell: ``nn.RNN`` (tanh), ``nn.LSTM``, ``nn.GRU``, with
-weights converted by the cell spec's own ``to_torch``; every length mode and direction.
+"""Parity with PyTorch autograd for every cell: ``nn.RNN`` (tanh, relu), ``nn.LSTM``,
+``nn.GRU``, with weights converted by the cell spec's own ``to_torch``; every length mode and
+direction.
 
 Mixed lengths go through ``pack_padded_sequence(..., enforce_sorted=False)``; reverse time is
 the backward half of a bidirectional module. Outputs, final states, the input and initial-state
@@ -15,7 +16,12 @@ from cells import NAMES, backward, forward, random_parameters, spec
 torch = pytest.importorskip("torch")
 rnn_utils = pytest.importorskip("torch.nn.utils.rnn")
 
-MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+MODULES = {  # cell -> (torch.nn module, its keywords)
+    "rnn": ("RNN", {}),
+    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+    "lstm": ("LSTM", {}),
+    "gru": ("GRU", {}),
+}
 TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-5, atol=1e-5)}
 
 
@@ -27,7 +33,8 @@ def torch_reference(cell, p, x, state0, R, lengths, reverse):
     """Outputs, final states and gradients of ``Σ out ∗ R`` from the PyTorch module."""
     n_x, m, T = x.shape
     n_a = state0[0].shape[0]
-    module = getattr(torch.nn, MODULES[cell])(n_x, n_a, bidirectional=reverse, dtype=torch.float64)
+    name, kw = MODULES[cell]
+    module = getattr(torch.nn, name)(n_x, n_a, bidirectional=reverse, dtype=torch.float64, **kw)
     weights = spec(cell).to_torch(xnp, p, n_a)
     suffix = "_l0_reverse" if reverse else "_l0"
     with torch.no_grad():

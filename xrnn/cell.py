@@ -74,6 +74,8 @@ class Cell(ABC):
         passes the summed ``dra`` to :meth:`unstack` for the recurrent-side bias.
     cache_size : int
         Length of the exercise's per-step cache tuple; ``cache_layout`` names its items.
+    family : str
+        The prefix of the cell's public functions (``rnn`` for both RNN nonlinearities).
     """
 
     name: str
@@ -85,6 +87,10 @@ class Cell(ABC):
     split_recurrent: bool = False
     cache_size: int
     cache_layout: str
+
+    @property
+    def family(self) -> str:
+        return self.name.split("_")[0]
 
     # --- parameters ---------------------------------------------------------------------
 

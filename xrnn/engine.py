@@ -42,6 +42,7 @@ __all__ = [
     "backward",
     "check_lengths",
     "forward",
+    "recorded_cell",
     "weight_gradients",
     "run_backward",
     "run_cell_backward",
@@ -391,6 +392,16 @@ def run_forward(
     return outputs, y, (StepCaches(trace, parameters), x)
 
 
+def recorded_cell(caches: Any) -> Cell | None:
+    """The cell whose forward pass made ``caches`` (None for an exercise-style list of step
+    tuples, which records none, or for something that is not caches at all)."""
+    if isinstance(caches, tuple | list) and len(caches) == 2:
+        steps = caches[0]
+        if isinstance(steps, StepCaches):
+            return steps.cell
+    return None
+
+
 def run_backward(
     cell: Cell,
     da: Any,
@@ -407,8 +418,8 @@ def run_backward(
         steps = StepCaches.from_tuples(cell, steps, x)
     if steps.cell is not cell:
         raise ValueError(
-            f"caches come from {steps.cell.name}_forward, not {forward_name}; pass them to "
-            f"{steps.cell.name}_backward"
+            f"caches come from {steps.cell.family}_forward, not {forward_name}; pass them to "
+            f"{steps.cell.family}_backward"
         )
     trace, parameters = steps.trace, steps.parameters
     final_names = _state_names(cell, "_final")

@@ -260,7 +260,9 @@ def gru_cell_backward(da_next: Any, cache: tuple, *, check_finite: bool = True) 
     return run_cell_backward(GRU_CELL, (da_next,), cache, check_finite=check_finite)
 
 
-def gru_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[str, Any]:
+def gru_backward(
+    da: Any, caches: tuple, *, dfinal: tuple | None = None, check_finite: bool = True
+) -> dict[str, Any]:
     """Backpropagation through time for :func:`gru_forward`.
 
     Parameters
@@ -269,6 +271,9 @@ def gru_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
     caches : tuple
         ``(step_caches, x)`` from :func:`gru_forward` (or a list of 8-tuples in place of
         ``step_caches``).
+    dfinal : tuple ``(da_T,)`` of arrays of shape (n_a, m), optional
+        Upstream gradient of the final states ``caches[0].final_states()`` (from a later
+        chunk of a long sequence, or a loss on the final state). Default: none.
 
     Returns
     -------
@@ -276,4 +281,6 @@ def gru_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
         ``dx (n_x, m, T_x)``, ``da0 (n_a, m)``, ``dWr, dWz, dWn (n_a, n_a + n_x)``,
         ``dbr, dbz, dbn, dbhn (n_a, 1)``.
     """
-    return run_backward(GRU_CELL, da, caches, "gru_forward", check_finite=check_finite)
+    return run_backward(
+        GRU_CELL, da, caches, "gru_forward", dfinal=dfinal, check_finite=check_finite
+    )

@@ -276,7 +276,9 @@ def lstm_cell_backward(
     return run_cell_backward(LSTM_CELL, (da_next, dc_next), cache, check_finite=check_finite)
 
 
-def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[str, Any]:
+def lstm_backward(
+    da: Any, caches: tuple, *, dfinal: tuple | None = None, check_finite: bool = True
+) -> dict[str, Any]:
     """Backpropagation through time for :func:`lstm_forward`.
 
     Parameters
@@ -287,6 +289,9 @@ def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[
     caches : tuple
         ``(step_caches, x)`` from :func:`lstm_forward` (or an exercise-style list of 10-tuples
         in place of ``step_caches``).
+    dfinal : tuple ``(da_T, dc_T)`` of arrays of shape (n_a, m), optional
+        Upstream gradient of the final states ``caches[0].final_states()`` (from a later
+        chunk of a long sequence, or a loss on the final state). Default: none.
 
     Returns
     -------
@@ -301,4 +306,6 @@ def lstm_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[
     :func:`lstm_cell_backward` and one recurrent GEMM ``W_aᵀ dp``; ``dW``, ``db`` and ``dx``
     are large GEMMs over the stacked ``dp`` of each chunk of steps (:mod:`xrnn.engine`).
     """
-    return run_backward(LSTM_CELL, da, caches, "lstm_forward", check_finite=check_finite)
+    return run_backward(
+        LSTM_CELL, da, caches, "lstm_forward", dfinal=dfinal, check_finite=check_finite
+    )

@@ -8,15 +8,24 @@ from __future__ import annotations
 from typing import Any
 
 from xrnn.cell import Cell, Stacked, register, torch_bias
-from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
+from xrnn.engine import (
+    recorded_cell,
+    run_backward,
+    run_cell_backward,
+    run_cell_forward,
+    run_forward,
+)
 from xrnn.params import initialize
 
 __all__ = [
+    "NONLINEARITIES",
     "RNN_CELL",
+    "RNN_RELU_CELL",
     "initialize_rnn",
     "rnn_backward",
     "rnn_cell_backward",
     "rnn_cell_forward",
+    "rnn_cell_of",
     "rnn_forward",
 ]
 
@@ -76,7 +85,34 @@ class RNNCell(Cell):
         return (a_prev,), (a_next,), None, xt, parameters
 
 
-RNN_CELL = register(RNNCell())
+class ReluRNNCell(RNNCell):
+    """The ReLU RNN (PyTorch's ``nonlinearity="relu"``): ``a⟨t⟩ = max(0, Waa a⟨t-1⟩ + Wax
+    x⟨t⟩ + ba)``; same keys, shapes and caches as the tanh RNN."""
+
+    name = "rnn_relu"
+
+    def forward_pointwise(self, xp, gx, ra, state, W):
+        z = gx + ra
+        return (xp.where(z > 0, z, xp.zeros_like(z)),), None
+
+    def backward_pointwise(self, xp, saved, prev, new, up):
+        a = new[0]
+        dz = xp.where(a > 0, up[0], xp.zeros_like(a))  # the subgradient 0 at a = 0, as PyTorch
+        return dz, dz, (None,)
+
+
+RNN_CELL = RNNCell()
+RNN_RELU_CELL = ReluRNNCell()
+register(RNN_CELL)
+register(RNN_RELU_CELL)
+NONLINEARITIES: dict[str, RNNCell] = {"tanh": RNN_CELL, "relu": RNN_RELU_CELL}
+
+
+def rnn_cell_of(nonlinearity: Any) -> RNNCell:
+    """The RNN spec for ``nonlinearity`` (``"tanh"`` or ``"relu"``)."""
+    if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return NONLINEARITIES[nonlinearity]
 
 
 def initialize_rnn(
@@ -109,7 +145,12 @@ def initialize_rnn(
 
 
 def rnn_cell_forward(
-    xt: Any, a_prev: Any, parameters: dict[str, Any], *, check_finite: bool = True
+    xt: Any,
+    a_prev: Any,
+    parameters: dict[str, Any],
+    *,
+    nonlinearity: str = "tanh",
+    check_finite: bool = True,
 ) -> tuple[Any, Any, tuple]:
     """One step of the RNN.
 
@@ -122,6 +163,8 @@ def rnn_cell_forward(
     parameters : dict of arrays
         ``Wax (n_a, n_x)``, ``Waa (n_a, n_a)``, ``ba (n_a, 1)``; optionally the output layer
         ``Wya (n_y, n_a)``, ``by (n_y, 1)``.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        ``relu`` is PyTorch's ``nn.RNN(nonlinearity="relu")``: ``max(0, ·)`` in place of tanh.
     check_finite : bool, default True
         Refuse NaN/inf in the inputs and parameters with a ``ValueError``.
 
@@ -136,7 +179,7 @@ def rnn_cell_forward(
     ``a⟨t⟩ = tanh(Waa a⟨t-1⟩ + Wax x⟨t⟩ + ba)``, ``ŷ⟨t⟩ = softmax(Wya a⟨t⟩ + by)``.
     """
     (a_next,), yt, cache = run_cell_forward(
-        RNN_CELL, xt, (a_prev,), parameters, check_finite=check_finite
+        rnn_cell_of(nonlinearity), xt, (a_prev,), parameters, check_finite=check_finite
     )
     return a_next, yt, cache
 
@@ -146,6 +189,7 @@ def rnn_forward(
     a0: Any,
     parameters: dict[str, Any],
     *,
+    nonlinearity: str = "tanh",
     lengths: Any = None,
     reverse: bool = False,
     check_finite: bool = True,
@@ -158,6 +202,8 @@ def rnn_forward(
     a0 : array of shape (n_a, m)
     parameters : dict of arrays
         As in :func:`rnn_cell_forward`.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        Recorded in the caches, so :func:`rnn_backward` follows it.
     lengths : integer array of shape (m,), optional
         Each sequence's length (1 ≤ length ≤ T_x), in ``x``'s library and device (a list of
         ints is converted). Past its length a sequence's state is carried unchanged, its
@@ -198,7 +244,7 @@ def rnn_forward(
     (5, 5)
     """
     (a,), y, caches = run_forward(
-        RNN_CELL,
+        rnn_cell_of(nonlinearity),
         x,
         (a0,),
         parameters,
@@ -209,7 +255,9 @@ def rnn_forward(
     return a, y, caches
 
 
-def rnn_cell_backward(da_next: Any, cache: tuple, *, check_finite: bool = True) -> dict[str, Any]:
+def rnn_cell_backward(
+    da_next: Any, cache: tuple, *, nonlinearity: str = "tanh", check_finite: bool = True
+) -> dict[str, Any]:
     """Backward pass of one RNN step.
 
     Parameters
@@ -218,6 +266,8 @@ def rnn_cell_backward(da_next: Any, cache: tuple, *, check_finite: bool = True) 
         Gradient of the loss with respect to ``a_next``.
     cache : tuple
         ``(a_next, a_prev, xt, parameters)`` from :func:`rnn_cell_forward`.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The forward step's (the cache tuple does not record it).
 
     Returns
     -------
@@ -228,12 +278,21 @@ def rnn_cell_backward(da_next: Any, cache: tuple, *, check_finite: bool = True) 
     Notes
     -----
     With ``dz = da_next ∗ (1 − a⟨t⟩²)``: ``dxt = Waxᵀ dz``, ``da_prev = Waaᵀ dz``,
-    ``dWax = dz xtᵀ``, ``dWaa = dz a_prevᵀ``, ``dba = Σ_m dz``.
+    ``dWax = dz xtᵀ``, ``dWaa = dz a_prevᵀ``, ``dba = Σ_m dz`` (ReLU: ``dz = da_next ∗
+    [a⟨t⟩ > 0]``).
     """
-    return run_cell_backward(RNN_CELL, (da_next,), cache, check_finite=check_finite)
+    cell = rnn_cell_of(nonlinearity)
+    return run_cell_backward(cell, (da_next,), cache, check_finite=check_finite)
 
 
-def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[str, Any]:
+def rnn_backward(
+    da: Any,
+    caches: tuple,
+    *,
+    dfinal: tuple | None = None,
+    nonlinearity: str | None = None,
+    check_finite: bool = True,
+) -> dict[str, Any]:
     """Backpropagation through time for :func:`rnn_forward`.
 
     Parameters
@@ -243,7 +302,15 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
         the forward pass's.
     caches : tuple
         ``(step_caches, x)`` from :func:`rnn_forward` (or an exercise-style list of step
-        tuples in place of ``step_caches``). ``lengths`` and ``reverse`` come with them.
+        tuples in place of ``step_caches``). ``lengths``, ``reverse`` and the nonlinearity
+        come with them.
+    dfinal : tuple ``(da_T,)``, optional
+        Upstream gradient of the final state ``caches[0].final_states()`` (n_a, m): the
+        gradient arriving from a later chunk of a long sequence, or from a loss on the final
+        state. Default: none.
+    nonlinearity : {"tanh", "relu"}, optional
+        Only for an exercise-style list of step tuples (default there "tanh"); ``step_caches``
+        from :func:`rnn_forward` record it.
 
     Returns
     -------
@@ -257,4 +324,12 @@ def rnn_backward(da: Any, caches: tuple, *, check_finite: bool = True) -> dict[s
     ``dz = da ∗ (1 − a⟨t⟩²)`` and the recurrent GEMM ``Waaᵀ dz``; ``dWax``, ``dWaa``, ``dba``
     and ``dx`` are GEMMs over the stacked ``dz`` of each chunk of steps (:mod:`xrnn.engine`).
     """
-    return run_backward(RNN_CELL, da, caches, "rnn_forward", check_finite=check_finite)
+    cell = recorded_cell(caches)
+    if cell is None:  # an exercise-style list of step tuples records no nonlinearity
+        cell = rnn_cell_of("tanh" if nonlinearity is None else nonlinearity)
+    elif nonlinearity is not None and rnn_cell_of(nonlinearity) is not cell:
+        raise ValueError(
+            f"nonlinearity={nonlinearity!r} disagrees with the caches, which come from the "
+            f"{cell.name} forward pass (step caches record it: leave nonlinearity out)"
+        )
+    return run_backward(cell, da, caches, "rnn_forward", dfinal=dfinal, check_finite=check_finite)

@@ -33,6 +33,12 @@ def _kernels() -> dict[str, Any]:
         "rnn_bwd": cp.ElementwiseKernel(
             "T da, T a", "T dp", "dp = da * ((T)1 - a * a)", "xrnn_rnn_backward_step"
         ),
+        "rnn_relu_fwd": cp.ElementwiseKernel(
+            "T gx", "T h", "h = max(h + gx, (T)0)", "xrnn_rnn_relu_forward_step"
+        ),
+        "rnn_relu_bwd": cp.ElementwiseKernel(
+            "T da, T a", "T dp", "dp = a > (T)0 ? da : (T)0", "xrnn_rnn_relu_backward_step"
+        ),
         # f, u, o, cc hold the input side on entry and the activated gates on exit.
         "lstm_fwd": cp.ElementwiseKernel(
             "T rf, T ru, T ro, T rc, T c_prev",
@@ -116,6 +122,21 @@ def _rnn_forward(ops, cell, W, gx, state, slot):
 def _rnn_backward(ops, cell, saved, prev, new, up, slot):
     dp = slot[0]  # the chunk's column block
     _kernels()["rnn_bwd"](up[0], new[0], dp)
+    return dp, dp, (None,)
+
+
+@CupyOps.register("rnn_relu", "forward")
+def _rnn_relu_forward(ops, cell, W, gx, state, slot):
+    h = slot.states[0]
+    ops.lib.matmul(W.Wa, state[0], out=h)
+    _kernels()["rnn_relu_fwd"](gx, h)
+    return (h,), None
+
+
+@CupyOps.register("rnn_relu", "backward")
+def _rnn_relu_backward(ops, cell, saved, prev, new, up, slot):
+    dp = slot[0]
+    _kernels()["rnn_relu_bwd"](up[0], new[0], dp)
     return dp, dp, (None,)
 
 

@@ -55,6 +55,22 @@ def rnn_backward(ops, cell, saved, prev, new, up, slot):
     return dp, dp, (None,)
 
 
+@NumpyOps.register("rnn_relu", "forward")
+def rnn_relu_forward(ops, cell, W, gx, state, slot):
+    h = slot.states[0]
+    np.matmul(W.Wa, state[0], out=h)
+    h += gx
+    np.maximum(h, 0, out=h)
+    return (h,), None
+
+
+@NumpyOps.register("rnn_relu", "backward")
+def rnn_relu_backward(ops, cell, saved, prev, new, up, slot):
+    dp = up[0]
+    dp *= new[0] > 0
+    return dp, dp, (None,)
+
+
 # --- LSTM --------------------------------------------------------------------------------
 
 
