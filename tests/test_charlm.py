@@ -1,7 +1,9 @@
 """The character model: learning, gradients, sampling, checkpoints, corpus and bad input."""
 
+import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,10 @@ SMALL = [
 ]
 
 
+def _is_bias(key):
+    return key.split(".")[-1].startswith("b")  # "ba", "l1.ba", …
+
+
 def _like(xp, dtype="float64"):
     return xp.asarray(np.zeros((1, 1)), dtype)
 
@@ -41,6 +47,8 @@ def test_loss_falls_on_a_small_corpus(cell, xp):
         SMALL,
         cell=cell,
         hidden=16,
+        layers=1,
+        dropout=0.0,
         steps=60,
         batch_size=4,
         lr=0.02,
@@ -54,17 +62,22 @@ def test_loss_falls_on_a_small_corpus(cell, xp):
     assert model.params["by"].dtype == xp.dtype("float32")
 
 
+@pytest.mark.parametrize("layers, dropout", [(1, 0.0), (2, 0.3)], ids=["1-layer", "2-layers"])
 @pytest.mark.parametrize("cell", sorted(xrnn.CELLS))
-def test_full_model_gradients_match_finite_differences(cell, xp):
+def test_full_model_gradients_match_finite_differences(cell, layers, dropout, xp):
+    """Every parameter's gradient; with dropout, every model below is fresh with the same
+    seed, so every loss sees the same masks."""
     vocab = charlm.Vocabulary.from_names(SMALL)
-    initial = CharModel.initialise(cell, vocab, 5, seed=3, like=_like(xp))
+    kw = {"layers": layers, "dropout": dropout, "seed": 3}
+    initial = CharModel.initialise(cell, vocab, 5, like=_like(xp), **kw)
     rng = np.random.default_rng(0)
-    # nonzero biases: at zero, a zero first input and state put the ReLU RNN on its kink
+    # nonzero biases: at zero, a zero input (the first step; or a layer below that ReLU and
+    # dropout silenced) and a zero state put the ReLU RNN on its kink
     host = {
-        k: xp.to_numpy(v) + (0.1 * rng.normal(size=v.shape) if k.startswith("b") else 0.0)
+        k: xp.to_numpy(v) + (0.1 * rng.normal(size=v.shape) if _is_bias(k) else 0.0)
         for k, v in initial.params.items()
     }
-    model = CharModel(cell, vocab, {k: xp.asarray(v) for k, v in host.items()})
+    model = CharModel(cell, vocab, {k: xp.asarray(v) for k, v in host.items()}, **kw)
     batch = ["anna", "bo", "karl"]  # different lengths: padding and masking are exercised
     loss, grads = model.loss_and_gradients(batch)
     eps = 1e-6
@@ -73,13 +86,14 @@ def test_full_model_gradients_match_finite_differences(cell, xp):
         assert g.shape == value.shape
         # every output-layer entry; a random sample of the larger kernel matrices
         flat = list(np.ndindex(*value.shape))
-        picks = flat if len(flat) <= 30 else [flat[i] for i in rng.choice(len(flat), 30, False)]
+        most = 30 if layers == 1 else 8
+        picks = flat if len(flat) <= most else [flat[i] for i in rng.choice(len(flat), most, False)]
         for idx in picks:
             losses = []
             for sign in (1, -1):
                 p = {kk: vv.copy() for kk, vv in host.items()}
                 p[k][idx] += sign * eps
-                probe = CharModel(cell, vocab, {kk: xp.asarray(vv) for kk, vv in p.items()})
+                probe = CharModel(cell, vocab, {kk: xp.asarray(vv) for kk, vv in p.items()}, **kw)
                 losses.append(probe.loss_and_gradients(batch)[0])
             numeric = (losses[0] - losses[1]) / (2 * eps)
             assert math.isclose(g[idx], numeric, rel_tol=1e-5, abs_tol=1e-7), (k, idx)
@@ -138,8 +152,46 @@ def test_save_load_round_trip_is_exact(tmp_path, xp):
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary file left behind
 
 
+def test_layers_and_dropout_train_save_and_load(tmp_path, xp):
+    model, history = charlm.train(
+        SMALL, cell="gru", hidden=8, layers=2, dropout=0.2, steps=30, validation=0, like=_like(xp)
+    )
+    assert model.layers == 2 and model.dropout == 0.2
+    assert {"Wr", "l1.Wr", "l1.bhn", "Wy"} <= set(model.params)
+    assert model.params["l1.Wr"].shape == (8, 16)  # the second layer reads the first's 8
+    assert np.mean(history["loss"][-5:]) < np.mean(history["loss"][:5])
+    loaded = charlm.load(model.save(tmp_path / "m.npz"), like=_like(xp))
+    assert (loaded.layers, loaded.dropout) == (2, 0.2)
+    assert loaded.sample(4, seed=1) == model.sample(4, seed=1)
+    assert loaded.evaluate(SMALL[:3]) == model.evaluate(SMALL[:3])  # no dropout when evaluating
+
+
+def test_lr_decay_resumes_from_the_best_parameters_on_a_plateau():
+    _, history = charlm.train(
+        SMALL * 3, hidden=8, steps=400, lr=0.05, eval_every=5, patience=2, lr_decay=0.5,
+        decays=2, validation=0.2,
+    )  # fmt: skip
+    decays = history["lr_decays"]
+    assert len(decays) == 2 and decays == sorted(decays)
+    assert history["steps"] < 400  # the third plateau stopped it
+    assert history["best_step"] <= history["steps"]
+
+
+def test_a_version_1_checkpoint_loads_as_one_layer(tmp_path):
+    model, path = _checkpoint(tmp_path)
+    with np.load(path) as z:
+        files = {k: z[k] for k in z.files}
+    meta = json.loads(str(files["__meta__"]))
+    meta["format_version"] = 1
+    del meta["layers"], meta["dropout"]
+    np.savez(tmp_path / "v1.npz", **{**files, "__meta__": np.array(json.dumps(meta))})
+    loaded = charlm.load(tmp_path / "v1.npz")
+    assert (loaded.layers, loaded.dropout) == (1, 0.0)
+    assert loaded.sample(3, seed=0) == model.sample(3, seed=0)
+
+
 def _checkpoint(tmp_path):
-    model, _ = charlm.train(SMALL, hidden=4, steps=2, validation=0)
+    model, _ = charlm.train(SMALL, hidden=4, layers=1, dropout=0.0, steps=2, validation=0)
     return model, model.save(tmp_path / "ok.npz")
 
 
@@ -157,10 +209,16 @@ def test_bad_checkpoints(tmp_path):
         charlm.load(tmp_path / "other.npz")
     with np.load(good) as z:
         files = {k: z[k] for k in z.files}
-    meta = str(files["__meta__"]).replace('"format_version": 1', '"format_version": 99')
+    meta = str(files["__meta__"]).replace('"format_version": 2', '"format_version": 99')
     np.savez(tmp_path / "v99.npz", **{**files, "__meta__": np.array(meta)})
-    with pytest.raises(ValueError, match="format version 99; this xrnn reads version 1"):
+    with pytest.raises(ValueError, match="format version 99; this xrnn reads versions 1 to 2"):
         charlm.load(tmp_path / "v99.npz")
+    for bad in ('"layers": 0', '"layers": "2"', '"dropout": 1.5'):
+        field = bad.split(":")[0]
+        meta = re.sub(field + r": [^,}]+", bad, str(files["__meta__"]))
+        np.savez(tmp_path / "layers.npz", **{**files, "__meta__": np.array(meta)})
+        with pytest.raises(ValueError, match="invalid (number of layers|dropout)"):
+            charlm.load(tmp_path / "layers.npz")
     np.savez(tmp_path / "shape.npz", **{**files, "by": np.zeros((3, 1))})
     with pytest.raises(ValueError, match="array 'by' has shape"):
         charlm.load(tmp_path / "shape.npz")
@@ -193,6 +251,11 @@ def test_evaluate_refuses_unknown_characters():
         ({"cell": "tcn"}, "cell must be one of 'gru', 'lstm', 'rnn', 'rnn_relu'; got 'tcn'"),
         ({"cell": ["lstm"]}, "cell must be one of"),
         ({"optimizer": "rmsprop"}, "optimizer must be 'adam' or 'sgd'"),
+        ({"layers": 0}, "layers must be a positive integer"),
+        ({"dropout": 1.0}, "dropout must be a number in \\[0, 1\\)"),
+        ({"dropout": "0.1"}, "dropout must be a number in"),
+        ({"lr_decay": 1.0}, "lr_decay must be a number in \\(0, 1\\) or None"),
+        ({"decays": -1}, "decays must be a non-negative integer"),
         ({"device": "tpu"}, "device must be 'cpu', 'gpu' or 'auto'"),
     ],
 )

@@ -16,7 +16,11 @@ def run(*args):
 
 def test_train_save_then_sample(tmp_path):
     ckpt = tmp_path / "model.npz"
-    r = run("train", "--steps", "40", "--hidden", "16", "--samples", "3", "--save", str(ckpt))
+    r = run(
+        "train", "--steps", "40", "--hidden", "16", "--layers", "2", "--dropout", "0.1",
+        "--samples", "3", "--save", str(ckpt),
+    )  # fmt: skip
+    assert "hidden 16 × 2 layers · dropout 0.1" in r.stdout
     assert r.returncode == 0, r.stderr
     assert "held-out:" in r.stdout and "bits/char" in r.stdout
     assert r.stdout.count("\n  ") == 3  # three sampled names
@@ -58,6 +62,10 @@ def test_exercise_mode_from_a_data_file(tmp_path):
         (["train", "--steps", "-5"], "--steps: must be a positive integer"),
         (["train", "--lr", "abc"], "--lr: 'abc' is not a number"),
         (["train", "--cell", "tcn"], "invalid choice"),
+        (["train", "--layers", "0"], "--layers: must be a positive integer"),
+        (["train", "--dropout", "1"], "--dropout: must lie in [0, 1)"),
+        (["train", "--dropout", "x"], "--dropout: 'x' is not a number"),
+        (["train", "--lr-decay", "1.5"], "--lr-decay: must lie in (0, 1), or be 'none'"),
         (["sample", "--load", "/no/such.npz"], "does not exist"),
         (["sample", "--load", "x", "--temperature", "0"], "--temperature: must be a positive"),
     ],

@@ -57,30 +57,54 @@ def _gpu_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def run_readme(sections: tuple[str, ...], *, gpu: bool = False) -> None:
+    """Run the Python blocks of ``sections`` in order, in one namespace (later sections use
+    earlier ones' variables); GPU blocks only with ``gpu``."""
+    namespace: dict = {}
+    for section in sections:
+        blocks = readme_blocks(section)
+        assert blocks, f"no python blocks under ## {section}"
+        for block in blocks:
+            if _needs_gpu(block) and not gpu:
+                continue
+            exec(compile(block, f"README.md ({section})", "exec"), namespace)
+
+
+LAYERS = "Layers"
+TBPTT = "Initial states and truncated backpropagation through time"
+EXERCISE = "The exercise's second part (Dinosaur Island)"
+
+
 @pytest.mark.parametrize(
-    "section, gpu",
+    "sections, gpu",
     [
-        ("Quickstart", False),
+        (("Quickstart",), False),
         pytest.param(
-            "Quickstart",
+            ("Quickstart",),
             True,
             marks=pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and torch CUDA"),
             id="Quickstart-gpu",
         ),
-        ("The exercise's second part (Dinosaur Island)", False),
+        ((EXERCISE,), False),
+        ((LAYERS, TBPTT), False),
     ],
+    ids=["Quickstart", "Quickstart-gpu", "exercise", "layers-tbptt"],
 )
-def test_readme_examples_run(section, gpu, tmp_path, monkeypatch, capsys):
+def test_readme_examples_run(sections, gpu, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the examples save files
-    blocks = readme_blocks(section)
-    assert blocks, f"no python blocks under ## {section}"
-    namespace: dict = {}
-    for block in blocks:
-        if _needs_gpu(block) and not gpu:
-            continue
-        exec(compile(block, f"README.md ({section})", "exec"), namespace)
+    run_readme(sections, gpu=gpu)
     printed = capsys.readouterr().out
-    if section.startswith("The exercise"):  # the values the README quotes
+    if EXERCISE in sections:  # the values the README quotes
         assert "10.0 0.2971381536101662" in printed
         assert "126.50397572165" in printed and " 93\n" in printed
         assert "True\n" in printed and "Iteration: 2000, Loss:" in printed
+    if TBPTT in sections:  # the error falls from the first epoch to the last
+        errors = [float(v) for v in re.findall(r"mean squared error ([0-9.]+)", printed)]
+        assert len(errors) == 5 and errors[-1] < 0.7 * errors[0], errors
+
+
+@pytest.mark.backends("torch")
+def test_readme_pytorch_example_runs(xp, tmp_path, monkeypatch):
+    """The interop example needs torch: it runs in the torch session (any xp would do)."""
+    monkeypatch.chdir(tmp_path)
+    run_readme((LAYERS, "PyTorch weights"))

@@ -61,6 +61,8 @@ LAYERS = [
     {"xrnn.cell"},
     {"xrnn.engine"},
     {"xrnn.rnn", "xrnn.lstm", "xrnn.gru", "xrnn.backends.numpy", "xrnn.backends.cupy"},
+    {"xrnn.layers"},
+    {"xrnn.interop"},
 ]
 
 

@@ -11,6 +11,7 @@ from xrnn.activations import sigmoid, softmax
 from xrnn.backends import available_backends
 from xrnn.cell import CELLS, get_cell
 from xrnn.gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward, initialize_gru
+from xrnn.layers import GRU, LSTM, RNN
 from xrnn.lstm import (
     initialize_lstm,
     lstm_backward,
@@ -25,8 +26,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # ``xrnn.charlm`` and ``xrnn.exercise`` without an explicit import, loaded when first used
-    if name in ("charlm", "exercise"):
+    # ``xrnn.charlm``, ``xrnn.exercise``, ``xrnn.interop`` without an explicit import, loaded
+    # when first used
+    if name in ("charlm", "exercise", "interop"):
         import importlib
 
         return importlib.import_module(f"xrnn.{name}")
@@ -35,6 +37,9 @@ def __getattr__(name: str):
 
 __all__ = [
     "CELLS",
+    "GRU",
+    "LSTM",
+    "RNN",
     "available_backends",
     "charlm",
     "exercise",
@@ -46,6 +51,7 @@ __all__ = [
     "initialize_gru",
     "initialize_lstm",
     "initialize_rnn",
+    "interop",
     "lstm_backward",
     "lstm_cell_backward",
     "lstm_cell_forward",

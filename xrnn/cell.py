@@ -92,6 +92,11 @@ class Cell(ABC):
     def family(self) -> str:
         return self.name.split("_")[0]
 
+    @property
+    def bias_keys(self) -> tuple[str, ...]:
+        """The bias keys among :attr:`keys` (xrnn names weights ``W…`` and biases ``b…``)."""
+        return tuple(k for k in self.keys if k.startswith("b"))
+
     # --- parameters ---------------------------------------------------------------------
 
     @abstractmethod

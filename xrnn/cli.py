@@ -7,14 +7,19 @@ stderr and exit code 2 — never a traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from xrnn.cell import CELLS
+from xrnn.charlm.train import train
 
 __all__ = ["main"]
+
+# `xrnn train`'s defaults are charlm.train's
+DEFAULTS = {k: p.default for k, p in inspect.signature(train).parameters.items()}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +57,28 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _dropout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def _decay(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (or 'none')") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), or be 'none'; got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="xrnn",
@@ -66,22 +93,44 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--data", metavar="FILE", help="names, one per line (default: the bundled dinosaur names)"
     )
-    t.add_argument("--cell", choices=sorted(CELLS), default="lstm")
-    t.add_argument("--hidden", type=_positive_int, default=128, metavar="N")
+    t.add_argument("--cell", choices=sorted(CELLS), default=DEFAULTS["cell"])
+    t.add_argument("--hidden", type=_positive_int, default=DEFAULTS["hidden"], metavar="N")
+    t.add_argument(
+        "--layers",
+        type=_positive_int,
+        default=DEFAULTS["layers"],
+        metavar="N",
+        help="stacked recurrent layers",
+    )
+    t.add_argument(
+        "--dropout",
+        type=_dropout,
+        default=DEFAULTS["dropout"],
+        metavar="P",
+        help="dropout on each recurrent layer's output while training",
+    )
     t.add_argument(
         "--steps",
         type=_positive_int,
-        default=3000,
+        default=DEFAULTS["steps"],
         metavar="N",
         help="maximum updates; early stopping on a validation split may end sooner",
     )
-    t.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
-    t.add_argument("--lr", type=_positive_float, default=0.005, metavar="X")
-    t.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
+    t.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"], metavar="N")
+    t.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"], metavar="X")
+    t.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULTS["optimizer"])
+    t.add_argument(
+        "--lr-decay",
+        type=_decay,
+        default=DEFAULTS["lr_decay"],
+        metavar="X",
+        help="on a validation plateau, resume from the best parameters with lr × X "
+        "(up to twice); 'none': stop at the first plateau",
+    )
     t.add_argument(
         "--clip",
         type=_positive_float,
-        default=5.0,
+        default=DEFAULTS["clip"],
         metavar="X",
         help="elementwise gradient clipping bound",
     )
@@ -152,7 +201,9 @@ def _train(args: argparse.Namespace) -> int:
     train_names, test_names = charlm.holdout_split(names)
     print(
         f"xrnn {args.cell} · {len(names)} names from {source} · {len(test_names)} held out · "
-        f"hidden {args.hidden} · {args.optimizer} lr {args.lr} · batch {args.batch_size}"
+        f"hidden {args.hidden} × {args.layers} layer{'s' if args.layers > 1 else ''}"
+        f"{f' · dropout {args.dropout}' if args.dropout else ''} · {args.optimizer} lr {args.lr}"
+        f" · batch {args.batch_size}"
     )
     bar = _Progress(args.steps)
     try:
@@ -160,9 +211,12 @@ def _train(args: argparse.Namespace) -> int:
             train_names,
             cell=args.cell,
             hidden=args.hidden,
+            layers=args.layers,
+            dropout=args.dropout,
             steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
+            lr_decay=args.lr_decay,
             optimizer=args.optimizer,
             clip=args.clip,
             seed=args.seed,
@@ -175,7 +229,9 @@ def _train(args: argparse.Namespace) -> int:
     test_bpc = model.evaluate(test_names)
     print(
         f"trained {history['steps']} steps in {history['seconds']:.1f} s "
-        f"(best at step {history['best_step']})"
+        f"(best at step {history['best_step']}"
+        + "".join(f"; lr × {args.lr_decay} at step {k}" for k in history["lr_decays"])
+        + ")"
     )
     print(f"held-out: {test_bpc:.3f} bits/char over {len(test_names)} names")
     if args.save:

@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cast", "cast_all", "to_numpy", "uniform_sampler", "zeros"]
+__all__ = [
+    "cast",
+    "cast_all",
+    "host_generator",
+    "is_generator",
+    "to_numpy",
+    "uniform_sampler",
+    "zeros",
+]
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -48,3 +56,12 @@ def cast(a: np.ndarray, dtype: Any) -> np.ndarray:
 
 def cast_all(arrays: dict[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]:
     return {k: cast(v, dtype) for k, v in arrays.items()}
+
+
+def host_generator(seed: int) -> np.random.Generator:
+    """A NumPy generator for host-side draws (dropout masks, sampling)."""
+    return np.random.default_rng(seed)
+
+
+def is_generator(g: object) -> bool:
+    return isinstance(g, np.random.Generator)

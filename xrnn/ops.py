@@ -178,6 +178,11 @@ class Ops:
         """``G + b`` (in place where the backend may: ``G`` is xrnn's own array)."""
         return G + b
 
+    def accumulate(self, a: Any, b: Any) -> Any:
+        """``a + b``, in place into ``a`` where the backend may (``a`` must be xrnn's own
+        fresh array that nothing else reads)."""
+        return a + b
+
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         """Storage for the ``dgx`` (and, with ``split``, ``dra``) column blocks of a chunk of
         ``k`` steps of ``m`` columns each."""
@@ -262,6 +267,10 @@ class InPlaceOps(Ops):
     def add_bias(self, G: Any, b: Any) -> Any:
         G += b  # G is the engine's own fresh GEMM result: no second (T, k n_a, m) array
         return G
+
+    def accumulate(self, a: Any, b: Any) -> Any:
+        self.lib.add(a, b, out=a)
+        return a
 
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         return BufferColumns(self.xp, rows, k, m, like, split)

@@ -80,20 +80,23 @@ def initialize(
     seed: int,
     dtype: Any,
     like: Any,
+    uniform: Callable | None = None,
 ) -> dict[str, Any]:
     """The shared body of the ``initialize_<cell>`` functions.
 
     ``draw(uniform, zeros, n_x, n_a)`` is the cell's rule (from its module): it returns the
     host arrays of the cell's keys, drawing ``uniform(shape)`` from ``U(±1/sqrt(n_a))`` in a
     fixed order. The output layer ``(n_y, n_a)``/``(n_y, 1)`` is drawn after it when ``n_y``
-    is given. The arrays are then created in ``like``'s library, device and dtype.
+    is given. The arrays are then created in ``like``'s library, device and dtype. A
+    ``uniform`` sampler shared by several calls (a stacked layer's) replaces the one ``seed``
+    would start.
     """
     from xrnn.host import cast, cast_all, uniform_sampler, zeros
 
     positive_int("n_x", n_x)
     positive_int("n_a", n_a)
     positive_int("n_y", n_y, optional=True)
-    u = uniform_sampler(seed, n_a)
+    u = uniform_sampler(seed, n_a) if uniform is None else uniform
     arrays = draw(u, zeros, n_x, n_a)
     if n_y is not None:
         w, b = output_keys

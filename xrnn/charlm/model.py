@@ -24,21 +24,47 @@ from xrnn.activations import softmax
 from xrnn.backends import resolve
 from xrnn.cell import CELLS, Cell, get_cell
 from xrnn.charlm.vocab import Vocabulary
-from xrnn.engine import run_backward, run_cell_forward, run_forward
+from xrnn.engine import run_cell_forward
+from xrnn.layers import layer_for
 from xrnn.layout import output_layer_backward
 from xrnn.params import initialize, to_device
 
 __all__ = ["FORMAT_VERSION", "CharModel", "load"]
 
-FORMAT_VERSION = 1
+# 2: layers and dropout in the metadata, deeper layers' arrays prefixed (version 1 is read as
+# one layer without dropout)
+FORMAT_VERSION = 2
 
 
 def _check_cell(cell: Any) -> str:
     return get_cell(cell).name
 
 
-def _init(cell: Cell, V: int, hidden: int, seed: int = 0, like: Any = None) -> dict[str, Any]:
-    return initialize(cell.draw, cell.output_keys, V, hidden, V, seed=seed, dtype=None, like=like)
+def layer_key(layer: int, key: str) -> str:
+    """A parameter's name in the model's flat dict: layer 0's keys as the cell names them
+    (a one-layer model's dict is the functional API's), deeper layers' prefixed ``l1.``, …"""
+    return key if layer == 0 else f"l{layer}.{key}"
+
+
+def _init(
+    cell: Cell, V: int, hidden: int, layers: int, seed: int = 0, like: Any = None
+) -> dict[str, Any]:
+    """Every layer's parameters, then the output layer, from one seeded sampler (a one-layer
+    model draws what ``initialize_<cell>(V, hidden, V, seed=seed)`` draws)."""
+    from xrnn.host import uniform_sampler
+
+    uniform = uniform_sampler(seed, hidden)
+    params: dict[str, Any] = {}
+    for layer in range(layers):
+        n_in = V if layer == 0 else hidden
+        n_y = V if layer == layers - 1 else None
+        drawn = initialize(
+            cell.draw, cell.output_keys, n_in, hidden, n_y, seed=seed, dtype=None, like=like,
+            uniform=uniform,
+        )  # fmt: skip
+        for k, v in drawn.items():
+            params[k if k in cell.output_keys else layer_key(layer, k)] = v
+    return params
 
 
 class CharModel:
@@ -47,33 +73,77 @@ class CharModel:
     Attributes
     ----------
     cell : str
-        A registered cell's name (``"rnn"``, ``"lstm"``, ``"gru"``).
+        A registered cell's name (``"rnn"``, ``"lstm"``, ``"gru"``, ``"rnn_relu"``).
     vocab : Vocabulary
     hidden : int
-        ``n_a``.
+        ``n_a`` of every layer.
+    layers : int
+        Stacked recurrent layers (:class:`xrnn.layers.RecurrentLayer`).
+    dropout : float
+        Training-time dropout on each recurrent layer's output: between layers (as PyTorch's
+        ``dropout=``) and on the top layer's output before the softmax layer (as PyTorch's
+        word-language-model example). Masks come from ``numpy.random.default_rng(seed)``.
     params : dict of arrays
-        The cell's parameters plus the output layer (``Wya``/``by`` or ``Wy``/``by``), all of one
-        array library, device and floating dtype.
+        Layer 0's parameters under the cell's keys, deeper layers' under ``l1.Wf``, …, and
+        the output layer (``Wya``/``by`` or ``Wy``/``by``), all of one array library, device
+        and floating dtype.
     """
 
-    def __init__(self, cell: str, vocab: Vocabulary, params: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        cell: str,
+        vocab: Vocabulary,
+        params: Mapping[str, Any],
+        *,
+        layers: int = 1,
+        dropout: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.spec = get_cell(cell)
         self.cell = self.spec.name
         self.vocab = vocab
-        kernel_keys, head_keys = self.spec.keys, self.spec.output_keys
-        missing = [k for k in (*kernel_keys, *head_keys) if k not in params]
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise ValueError(f"layers must be a positive integer, got {layers!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        self.layers, self.dropout = layers, float(dropout)
+        head_keys = self.spec.output_keys
+        wanted = [layer_key(n, k) for n in range(layers) for k in self.spec.keys]
+        missing = [k for k in (*wanted, *head_keys) if k not in params]
         if missing:
             raise ValueError(f"{cell} model parameters are missing {missing}")
         self.params = dict(params)
         ctx = resolve([(f"params[{k!r}]", v) for k, v in self.params.items()], check_finite=False)
         self.xp, self.device, self.dtype = ctx.xp, ctx.device, ctx.dtype
         self.hidden = int(self.params[head_keys[0]].shape[1])
+        # the functional engine plus bookkeeping; its parameters are set from params per call
+        self._stack = layer_for(
+            self.cell, len(vocab), self.hidden, num_layers=layers, dropout=dropout, seed=seed
+        )
 
     @classmethod
     def initialise(
-        cls, cell: str, vocab: Vocabulary, hidden: int, *, seed: int = 0, like: Any = None
+        cls,
+        cell: str,
+        vocab: Vocabulary,
+        hidden: int,
+        *,
+        seed: int = 0,
+        like: Any = None,
+        layers: int = 1,
+        dropout: float = 0.0,
     ) -> CharModel:
-        return cls(cell, vocab, _init(get_cell(cell), len(vocab), hidden, seed, like))
+        spec = get_cell(cell)
+        params = _init(spec, len(vocab), hidden, layers, seed, like)
+        return cls(cell, vocab, params, layers=layers, dropout=dropout, seed=seed)
+
+    def _layer(self, training: bool) -> Any:
+        """The stacked layer, holding this model's current parameters."""
+        stack = self._stack
+        stack.parameters = [
+            [{k: self.params[layer_key(n, k)] for k in self.spec.keys}] for n in range(self.layers)
+        ]
+        return stack.train(training)
 
     # --- batches ---------------------------------------------------------------------------
 
@@ -94,19 +164,24 @@ class CharModel:
         mask = xp.astype(tgt >= 0, self.dtype)
         return X, Y, mask, sum(len(c) + 1 for c in codes)
 
-    def _forward(self, X: Any) -> tuple[Any, Any, Any]:
-        """Hidden states ``a (n_a, m, T)``, log-probabilities ``(V, m, T)`` and the caches."""
-        xp, cell = self.xp, self.spec
-        W, b = cell.output_keys
-        kernel = {k: self.params[k] for k in cell.keys}
-        a0 = xp.zeros((self.hidden, int(X.shape[1])), dtype=self.dtype, device=self.device)
-        initial = (a0,) + (None,) * (len(cell.states) - 1)  # the other states start at zero
-        (a, *_), _, caches = run_forward(cell, X, initial, kernel, check_finite=False)
+    def _forward(self, X: Any, training: bool = False) -> tuple[Any, Any, Any]:
+        """The top layer's hidden states ``a (n_a, m, T)`` (after dropout when training),
+        log-probabilities ``(V, m, T)`` and the dropout mask on ``a`` (None: no dropout)."""
+        xp = self.xp
+        W, b = self.spec.output_keys
+        stack = self._layer(training)
+        a, _ = stack(X, check_finite=False)
+        mask = None
+        if training and self.dropout > 0:
+            shape = tuple(int(s) for s in a.shape)
+            keep = stack.generator.random(shape) >= self.dropout
+            mask = xp.asarray(keep / (1 - self.dropout), dtype=self.dtype, device=self.device)
+            a = a * mask
         n_a, m, T = (int(s) for s in a.shape)
         z = xp.matmul(self.params[W], xp.reshape(a, (n_a, m * T))) + self.params[b]
         zmax = xp.max(z, axis=0, keepdims=True)
         logp = z - zmax - xp.log(xp.sum(xp.exp(z - zmax), axis=0, keepdims=True))
-        return a, xp.reshape(logp, (int(z.shape[0]), m, T)), caches
+        return a, xp.reshape(logp, (int(z.shape[0]), m, T)), mask
 
     def loss_and_gradients(self, names: Sequence[str]) -> tuple[float, dict[str, Any]]:
         """Mean over the batch's names of each name's summed cross-entropy (nats), and its
@@ -118,14 +193,17 @@ class CharModel:
         xp = self.xp
         X, Y, mask, _ = self._encode(names)
         m = len(names)
-        a, logp, caches = self._forward(X)
+        a, logp, dropped = self._forward(X, training=True)
         loss = -xp.sum(Y * logp) / m
         dz = (xp.exp(logp) - Y) * (mask[None, :, :] / m)  # d loss / d logits, zero on padding
         W, b = self.spec.output_keys
         dW, db, da = output_layer_backward(xp, self.params[W], a, dz)
         grads = {"d" + W: dW, "d" + b: db}
-        g = run_backward(self.spec, da, caches, f"{self.cell}_forward", check_finite=False)
-        grads.update({"d" + k: g["d" + k] for k in self.spec.keys})
+        if dropped is not None:
+            da = da * dropped
+        g = self._stack.backward(da, check_finite=False)["parameters"]
+        for n in range(self.layers):
+            grads.update({"d" + layer_key(n, k): g[n][0]["d" + k] for k in self.spec.keys})
         return float(loss), grads
 
     # --- evaluation and sampling -------------------------------------------------------------
@@ -170,17 +248,24 @@ class CharModel:
         rng = np.random.default_rng(seed)
         cell = self.spec
         W, b = cell.output_keys
-        kernel = {k: self.params[k] for k in cell.keys}
-        state = tuple(
-            xp.zeros((self.hidden, n), dtype=self.dtype, device=self.device) for _ in cell.states
-        )
+        kernels = [{k: self.params[layer_key(d, k)] for k in cell.keys} for d in range(self.layers)]
+        states = [
+            tuple(
+                xp.zeros((self.hidden, n), dtype=self.dtype, device=self.device)
+                for _ in cell.states
+            )
+            for _ in kernels
+        ]
         x = xp.zeros((V, n), dtype=self.dtype, device=self.device)
         classes = xp.reshape(xp.arange(V, device=self.device), (V, 1))
         out: list[list[int]] = [[] for _ in range(n)]
         done = np.zeros(n, dtype=bool)
         for _ in range(max_length):
-            state, _, _ = run_cell_forward(cell, x, state, kernel, check_finite=False)
-            logits = (xp.matmul(self.params[W], state[0]) + self.params[b]) / temperature
+            inp = x
+            for d, kernel in enumerate(kernels):
+                states[d], _, _ = run_cell_forward(cell, inp, states[d], kernel, check_finite=False)
+                inp = states[d][0]
+            logits = (xp.matmul(self.params[W], inp) + self.params[b]) / temperature
             p = _to_host(softmax(logits)).astype(np.float64)
             cdf = np.cumsum(p, axis=0)
             draws = (cdf < rng.random(n) * cdf[-1]).sum(axis=0).clip(0, V - 1)
@@ -208,6 +293,8 @@ class CharModel:
             "format_version": FORMAT_VERSION,
             "cell": self.cell,
             "hidden": self.hidden,
+            "layers": self.layers,
+            "dropout": self.dropout,
             "vocab": "".join(self.vocab.chars),
             "dtype": str(np.dtype(_to_host(self.params["by"]).dtype)),
         }
@@ -263,10 +350,11 @@ def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
         raise ValueError(f"{str(p)!r} has corrupt metadata: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != "xrnn.charlm":
         raise ValueError(f"{str(p)!r} is not an xrnn character-model checkpoint")
-    if meta.get("format_version") != FORMAT_VERSION:
+    version = meta.get("format_version")
+    if version not in (1, FORMAT_VERSION):
         raise ValueError(
-            f"{str(p)!r} has format version {meta.get('format_version')!r}; this xrnn reads "
-            f"version {FORMAT_VERSION}"
+            f"{str(p)!r} has format version {version!r}; this xrnn reads versions 1 to "
+            f"{FORMAT_VERSION}"
         )
     cell = meta.get("cell")
     if not isinstance(cell, str) or cell not in CELLS:
@@ -278,8 +366,17 @@ def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
     hidden, V = meta.get("hidden"), len(vocab)
     if not isinstance(hidden, int) or hidden <= 0:
         raise ValueError(f"{str(p)!r} has an invalid hidden size {hidden!r}")
+    layers, dropout = meta.get("layers", 1), meta.get("dropout", 0.0)
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers <= 0:
+        raise ValueError(f"{str(p)!r} has an invalid number of layers {layers!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise ValueError(f"{str(p)!r} has an invalid dropout {dropout!r}")
     spec = CELLS[cell]
-    expected = {k: shape for k, (shape, _) in spec.shapes(V, hidden).items()}
+    expected = {
+        layer_key(n, k): shape
+        for n in range(layers)
+        for k, (shape, _) in spec.shapes(V if n == 0 else hidden, hidden).items()
+    }
     expected.update({spec.output_keys[0]: (V, hidden), spec.output_keys[1]: (V, 1)})
     if set(files) != set(expected):
         raise ValueError(
@@ -296,6 +393,5 @@ def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
                 f"{str(p)!r}: array {k!r} is not finite {meta.get('dtype')} data as the "
                 f"metadata says (dtype {files[k].dtype})"
             )
-    if like is None:
-        return CharModel(cell, vocab, files)
-    return CharModel(cell, vocab, to_device(files, like))
+    params = files if like is None else to_device(files, like)
+    return CharModel(cell, vocab, params, layers=layers, dropout=float(dropout))

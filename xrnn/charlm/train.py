@@ -71,6 +71,8 @@ def train(
     *,
     cell: str = "lstm",
     hidden: int = 128,
+    layers: int = 2,
+    dropout: float = 0.3,
     steps: int = 3000,
     batch_size: int = 32,
     lr: float = 0.005,
@@ -84,9 +86,15 @@ def train(
     alphabet: str = "",
     eval_every: int | None = None,
     patience: int = 8,
+    lr_decay: float | None = 0.3,
+    decays: int = 2,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[CharModel, dict[str, Any]]:
     """Train a character-level language model on ``names``.
+
+    The defaults — a 2-layer, 128-unit LSTM with dropout 0.3, Adam at 0.005 cut to 0.3× on each
+    of two validation plateaus — gave the best held-out bits/char on the bundled names among
+    the settings tried (README, *The character model*).
 
     Parameters
     ----------
@@ -97,7 +105,12 @@ def train(
     cell : {"lstm", "gru", "rnn"}
         Any registered cell (:data:`xrnn.CELLS`).
     hidden : int
-        Hidden units ``n_a``.
+        Hidden units ``n_a`` of every layer.
+    layers : int
+        Stacked recurrent layers.
+    dropout : float
+        Dropout probability on every recurrent layer's output during training (between layers
+        and before the softmax layer); the masks are seeded by ``seed``.
     steps : int
         Maximum number of parameter updates (early stopping may end sooner).
     batch_size : int
@@ -124,6 +137,12 @@ def train(
     eval_every : int, optional
         Validate every ``eval_every`` steps; default: every 1,600 names (50 steps of 32, 1,600
         steps of one name), so validation is as frequent, and as noisy, in every batch mode.
+    lr_decay : float or None
+        On a plateau (``patience`` validations without a new best) go back to the best
+        parameters seen and multiply the learning rate by ``lr_decay``, up to ``decays`` times,
+        before stopping (None: stop at the first plateau).
+    decays : int
+        How many times ``lr_decay`` may apply.
     patience : int
         Stop after ``patience`` validations without a new best, and return the best parameters
         seen.
@@ -143,10 +162,17 @@ def train(
     steps = _positive_int("steps", steps)
     batch_size = _positive_int("batch_size", batch_size)
     hidden = _positive_int("hidden", hidden)
+    layers = _positive_int("layers", layers)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     if eval_every is None:
         eval_every = max(1, -(-VALIDATE_EVERY_NAMES // batch_size))
     eval_every = _positive_int("eval_every", eval_every)
     patience = _positive_int("patience", patience)
+    if lr_decay is not None and not (isinstance(lr_decay, int | float) and 0 < lr_decay < 1):
+        raise ValueError(f"lr_decay must be a number in (0, 1) or None, got {lr_decay!r}")
+    if isinstance(decays, bool) or not isinstance(decays, int) or decays < 0:
+        raise ValueError(f"decays must be a non-negative integer, got {decays!r}")
     lr = _positive_float("lr", lr)
     clip = _optional_positive_float("clip", clip)
     clip_norm = _optional_positive_float("clip_norm", clip_norm)
@@ -169,13 +195,16 @@ def train(
     if validation > 0 and len(names) >= 10:
         names, val_names = holdout_split(names, validation, seed=seed + 1)
     vocab = Vocabulary.from_names([*names, *val_names, alphabet])
-    model = CharModel.initialise(cell, vocab, hidden, seed=seed, like=like)
+    model = CharModel.initialise(
+        cell, vocab, hidden, seed=seed, like=like, layers=layers, dropout=dropout
+    )
     opt = Adam(lr) if optimizer == "adam" else SGD(lr)
     order = random.Random(seed)
     history: dict[str, Any] = {
         "loss": [],
         "val_bpc": [],
         "best_step": 0,
+        "lr_decays": [],
         "steps": 0,
         "train_names": len(names),
         "validation_names": len(val_names),
@@ -219,7 +248,11 @@ def train(
         if progress is not None:
             progress(report)
         if val_names and stale >= patience:
-            break
+            if lr_decay is None or len(history["lr_decays"]) >= decays:
+                break
+            opt.lr *= lr_decay  # a plateau: resume from the best parameters, more slowly
+            model.params, stale = best[1], 0
+            history["lr_decays"].append(step)
     if val_names:
         model.params = best[1]
     else:
