@@ -11,12 +11,18 @@ import nox
 nox.options.sessions = ["tests", "cupy", "lint"]
 nox.options.error_on_missing_interpreters = True
 
+# torch==2.13.0 is the CPU build on this workplace's package index (the same pin on the public
+# index is the multi-GB CUDA build: there, add --index-url https://download.pytorch.org/whl/cpu).
+# Every CPU session installs it: PyTorch parity (tests/test_torch_parity.py,
+# tests/test_interop.py) runs for that session's backend; tests/test_kernel_imports.py checks
+# that xrnn itself imports and runs without it.
+TORCH = "torch==2.13.0"
 # backend -> what its session installs beyond xrnn[test]
 BACKENDS = {
-    "numpy": [],
-    "array_api_strict": ["array-api-strict>=2.2"],
-    "torch": ["torch==2.13.0"],  # the CPU build; other versions pull a multi-GB CUDA build
-    "jax": ["jax[cpu]>=0.4.32"],  # 64-bit floats are switched on by tests/conftest.py
+    "numpy": [TORCH],
+    "array_api_strict": ["array-api-strict>=2.2", TORCH],
+    "torch": [TORCH],
+    "jax": ["jax[cpu]>=0.4.32", TORCH],  # 64-bit floats are switched on by tests/conftest.py
 }
 
 
@@ -56,5 +62,5 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite: xrnn vs the exercise's loop vs torch.nn, table + JSON (+ PNG)."""
-    session.install("-e", ".", "torch==2.13.0", "matplotlib>=3.7")
+    session.install("-e", ".", TORCH, "matplotlib>=3.7")
     session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -94,3 +94,27 @@ def test_charlm_does_not_import_the_top_level_package():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 assert "xrnn" not in {a.name for a in node.names}, path
+
+
+def test_xrnn_imports_and_runs_without_torch():
+    """torch is an optional extra: with it unimportable, xrnn, its layers and the interop
+    module import, a layer runs, and from_torch says what is missing."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["torch"] = None  # import torch now raises ImportError
+import numpy as np, xrnn, xrnn.interop, xrnn.exercise
+from xrnn import charlm
+out, a_n = xrnn.GRU(3, 4, num_layers=2)(np.zeros((3, 2, 5)))
+assert out.shape == (4, 2, 5)
+try:
+    xrnn.interop.from_torch(object())
+except ImportError as exc:
+    assert "pip install torch" in str(exc), exc
+else:
+    raise AssertionError("from_torch without torch did not raise")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -110,34 +110,26 @@ class CupyOps(InPlaceOps):
         self.lib = cupy  # the library itself: matmul with out=, copyto with where=
 
 
-@CupyOps.register("rnn", "forward")
-def _rnn_forward(ops, cell, W, gx, state, slot):
-    h = slot.states[0]
-    ops.lib.matmul(W.Wa, state[0], out=h)
-    _kernels()["rnn_fwd"](gx, h)
-    return (h,), None
+def _register_rnn(name: str) -> None:
+    """The (tanh or ReLU) RNN's step kernels: the recurrent GEMM into the new state's slot,
+    then the fused ``name_fwd`` pointwise kernel; backward the fused ``name_bwd``."""
+
+    @CupyOps.register(name, "forward")
+    def forward(ops, cell, W, gx, state, slot):
+        h = slot.states[0]
+        ops.lib.matmul(W.Wa, state[0], out=h)
+        _kernels()[f"{name}_fwd"](gx, h)
+        return (h,), None
+
+    @CupyOps.register(name, "backward")
+    def backward(ops, cell, saved, prev, new, up, slot):
+        dp = slot[0]  # the chunk's column block
+        _kernels()[f"{name}_bwd"](up[0], new[0], dp)
+        return dp, dp, (None,)
 
 
-@CupyOps.register("rnn", "backward")
-def _rnn_backward(ops, cell, saved, prev, new, up, slot):
-    dp = slot[0]  # the chunk's column block
-    _kernels()["rnn_bwd"](up[0], new[0], dp)
-    return dp, dp, (None,)
-
-
-@CupyOps.register("rnn_relu", "forward")
-def _rnn_relu_forward(ops, cell, W, gx, state, slot):
-    h = slot.states[0]
-    ops.lib.matmul(W.Wa, state[0], out=h)
-    _kernels()["rnn_relu_fwd"](gx, h)
-    return (h,), None
-
-
-@CupyOps.register("rnn_relu", "backward")
-def _rnn_relu_backward(ops, cell, saved, prev, new, up, slot):
-    dp = slot[0]
-    _kernels()["rnn_relu_bwd"](up[0], new[0], dp)
-    return dp, dp, (None,)
+for _name in ("rnn", "rnn_relu"):
+    _register_rnn(_name)
 
 
 def _lstm_forward(ops, cell, W, gx, state, slot):
