@@ -127,7 +127,10 @@ def test_sampling_is_reproducible(xp):
     assert a != model.sample(6, seed=6)
     assert model.sample(0) == []
     assert all(len(n) <= 3 for n in model.sample(4, max_length=3))
-    trained, _ = charlm.train(SMALL, hidden=8, steps=40, lr=0.05, validation=0, like=_like(xp))
+    trained, _ = charlm.train(
+        SMALL, hidden=8, layers=1, dropout=0.0, average=None, steps=40, lr=0.05, validation=0,
+        like=_like(xp),
+    )  # fmt: skip
     cold = trained.sample(20, seed=1, temperature=0.01)  # near-greedy: (almost) all the same
     assert len(set(cold)) <= 2
     with pytest.raises(ValueError, match="temperature must be a positive number"):
@@ -175,6 +178,18 @@ def test_lr_decay_resumes_from_the_best_parameters_on_a_plateau():
     assert len(decays) == 2 and decays == sorted(decays)
     assert history["steps"] < 400  # the third plateau stopped it
     assert history["best_step"] <= history["steps"]
+
+
+def test_the_moving_average_is_what_training_returns():
+    kw = {"hidden": 8, "layers": 1, "dropout": 0.0, "steps": 30, "validation": 0, "seed": 4}
+    live, _ = charlm.train(SMALL, average=None, **kw)
+    averaged, _ = charlm.train(SMALL, average=0.9, **kw)
+    # the same run (the average does not feed back): the returned parameters are the average
+    for k, v in live.params.items():
+        assert not np.allclose(averaged.params[k], v)
+    close, _ = charlm.train(SMALL, average=1e-9, **kw)  # an average of one step: the params
+    for k, v in live.params.items():
+        np.testing.assert_allclose(close.params[k], v, rtol=1e-6, atol=1e-7)
 
 
 def test_a_version_1_checkpoint_loads_as_one_layer(tmp_path):
@@ -256,6 +271,7 @@ def test_evaluate_refuses_unknown_characters():
         ({"dropout": "0.1"}, "dropout must be a number in"),
         ({"lr_decay": 1.0}, "lr_decay must be a number in \\(0, 1\\) or None"),
         ({"decays": -1}, "decays must be a non-negative integer"),
+        ({"average": 1}, "average must be a number in \\(0, 1\\) or None"),
         ({"device": "tpu"}, "device must be 'cpu', 'gpu' or 'auto'"),
     ],
 )

@@ -66,6 +66,7 @@ def test_exercise_mode_from_a_data_file(tmp_path):
         (["train", "--dropout", "1"], "--dropout: must lie in [0, 1)"),
         (["train", "--dropout", "x"], "--dropout: 'x' is not a number"),
         (["train", "--lr-decay", "1.5"], "--lr-decay: must lie in (0, 1), or be 'none'"),
+        (["train", "--average", "x"], "--average: 'x' is not a number (or 'none')"),
         (["sample", "--load", "/no/such.npz"], "does not exist"),
         (["sample", "--load", "x", "--temperature", "0"], "--temperature: must be a positive"),
     ],

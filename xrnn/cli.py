@@ -120,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"], metavar="X")
     t.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULTS["optimizer"])
     t.add_argument(
+        "--average",
+        type=_decay,
+        default=DEFAULTS["average"],
+        metavar="X",
+        help="keep a moving average of the parameters (avg ← X·avg + (1 − X)·params) and "
+        "validate and return it; 'none': the parameters themselves",
+    )
+    t.add_argument(
         "--lr-decay",
         type=_decay,
         default=DEFAULTS["lr_decay"],
@@ -217,6 +225,7 @@ def _train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             lr_decay=args.lr_decay,
+            average=args.average,
             optimizer=args.optimizer,
             clip=args.clip,
             seed=args.seed,

@@ -1,7 +1,7 @@
 """A character-level language model on xrnn: train on names, evaluate, sample new ones.
 
 >>> from xrnn import charlm
->>> model, history = charlm.train()  # the bundled names, ~35 s   # doctest: +SKIP
+>>> model, history = charlm.train()  # the bundled names, ~30 s   # doctest: +SKIP
 >>> model.sample(5, seed=0)  # five invented names   # doctest: +SKIP
 >>> model.evaluate(charlm.holdout_split(charlm.bundled_names())[1])  # doctest: +SKIP
 """

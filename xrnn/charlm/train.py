@@ -88,13 +88,15 @@ def train(
     patience: int = 8,
     lr_decay: float | None = 0.3,
     decays: int = 2,
+    average: float | None = 0.99,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[CharModel, dict[str, Any]]:
     """Train a character-level language model on ``names``.
 
     The defaults — a 2-layer, 128-unit LSTM with dropout 0.3, Adam at 0.005 cut to 0.3× on each
-    of two validation plateaus — gave the best held-out bits/char on the bundled names among
-    the settings tried (README, *The character model*).
+    of two validation plateaus, a moving average of the parameters (0.99) validated and kept —
+    gave the best held-out bits/char on the bundled names among the settings tried (README,
+    *The character model*).
 
     Parameters
     ----------
@@ -143,6 +145,10 @@ def train(
         before stopping (None: stop at the first plateau).
     decays : int
         How many times ``lr_decay`` may apply.
+    average : float or None
+        Validate, keep and return an exponential moving average of the parameters,
+        ``avg ← average · avg + (1 − average) · params`` after every step (None: the
+        parameters themselves).
     patience : int
         Stop after ``patience`` validations without a new best, and return the best parameters
         seen.
@@ -173,6 +179,8 @@ def train(
         raise ValueError(f"lr_decay must be a number in (0, 1) or None, got {lr_decay!r}")
     if isinstance(decays, bool) or not isinstance(decays, int) or decays < 0:
         raise ValueError(f"decays must be a non-negative integer, got {decays!r}")
+    if average is not None and not (isinstance(average, int | float) and 0 < average < 1):
+        raise ValueError(f"average must be a number in (0, 1) or None, got {average!r}")
     lr = _positive_float("lr", lr)
     clip = _optional_positive_float("clip", clip)
     clip_norm = _optional_positive_float("clip_norm", clip_norm)
@@ -210,6 +218,7 @@ def train(
         "validation_names": len(val_names),
     }
     best = (math.inf, model.params)
+    averaged = model.params  # the moving average (the parameters themselves without one)
     stale = 0
     pool: list[str] = []
     start = time.perf_counter()
@@ -229,6 +238,12 @@ def train(
         if clip_norm is not None:
             grads = clip_by_global_norm(grads, clip_norm)
         model.params = opt.step(model.params, grads)
+        if average is not None:
+            averaged = {
+                k: average * averaged[k] + (1 - average) * p for k, p in model.params.items()
+            }
+        else:
+            averaged = model.params
         history["loss"].append(loss)
         history["steps"] = step
         report: dict[str, Any] = {
@@ -237,11 +252,13 @@ def train(
             "names_per_s": step * batch_size / (time.perf_counter() - start),
         }
         if val_names and (step % eval_every == 0 or step == steps):
+            live, model.params = model.params, averaged
             bpc = model.evaluate(val_names)
+            model.params = live
             history["val_bpc"].append([step, bpc])
             report["val_bpc"] = bpc
             if bpc < best[0]:
-                best, stale = (bpc, model.params), 0
+                best, stale = (bpc, averaged), 0
                 history["best_step"] = step
             else:
                 stale += 1
@@ -251,11 +268,13 @@ def train(
             if lr_decay is None or len(history["lr_decays"]) >= decays:
                 break
             opt.lr *= lr_decay  # a plateau: resume from the best parameters, more slowly
-            model.params, stale = best[1], 0
+            model.params = averaged = best[1]
+            stale = 0
             history["lr_decays"].append(step)
     if val_names:
         model.params = best[1]
     else:
+        model.params = averaged
         history["best_step"] = history["steps"]
     history["seconds"] = time.perf_counter() - start
     return model, history
