@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import xrnn
 from xrnn.cli import main
 
 
@@ -99,3 +100,41 @@ def test_bad_data_file_is_one_line(tmp_path, capsys):
     assert main(["sample", "--load", str(tmp_path / "bad.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("xrnn: error:") for line in err)
+
+
+def test_version_usage_and_defaults_in_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"xrnn {xrnn.__version__}"
+    assert main([]) == 2  # bare `xrnn`: its usage, on stderr
+    err = capsys.readouterr().err
+    assert err.startswith("usage: xrnn") and "train" in err and "sample" in err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 128)" in out and "(default: 0.3)" in out and "(default: None)" not in out
+
+
+def test_a_diverged_run_is_one_line_and_suggests_a_smaller_lr(capsys):
+    argv = ["train", "--lr", "1e38", "--optimizer", "sgd", "--steps", "5", "--samples", "0"]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("step")]
+    assert len(err) == 1 and "diverged" in err[0] and "--lr" in err[0], err
+
+
+def test_a_closed_stdout_pipe_is_quiet(tmp_path):
+    ckpt = tmp_path / "m.npz"
+    r = run("train", "--steps", "2", "--hidden", "4", "--samples", "0", "--save", str(ckpt))
+    assert r.returncode == 0, r.stderr
+    reader = subprocess.Popen(["head", "-n", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "xrnn", "sample", "--load", str(ckpt), "--n", "100000"],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reader.stdin.close()  # only head holds the pipe now: when it exits, writes fail
+    _, err = writer.communicate(timeout=300)
+    reader.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

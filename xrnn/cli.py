@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xrnn import __version__
 from xrnn.cell import CELLS
 from xrnn.charlm.train import train
 
@@ -22,7 +25,20 @@ __all__ = ["main"]
 DEFAULTS = {k: p.default for k, p in inspect.signature(train).parameters.items()}
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except the ones that are simply absent."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kw)
+
     def error(self, message: str):  # argparse's own errors: one line, exit 2
         self.exit(2, f"xrnn: error: {message}\n")
 
@@ -85,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         description="RNN/LSTM kernels on the array API, and a "
         "character-level language model that learns and invents names.",
     )
+    p.add_argument("--version", action="version", version=f"xrnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser(
@@ -93,8 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--data", metavar="FILE", help="names, one per line (default: the bundled dinosaur names)"
     )
-    t.add_argument("--cell", choices=sorted(CELLS), default=DEFAULTS["cell"])
-    t.add_argument("--hidden", type=_positive_int, default=DEFAULTS["hidden"], metavar="N")
+    t.add_argument("--cell", choices=sorted(CELLS), default=DEFAULTS["cell"], help="the cell")
+    t.add_argument(
+        "--hidden",
+        type=_positive_int,
+        default=DEFAULTS["hidden"],
+        metavar="N",
+        help="hidden units of every layer",
+    )
     t.add_argument(
         "--layers",
         type=_positive_int,
@@ -116,9 +139,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="maximum updates; early stopping on a validation split may end sooner",
     )
-    t.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"], metavar="N")
-    t.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"], metavar="X")
-    t.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULTS["optimizer"])
+    t.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULTS["batch_size"],
+        metavar="N",
+        help="names per update (1: the exercise's one name per step)",
+    )
+    t.add_argument(
+        "--lr", type=_positive_float, default=DEFAULTS["lr"], metavar="X", help="learning rate"
+    )
+    t.add_argument(
+        "--optimizer", choices=("sgd", "adam"), default=DEFAULTS["optimizer"], help="optimizer"
+    )
     t.add_argument(
         "--average",
         type=_decay,
@@ -142,17 +175,40 @@ def _parser() -> argparse.ArgumentParser:
         metavar="X",
         help="elementwise gradient clipping bound",
     )
-    t.add_argument("--seed", type=int, default=0, metavar="N")
-    t.add_argument("--samples", type=_non_negative_int, default=10, metavar="N")
+    t.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULTS["seed"],
+        metavar="N",
+        help="seeds the weights, the validation split, the batch order, dropout and sampling",
+    )
+    t.add_argument(
+        "--samples",
+        type=_non_negative_int,
+        default=10,
+        metavar="N",
+        help="names to invent after training",
+    )
     t.add_argument("--save", metavar="PATH", help="write the trained model (.npz)")
     t.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
-    t.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
+    t.add_argument(
+        "--device",
+        choices=("cpu", "gpu", "auto"),
+        default="cpu",
+        help="NumPy, or CuPy on a CUDA GPU ('auto': the GPU when there is one)",
+    )
 
     s = sub.add_parser("sample", help="invent names with a saved model")
-    s.add_argument("--load", metavar="PATH", required=True)
-    s.add_argument("--n", type=_non_negative_int, default=10, metavar="N")
-    s.add_argument("--seed", type=int, default=0, metavar="N")
-    s.add_argument("--temperature", type=_positive_float, default=1.0, metavar="X")
+    s.add_argument("--load", metavar="PATH", required=True, help="a checkpoint from --save")
+    s.add_argument("--n", type=_non_negative_int, default=10, metavar="N", help="how many names")
+    s.add_argument("--seed", type=int, default=0, metavar="N", help="seeds the draws")
+    s.add_argument(
+        "--temperature",
+        type=_positive_float,
+        default=1.0,
+        metavar="X",
+        help="below 1: safer names, above 1: wilder ones",
+    )
 
     # `xrnn bench ARGS…` hands every argument to benchmarks/bench.py (main() intercepts it)
     sub.add_parser(
@@ -302,17 +358,39 @@ def _bench(args: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:  # bare `xrnn`: what it can do
+        _parser().print_help(sys.stderr)
+        return 2
     try:
         if argv[:1] == ["bench"]:
             return _bench(argv[1:])
         args = _parser().parse_args(argv)
-        return {"train": _train, "sample": _sample}[args.command](args)
+        with warnings.catch_warnings():
+            # overflow on the way to a diverged run: the run's one-line error says it all
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return {"train": _train, "sample": _sample}[args.command](args)
+    except BrokenPipeError:  # `xrnn sample … | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 1
+    except FloatingPointError as exc:
+        print(f"xrnn: error: {exc} (try a smaller --lr)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "xrnn: error: out of memory; try a smaller --hidden, --layers, --batch-size or --n",
+            file=sys.stderr,
+        )
+        return 2
     except (ValueError, OSError) as exc:
         print(f"xrnn: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xrnn: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the boundary: one line, never a traceback
+        print(f"xrnn: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -231,7 +231,8 @@ def train(
         loss, grads = model.loss_and_gradients(batch)
         if not math.isfinite(loss):
             raise FloatingPointError(
-                f"training diverged at step {step} (loss {loss}); lower lr or enable clipping"
+                f"training diverged at step {step} (loss {loss}): lower the learning rate or "
+                "enable clipping"
             )
         if clip is not None:
             grads = clip_values(grads, clip)
