@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from cells import NAMES, forward, initialize, spec
+from cells import NAMES, backward, forward, initialize, spec
 
 import xrnn
 
@@ -243,3 +243,48 @@ def test_every_cell_names_missing_keys_and_bad_shapes(cell, xp, rng):
     bad = {**host, key: np.zeros((4, 9))}
     with pytest.raises(ValueError, match=re.escape(f"parameters['{key}'] has shape (4, 9)")):
         forward(cell, x, (a0,), xp.params(bad))
+
+
+@pytest.mark.parametrize("cell", NAMES)
+def test_none_for_a_required_array_is_named(cell, xp, rng):
+    x, a0, _ = rnn_case(xp, rng)
+    p = xp.params(initialize(cell, 3, 4, seed=1))
+    state0 = tuple(a0 for _ in spec(cell).states)
+    with pytest.raises(TypeError, match="x is required \\(an array\\), got None"):
+        forward(cell, None, state0, p)
+    with pytest.raises(TypeError, match="a0 is required"):
+        forward(cell, x, (None, *state0[1:]), p)
+    caches = forward(cell, x, state0, p)[2]
+    with pytest.raises(TypeError, match="da is required"):
+        backward(cell, None, caches)
+
+
+@pytest.mark.backends("numpy", "torch", "jax", "cupy")  # array-api-strict has no float16
+def test_half_precision_is_refused(xp, rng):
+    x, a0, p = lstm_case(xp, rng)
+    with pytest.raises(TypeError, match="x has dtype (torch\\.)?float16; xrnn computes in float"):
+        xrnn.lstm_forward(xp.xp.astype(x, xp.xp.float16), a0, p)
+
+
+@pytest.mark.parametrize(
+    "dtype", ["float32", np.float32, np.dtype("float32"), "float64", float, np.float64]
+)
+def test_dtype_accepts_every_spelling(dtype):
+    p = xrnn.initialize_lstm(3, 4, dtype=dtype)
+    assert p["Wf"].dtype == np.dtype(np.dtype(dtype).name)
+
+
+def test_bad_dtype_seed_and_sizes_are_named():
+    with pytest.raises(TypeError, match="dtype must be float32 or float64, got 'float16'"):
+        xrnn.initialize_lstm(3, 4, dtype="float16")
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        xrnn.initialize_gru(3, 4, dtype=np.int32)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        xrnn.initialize_rnn(3, 4, seed=-1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got 1.5"):
+        xrnn.initialize_rnn(3, 4, seed=1.5)
+    with pytest.raises(ValueError, match="n_y must be a positive integer, got 0"):
+        xrnn.initialize_rnn(3, 4, 0)
+    p = xrnn.initialize_rnn(np.int64(3), np.int32(4), np.int64(2), seed=np.uint8(7))
+    assert p["Wax"].shape == (4, 3) and p["Wya"].shape == (2, 4)
+    np.testing.assert_array_equal(p["Wax"], xrnn.initialize_rnn(3, 4, 2, seed=7)["Wax"])

@@ -31,7 +31,7 @@ import array_api_compat
 from xrnn.activations import softmax
 from xrnn.backends import Context, get_ops, resolve
 from xrnn.cell import Cell
-from xrnn.inputs import check_da, check_shape, sequence_shape, shape_of, unpack_caches
+from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
 from xrnn.params import parameter_items
 
@@ -356,6 +356,7 @@ def run_forward(
     ``caches = (StepCaches, x)``.
     """
     names = _state_names(cell, "0")
+    required(("x", x), (names[0], initial[0]))
     ctx = resolve(
         [
             ("x", x),
@@ -413,6 +414,7 @@ def run_backward(
 ) -> dict[str, Any]:
     """The body of ``<cell>_backward``: ``dx``, the initial-state gradients (``da0``,
     ``dc0``) and every parameter gradient (``"d" + key``)."""
+    required(("da", da))
     steps, x = unpack_caches(caches, forward_name)
     if not isinstance(steps, StepCaches):
         steps = StepCaches.from_tuples(cell, steps, x)
@@ -458,6 +460,7 @@ def run_cell_forward(
 ) -> tuple[tuple, Any, tuple]:
     """The body of ``<cell>_cell_forward``: ``(new_state, yt_pred, cache)``."""
     names = _state_names(cell, "_prev")
+    required(("xt", xt), *zip(names, prev, strict=True))
     ctx = resolve(
         [
             ("xt", xt),
@@ -495,6 +498,7 @@ def run_cell_backward(
         )
     prev, new, saved, xt, parameters = cell.cache_parts(tuple(cache))
     next_names = _state_names(cell, "_next")
+    required(*(("d" + n, d) for n, d in zip(next_names, dnew, strict=True)))
     ctx = resolve(
         [
             *(("d" + n, d) for n, d in zip(next_names, dnew, strict=True)),

@@ -7,6 +7,7 @@ The kernels never import NumPy; these helpers do host work that the array API ha
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -41,17 +42,32 @@ def zeros(shape: tuple[int, ...]) -> np.ndarray:
 
 def uniform_sampler(seed: int, n_a: int) -> Callable[[tuple[int, ...]], np.ndarray]:
     """Draws of ``U(-1/sqrt(n_a), 1/sqrt(n_a))`` from one seeded generator, in call order."""
-    rng = np.random.default_rng(seed)
+    rng = host_generator(seed)
     bound = 1.0 / np.sqrt(n_a)
     return lambda shape: rng.uniform(-bound, bound, size=shape)
 
 
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` or ``"float64"`` from a dtype in any spelling: a string, a NumPy dtype or
+    type (``np.float32``, ``float``), another library's dtype object (``torch.float32``);
+    anything else is a ``TypeError`` naming ``dtype``."""
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = str(dtype).rsplit(".", 1)[-1]  # torch.float32, array_api_strict.float32
+    if name not in ("float32", "float64"):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return name
+
+
 def cast(a: np.ndarray, dtype: Any) -> np.ndarray:
-    """``a`` as ``dtype``; ``dtype`` may be another library's dtype object (torch.float32)."""
+    """``a`` as ``dtype`` (any spelling :func:`dtype_name` reads); None keeps it."""
     if dtype is None:
         return a
-    name = str(dtype).rsplit(".", 1)[-1]
-    return a.astype(np.dtype(name))
+    return a.astype(np.dtype(dtype_name(dtype)))
 
 
 def cast_all(arrays: dict[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]:
@@ -59,8 +75,11 @@ def cast_all(arrays: dict[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]
 
 
 def host_generator(seed: int) -> np.random.Generator:
-    """A NumPy generator for host-side draws (dropout masks, sampling)."""
-    return np.random.default_rng(seed)
+    """A NumPy generator for host-side draws (initial weights, dropout masks); a seed that is
+    not a non-negative integer is a ``ValueError`` naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return np.random.default_rng(int(seed))
 
 
 def is_generator(g: object) -> bool:

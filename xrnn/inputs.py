@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_da", "check_shape", "sequence_shape", "shape_of", "unpack_caches"]
+__all__ = ["check_da", "check_shape", "required", "sequence_shape", "shape_of", "unpack_caches"]
 
 
 def shape_of(name: str, a: Any, layout: tuple[str, ...]) -> tuple[int, ...]:
@@ -49,3 +49,11 @@ def check_da(da: Any, n_a: int, m: int, T: int) -> None:
             f"gradient of every hidden state, shape {(n_a, m, T)}; got {shape}"
         )
     check_shape("da", da, (n_a, m, T), "(n_a, m, T_x) of the forward pass")
+
+
+def required(*named: tuple[str, Any]) -> None:
+    """Each ``(name, value)`` is given: ``None`` for a required array is a ``TypeError`` naming
+    it (rather than an ``AttributeError`` deep inside)."""
+    for name, value in named:
+        if value is None:
+            raise TypeError(f"{name} is required (an array), got None")

@@ -4,6 +4,7 @@ module (:mod:`xrnn.rnn`, :mod:`xrnn.lstm`, :mod:`xrnn.gru`)."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,10 +64,11 @@ def output_layer(parameters: Mapping[str, Any], keys: tuple[str, str], n_a: int)
 
 
 def positive_int(name: str, value: Any, *, optional: bool = False) -> None:
-    """``value`` is a positive ``int`` (or None when ``optional``); the error names it."""
+    """``value`` is a positive integer (a NumPy integer too; None when ``optional``); the
+    error names it."""
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 

@@ -84,6 +84,12 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
                 f"{name} has dtype {value.dtype}; xrnn needs a real floating dtype "
                 f"(float32 or float64) — convert it first, e.g. x.astype(float32)"
             )
+        if value.dtype not in (xp.float32, xp.float64):  # float16, bfloat16, longdouble
+            raise TypeError(
+                f"{name} has dtype {value.dtype}; xrnn computes in float32 or float64 only "
+                f"(half precision and extended precision are not supported) — convert it "
+                f"first, e.g. x.astype(float32)"
+            )
         device = array_api_compat.device(value)
         if first is None:
             first = (name, xp, device, value.dtype)
