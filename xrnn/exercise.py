@@ -40,6 +40,7 @@ import numpy as np
 
 from xrnn.activations import softmax
 from xrnn.layout import output_layer_backward
+from xrnn.params import positive_int
 from xrnn.rnn import rnn_backward as _bptt
 from xrnn.rnn import rnn_cell_backward, rnn_cell_forward
 from xrnn.rnn import rnn_forward as _rnn
@@ -174,8 +175,7 @@ def initialize_parameters(n_a: int, n_x: int, n_y: int, *, bias: str = "b") -> d
     if bias not in BIAS_SPELLINGS:
         raise ValueError(f"bias must be one of {BIAS_SPELLINGS}, got {bias!r}")
     for name, v in (("n_a", n_a), ("n_x", n_x), ("n_y", n_y)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        positive_int(name, v)
     np.random.seed(1)
     Wax = np.random.randn(n_a, n_x) * 0.01
     Waa = np.random.randn(n_a, n_a) * 0.01

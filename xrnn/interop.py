@@ -42,7 +42,7 @@ def _suffix(layer: int, direction: int) -> str:
 
 def _host(t: Any) -> Any:
     """A NumPy copy of a torch tensor (never a view of the module's storage)."""
-    return to_numpy(t.detach().cpu()).copy()
+    return to_numpy(t).copy()
 
 
 def from_torch(module: Any, *, like: Any = None) -> RecurrentLayer:

@@ -27,7 +27,7 @@ from xrnn.lstm import LSTM_CELL
 from xrnn.params import initialize, positive_int
 from xrnn.rnn import NONLINEARITIES, rnn_cell_of
 
-__all__ = ["GRU", "LSTM", "RNN", "RecurrentLayer", "layer_for"]
+__all__ = ["GRU", "LSTM", "RNN", "RecurrentLayer", "dropout_mask", "layer_for"]
 
 
 class RecurrentLayer:
@@ -291,21 +291,16 @@ class RecurrentLayer:
             out = outs[0] if D == 1 else _stack_features(xp, outs)
             mask = None
             if layer < self.num_layers - 1 and self.training and self.dropout > 0:
-                mask = self._dropout_mask(ctx, out)
+                # drawn time-major (T, D·n_a, m), like the engine's outputs it multiplies
+                shape = (T, D * self.n_a, m)
+                drawn = dropout_mask(self.generator, self.dropout, shape, xp, ctx.dtype, ctx.device)
+                mask = public(xp, drawn)
                 inp = out * mask
             else:
                 inp = out
             tape.append((caches, mask))
         self._tape, self._shape = tape, (D * self.n_a, m, T)
         return out, self._join_state(xp, finals)
-
-    def _dropout_mask(self, ctx: Any, out: Any) -> Any:
-        """``0`` or ``1 / (1 − dropout)`` per element of ``out`` (n, m, T), drawn on the host
-        and copied once; time-major in memory, like the engine's outputs."""
-        n, m, T = (int(s) for s in out.shape)
-        keep = self.generator.random((T, n, m)) >= self.dropout
-        scaled = ctx.xp.asarray(keep / (1.0 - self.dropout), dtype=ctx.dtype, device=ctx.device)
-        return public(ctx.xp, scaled)
 
     def backward(self, dout: Any, dstate: Any = None, *, check_finite: bool = True) -> dict:
         """Backpropagation through the last forward call.
@@ -371,6 +366,16 @@ class RecurrentLayer:
             below = masks[layer - 1] if layer > 0 else None
             g = dx if below is None else dx * below
         return {"dx": g, "dstate": self._join_state(xp, dinitial), "parameters": grads}
+
+
+def dropout_mask(
+    generator: Any, p: float, shape: tuple[int, ...], xp: Any, dtype: Any, device: Any
+) -> Any:
+    """Inverted dropout's mask of ``shape``: ``0`` with probability ``p``, else ``1 / (1 − p)``
+    — drawn on the host from ``generator`` (the array API has no random generator) and copied
+    once to ``device``."""
+    keep = generator.random(shape) >= p
+    return xp.asarray(keep / (1.0 - p), dtype=dtype, device=device)
 
 
 def _stack_features(xp: Any, outs: list[Any]) -> Any:

@@ -25,9 +25,9 @@ from xrnn.backends import resolve
 from xrnn.cell import CELLS, Cell, get_cell
 from xrnn.charlm.vocab import Vocabulary
 from xrnn.engine import run_cell_forward
-from xrnn.layers import layer_for
+from xrnn.layers import dropout_mask, layer_for
 from xrnn.layout import output_layer_backward
-from xrnn.params import initialize, to_device
+from xrnn.params import initialize, positive_int, to_device
 
 __all__ = ["FORMAT_VERSION", "CharModel", "load"]
 
@@ -102,10 +102,7 @@ class CharModel:
         self.spec = get_cell(cell)
         self.cell = self.spec.name
         self.vocab = vocab
-        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
-            raise ValueError(f"layers must be a positive integer, got {layers!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        positive_int("layers", layers)  # dropout is checked by the layer below
         self.layers, self.dropout = layers, float(dropout)
         head_keys = self.spec.output_keys
         wanted = [layer_key(n, k) for n in range(layers) for k in self.spec.keys]
@@ -174,8 +171,7 @@ class CharModel:
         mask = None
         if training and self.dropout > 0:
             shape = tuple(int(s) for s in a.shape)
-            keep = stack.generator.random(shape) >= self.dropout
-            mask = xp.asarray(keep / (1 - self.dropout), dtype=self.dtype, device=self.device)
+            mask = dropout_mask(stack.generator, self.dropout, shape, xp, self.dtype, self.device)
             a = a * mask
         n_a, m, T = (int(s) for s in a.shape)
         z = xp.matmul(self.params[W], xp.reshape(a, (n_a, m * T))) + self.params[b]
