@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from cells import NAMES, backward, forward, initialize, spec
+from cells import NAMES, backward, cell_backward, cell_forward, forward, initialize, spec
 
 import xrnn
 
@@ -288,3 +288,84 @@ def test_bad_dtype_seed_and_sizes_are_named():
     p = xrnn.initialize_rnn(np.int64(3), np.int32(4), np.int64(2), seed=np.uint8(7))
     assert p["Wax"].shape == (4, 3) and p["Wya"].shape == (2, 4)
     np.testing.assert_array_equal(p["Wax"], xrnn.initialize_rnn(3, 4, 2, seed=7)["Wax"])
+
+
+# --- returned arrays and caches (issue #12) ------------------------------------------------
+
+
+@pytest.mark.backends("numpy", "array_api_strict", "torch", "cupy")  # JAX arrays are immutable
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("cell", NAMES)
+def test_writing_into_returned_outputs_leaves_backward_unchanged(cell, reverse, xp, rng):
+    x, a0, _ = rnn_case(xp, rng)
+    p = xp.params(initialize(cell, 3, 4, 2, seed=1))
+    state0 = tuple(a0 for _ in spec(cell).states)
+    outputs, y, caches = forward(cell, x, state0, p, reverse=reverse)
+    da = xp.asarray(rng.normal(size=(4, 2, 5)))
+    before = {k: xp.to_numpy(v) for k, v in backward(cell, da, caches).items()}
+    for out in (*outputs, y):
+        out[...] = 5.0  # `a *= 0`, `c[...] = 5`: the caller's arrays are the caller's
+    after = backward(cell, da, caches)
+    for k, v in before.items():
+        np.testing.assert_array_equal(xp.to_numpy(after[k]), v, err_msg=k)
+
+
+@pytest.mark.backends("numpy", "array_api_strict", "torch", "cupy")
+@pytest.mark.parametrize("cell", NAMES)
+def test_writing_into_a_cell_forwards_new_state_leaves_its_backward_unchanged(cell, xp, rng):
+    x, a0, _ = rnn_case(xp, rng)
+    p = xp.params(initialize(cell, 3, 4, 2, seed=1))
+    prev = tuple(a0 for _ in spec(cell).states)
+    new, cache = cell_forward(cell, x[:, :, 0], prev, p)
+    dnew = tuple(xp.asarray(rng.normal(size=(4, 2))) for _ in new)
+    before = {k: xp.to_numpy(v) for k, v in cell_backward(cell, dnew, cache).items()}
+    for s in new:
+        s[...] = 5.0
+    after = cell_backward(cell, dnew, cache)
+    for k, v in before.items():
+        np.testing.assert_array_equal(xp.to_numpy(after[k]), v, err_msg=k)
+
+
+@pytest.mark.parametrize("cell", NAMES)
+def test_caches_that_do_not_belong_together_are_named(cell, xp, rng):
+    x, a0, _ = rnn_case(xp, rng)  # T = 5, m = 2
+    p = xp.params(initialize(cell, 3, 4, seed=1))
+    state0 = tuple(a0 for _ in spec(cell).states)
+    steps, x_cached = forward(cell, x, state0, p)[2]
+    da = xp.asarray(rng.normal(size=(4, 2, 5)))
+    for other_x, why in [
+        (x[:, :, :3], "caches\\[0\\] holds 5 step caches but caches\\[1\\] \\(x\\) has T_x=3"),
+        (xp.asarray(rng.normal(size=(3, 2, 7))), "holds 5 step caches but .* has T_x=7"),
+        (xp.asarray(rng.normal(size=(3, 3, 5))), "caches\\[0\\] states has shape"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            backward(cell, da, (steps, other_x))
+    # the exercise's own lists of step tuples: too short, or steps of another batch
+    tuples = [steps[t] for t in range(5)]
+    with pytest.raises(ValueError, match="caches\\[0\\] holds 3 step caches but .* T_x=5"):
+        backward(cell, da, (tuples[:3], x_cached))
+    x3 = xp.asarray(rng.normal(size=(3, 3, 5)))
+    foreign = forward(cell, x3, tuple(xp.asarray(rng.normal(size=(4, 3))) for _ in state0), p)
+    mixed = [*tuples[:4], foreign[2][0][4]]
+    with pytest.raises(ValueError, match="caches\\[0\\]\\[4\\] has states of shape"):
+        backward(cell, da, (mixed, x_cached))
+
+
+@pytest.mark.backends("numpy")  # the buffers are planted through NumPy's in-place writes
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_check_finite_covers_the_caches_contents(cell, xp, rng):
+    x, a0, _ = rnn_case(xp, rng)
+    p = xp.params(initialize(cell, 3, 4, seed=1))
+    state0 = tuple(a0 for _ in spec(cell).states)
+    caches = forward(cell, x, state0, p)[2]
+    da = xp.asarray(rng.normal(size=(4, 2, 5)))
+    trace = caches[0].trace
+    trace.saved[2, 0, 0] = np.nan  # a saved gate block (the LSTM's Γf, Γu, c̃, Γo; GRU's)
+    with pytest.raises(ValueError, match="caches\\[0\\] \\(saved gates\\) contains NaN"):
+        backward(cell, da, caches)
+    trace.saved[2, 0, 0] = 0.5
+    trace.states[-1][3, 1, 1] = np.inf  # a state (c for the LSTM)
+    with pytest.raises(ValueError, match="caches\\[0\\] \\(\\w+ states\\) contains NaN"):
+        backward(cell, da, caches)
+    with np.errstate(all="ignore"):  # the documented escape hatch: IEEE arithmetic runs on
+        backward(cell, da, caches, check_finite=False)

@@ -47,17 +47,18 @@ def test_reference_loop_matches_xrnn(cell):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("shape", [(64, 64, 16, 50), (128, 128, 16, 40), (32, 64, 8, 40)])
-def test_lstm_forward_peak_memory_not_above_the_exercise_loop(shape, dtype):
-    """xrnn holds the gates and states (6 n_a m T numbers), one stacked copy of the weights
-    (4 n_a (n_a + n_x)) and, briefly, a copy of x (n_x m T); the exercise's loop about
-    8 n_a m T. So xrnn peaks lower once m T >= 4 n_a (n_a + n_x) / (2 n_a - n_x) — configs A,
-    B and long of the benchmark, and these shapes — and higher on tiny batches of short
-    sequences such as the character model's (27, 50, 1, 25), where the weight copy dominates
-    (README: measured)."""
+def test_lstm_forward_peak_memory_near_the_exercise_loop(shape, dtype):
+    """xrnn holds the gates and states (6 n_a m T numbers), the returned ``a`` and ``c`` as
+    copies of its own (2 n_a m T: the caller may write into them without changing a later
+    backward), one stacked copy of the weights (4 n_a (n_a + n_x)) and, briefly, a copy of x
+    (n_x m T); the exercise's loop about 8 n_a m T. So xrnn peaks a little above it — the
+    weight and input copies — on these shapes (configs A, B and long of the benchmark are
+    alike), and more on tiny batches of short sequences such as the character model's
+    (27, 50, 1, 25), where the weight copy dominates (README: measured)."""
     n_x, n_a, m, T = shape
     x, a0, p, _ = _inputs("lstm", n_x, n_a, m, T)
     x, a0 = x.astype(dtype), a0.astype(dtype)
     p = {k: v.astype(dtype) for k, v in p.items()}
     mine = bench.peak_memory_mb(lambda: xrnn.lstm_forward(x, a0, p))
     theirs = bench.peak_memory_mb(lambda: reference.lstm_forward(x, a0, p))
-    assert mine <= theirs, f"xrnn {mine} MB > exercise loop {theirs} MB"
+    assert mine <= 1.25 * theirs, f"xrnn {mine} MB > 1.25 × exercise loop {theirs} MB"

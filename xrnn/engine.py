@@ -279,6 +279,18 @@ class StepCaches(Sequence):
                     f"caches[0][{t}] must be a {cell.cache_size}-tuple {cell.cache_layout}"
                 )
             parts.append(cell.cache_parts(s))
+            # every step's arrays must match step 0's (else a raw stacking error later)
+            for what, got, first in (
+                ("states", (*parts[t][0], *parts[t][1]), (*parts[0][0], *parts[0][1])),
+                ("x", (parts[t][3],), (parts[0][3],)),
+            ):
+                for a, b in zip(got, first, strict=True):
+                    if getattr(a, "shape", None) != getattr(b, "shape", None):
+                        raise ValueError(
+                            f"caches[0][{t}] has {what} of shape {getattr(a, 'shape', None)} "
+                            f"but caches[0][0] has {getattr(b, 'shape', None)}: the step "
+                            f"caches must come from one forward pass"
+                        )
         xp = resolve([("caches[1] (x)", x)]).xp
         states = tuple(
             xp.stack([parts[0][0][i]] + [p[1][i] for p in parts], axis=0)
@@ -347,13 +359,15 @@ def run_forward(
     lengths: Any = None,
     reverse: bool = False,
     check_finite: bool = True,
+    private: bool = True,
 ) -> tuple[tuple, Any, tuple]:
     """The body of ``<cell>_forward``.
 
     ``initial`` holds the initial state components (``a0`` first; a later one may be None for
     zeros). Returns ``(outputs, y, caches)``: ``outputs`` each state component of every step
     (n_a, m, T) — zero past each length —, ``y`` the output layer's softmax (n_y, m, T) or None,
-    ``caches = (StepCaches, x)``.
+    ``caches = (StepCaches, x)``. ``private=False`` (a caller that only reads the outputs,
+    such as a lower layer of a stack) may receive views of the caches instead of copies.
     """
     names = _state_names(cell, "0")
     required(("x", x), (names[0], initial[0]))
@@ -390,6 +404,10 @@ def run_forward(
             y = y * public(xp, trace.live)
         y = reorder(xp, y, trace.order)
     outputs = tuple(reorder(xp, public(xp, s), trace.order) for s in steps)
+    # Without lengths (or with a plain flip) the outputs are views of the trace's states,
+    # which the backward pass reads: the caller gets copies it may write into
+    if private and trace.live is None and (trace.order is None or isinstance(trace.order, str)):
+        outputs = tuple(get_ops(xp).private(o) for o in outputs)
     return outputs, y, (StepCaches(trace, parameters), x)
 
 
@@ -416,6 +434,12 @@ def run_backward(
     ``dc0``) and every parameter gradient (``"d" + key``)."""
     required(("da", da))
     steps, x = unpack_caches(caches, forward_name)
+    T_x = int(x.shape[-1]) if len(getattr(x, "shape", ())) == 3 else None
+    if T_x is not None and isinstance(steps, Sequence) and len(steps) != T_x:
+        raise ValueError(
+            f"caches[0] holds {len(steps)} step caches but caches[1] (x) has T_x={T_x} steps: "
+            f"pass the caches of one {forward_name} call unchanged"
+        )
     if not isinstance(steps, StepCaches):
         steps = StepCaches.from_tuples(cell, steps, x)
     if steps.cell is not cell:
@@ -433,6 +457,7 @@ def run_backward(
                 (f"caches[0] ({n} states)", s)
                 for n, s in zip(cell.states, trace.states, strict=True)
             ),
+            ("caches[0] (saved gates)", trace.saved),
             *(() if dfinal is None else zip(final_names, dfinal, strict=True)),
             *parameter_items(parameters, cell.keys),
         ],
@@ -483,7 +508,9 @@ def run_cell_forward(
     if n_y is not None:
         w, b = cell.output_keys
         yt = softmax(xp.matmul(parameters[w], new[0]) + parameters[b])
-    return new, yt, cell.cache_tuple(tuple(prev), new, saved, xt, parameters)
+    cache = cell.cache_tuple(tuple(prev), new, saved, xt, parameters)
+    # the cell backward reads the new state from the cache: the caller gets copies
+    return tuple(get_ops(xp).private(s) for s in new), yt, cache
 
 
 def run_cell_backward(

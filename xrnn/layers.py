@@ -284,6 +284,8 @@ class RecurrentLayer:
                     lengths=lengths,
                     reverse=d == 1,
                     check_finite=check_finite,
+                    # only the top layer's single direction is returned as it is
+                    private=layer == self.num_layers - 1 and D == 1,
                 )
                 outs.append(out_d)
                 caches.append(caches_d)

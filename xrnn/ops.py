@@ -183,6 +183,15 @@ class Ops:
         fresh array that nothing else reads)."""
         return a + b
 
+    def private(self, a: Any) -> Any:
+        """A copy of ``a`` that shares no memory with xrnn's caches, for a returned array the
+        caller may write into (``a *= 0`` must not change a later backward). Arrays of an
+        immutable (JAX) or lazy (Dask) library cannot be written into: returned as they are."""
+        xp = self.xp
+        if array_api_compat.is_jax_namespace(xp) or array_api_compat.is_dask_namespace(xp):
+            return a
+        return xp.asarray(a, copy=True)
+
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         """Storage for the ``dgx`` (and, with ``split``, ``dra``) column blocks of a chunk of
         ``k`` steps of ``m`` columns each."""

@@ -120,22 +120,31 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
         known = [array_api_compat.device(v) for _, v in items]
         first = (*first[:2], next((d for d in known if d is not None), None), first[3])
     if check_finite:
-        xp = first[1]
+        _check_finite(first[1], items)
+    return Context(xp=first[1], device=first[2], dtype=first[3])
+
+
+def _check_finite(xp: Any, items: list[tuple[str, Any]]) -> None:
+    """Refuse an array holding NaN or infinity, with one host read for the whole call.
+
+    Each array is summed on its device (one pass, no temporary: a NaN/inf makes its sum
+    non-finite) and ``Σ sum·0`` over the sums — 0 when every sum is finite, NaN otherwise — is
+    the one value read back: on a GPU, one round trip per call rather than one per array. Only
+    a non-finite total (an error, or a sum of finite values that overflowed) pays for the exact
+    per-array test that names the culprit.
+    """
+    with warnings.catch_warnings():  # NumPy warns when a sum overflows; torch when it reads
+        warnings.simplefilter("ignore", RuntimeWarning)  # a tensor that requires grad
+        warnings.simplefilter("ignore", UserWarning)
+        sums = [xp.sum(value) for _, value in items]
+        if math.isfinite(float(xp.sum(xp.stack(sums) * 0))):
+            return
         for name, value in items:
-            # One reduction pass, no temporary: any NaN/inf makes the sum non-finite. Only a
-            # non-finite sum (possibly an overflow of finite values) pays for the exact test.
-            with warnings.catch_warnings():  # NumPy warns when the sum overflows; torch
-                warnings.simplefilter("ignore", RuntimeWarning)  # when it reads a grad tensor
-                warnings.simplefilter("ignore", UserWarning)
-                total = float(xp.sum(value))
-            if math.isfinite(total):
-                continue
             if not bool(xp.all(xp.isfinite(value))):
                 raise ValueError(
                     f"{name} contains NaN or infinity; it would poison every later step "
                     f"(pass check_finite=False to skip this check)"
                 )
-    return Context(xp=first[1], device=first[2], dtype=first[3])
 
 
 def get_ops(xp: Any) -> Any:
