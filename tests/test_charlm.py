@@ -1,9 +1,7 @@
 """The character model: learning, gradients, sampling, checkpoints, corpus and bad input."""
 
-import json
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -192,61 +190,6 @@ def test_the_moving_average_is_what_training_returns():
         np.testing.assert_allclose(close.params[k], v, rtol=1e-6, atol=1e-7)
 
 
-def test_a_version_1_checkpoint_loads_as_one_layer(tmp_path):
-    model, path = _checkpoint(tmp_path)
-    with np.load(path) as z:
-        files = {k: z[k] for k in z.files}
-    meta = json.loads(str(files["__meta__"]))
-    meta["format_version"] = 1
-    del meta["layers"], meta["dropout"]
-    np.savez(tmp_path / "v1.npz", **{**files, "__meta__": np.array(json.dumps(meta))})
-    loaded = charlm.load(tmp_path / "v1.npz")
-    assert (loaded.layers, loaded.dropout) == (1, 0.0)
-    assert loaded.sample(3, seed=0) == model.sample(3, seed=0)
-
-
-def _checkpoint(tmp_path):
-    model, _ = charlm.train(SMALL, hidden=4, layers=1, dropout=0.0, steps=2, validation=0)
-    return model, model.save(tmp_path / "ok.npz")
-
-
-def test_bad_checkpoints(tmp_path):
-    _, good = _checkpoint(tmp_path)
-    raw = good.read_bytes()
-    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match="not a readable xrnn checkpoint"):
-        charlm.load(tmp_path / "trunc.npz")
-    (tmp_path / "text.npz").write_text("hello")
-    with pytest.raises(ValueError, match="not a readable xrnn checkpoint"):
-        charlm.load(tmp_path / "text.npz")
-    np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="no metadata"):
-        charlm.load(tmp_path / "other.npz")
-    with np.load(good) as z:
-        files = {k: z[k] for k in z.files}
-    meta = str(files["__meta__"]).replace('"format_version": 2', '"format_version": 99')
-    np.savez(tmp_path / "v99.npz", **{**files, "__meta__": np.array(meta)})
-    with pytest.raises(ValueError, match="format version 99; this xrnn reads versions 1 to 2"):
-        charlm.load(tmp_path / "v99.npz")
-    for bad in ('"layers": 0', '"layers": "2"', '"dropout": 1.5'):
-        field = bad.split(":")[0]
-        meta = re.sub(field + r": [^,}]+", bad, str(files["__meta__"]))
-        np.savez(tmp_path / "layers.npz", **{**files, "__meta__": np.array(meta)})
-        with pytest.raises(ValueError, match="invalid (number of layers|dropout)"):
-            charlm.load(tmp_path / "layers.npz")
-    np.savez(tmp_path / "shape.npz", **{**files, "by": np.zeros((3, 1))})
-    with pytest.raises(ValueError, match="array 'by' has shape"):
-        charlm.load(tmp_path / "shape.npz")
-    np.savez(tmp_path / "dtype.npz", **{**files, "by": files["by"].astype(np.float64)})
-    with pytest.raises(ValueError, match="array 'by' is not finite float32 data"):
-        charlm.load(tmp_path / "dtype.npz")
-    np.savez(tmp_path / "nan.npz", **{**files, "by": files["by"] * np.nan})
-    with pytest.raises(ValueError, match="array 'by' is not finite"):
-        charlm.load(tmp_path / "nan.npz")
-    with pytest.raises(ValueError, match="does not exist"):
-        charlm.load(tmp_path / "missing.npz")
-
-
 def test_evaluate_refuses_unknown_characters():
     model = CharModel.initialise("lstm", charlm.Vocabulary.from_names(SMALL), 4)
     with pytest.raises(ValueError, match="character 'z', which is not in the model's vocabulary"):
@@ -294,6 +237,16 @@ def test_bad_data_files(tmp_path):
     (tmp_path / "one.txt").write_text("only\n\n")
     with pytest.raises(ValueError, match="has 1 usable name"):
         charlm.read_names(tmp_path / "one.txt")
+    # two names pass no check that training then fails: one would be held out
+    (tmp_path / "two.txt").write_text("anna\nbob\n")
+    with pytest.raises(ValueError, match="has 2 usable name\\(s\\); training needs at least 3"):
+        charlm.read_names(tmp_path / "two.txt")
+    with pytest.raises(ValueError, match="is binary"):
+        charlm.read_names("/dev/zero")  # an endless device: read up to the cap, then refused
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"name\n" * (charlm.corpus.MAX_DATA_BYTES // 5 + 1))
+    with pytest.raises(ValueError, match="is larger than 64 MiB; train on a sample"):
+        charlm.read_names(big)
     (tmp_path / "bin.dat").write_bytes(b"\x00\x01\x02abc")
     with pytest.raises(ValueError, match="is binary"):
         charlm.read_names(tmp_path / "bin.dat")
@@ -307,6 +260,15 @@ def test_bad_data_files(tmp_path):
         (tmp_path / "locked.txt").chmod(0)
         with pytest.raises(ValueError, match="cannot be read"):
             charlm.read_names(tmp_path / "locked.txt")
+
+
+def test_what_makes_a_name(tmp_path):
+    """Split at \\n only; stripped (CRLF files read alike); a BOM is not a character."""
+    data = "\ufeffAnna\r\nbob\n\n  carla \nx\u2028y\nANNA\n"
+    (tmp_path / "n.txt").write_bytes(data.encode("utf-8"))
+    names = charlm.read_names(tmp_path / "n.txt")
+    assert names == ["anna", "bob", "carla", "x\u2028y"]
+    assert "\ufeff" not in charlm.Vocabulary.from_names(names).chars
 
 
 def test_bundled_corpus_is_the_cleaned_source():

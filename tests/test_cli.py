@@ -1,5 +1,6 @@
 """The command line: a short training run, sampling a checkpoint, and one-line errors (exit 2)."""
 
+import os
 import subprocess
 import sys
 
@@ -69,6 +70,13 @@ def test_exercise_mode_from_a_data_file(tmp_path):
         (["train", "--lr-decay", "1.5"], "--lr-decay: must lie in (0, 1), or be 'none'"),
         (["train", "--average", "x"], "--average: 'x' is not a number (or 'none')"),
         (["sample", "--load", "/no/such.npz"], "does not exist"),
+        (["sample", "--load", "/dev/null"], "is not a regular file"),
+        (["sample", "--load", "/"], "is a directory"),
+        (["train", "--save", "/no/such/folder/m.npz"], "--save '/no/such/folder/m.npz': the fo"),
+        (["train", "--save", "/"], "--save '/' is not a file name"),
+        (["train", "--plot", "/no/such/folder/loss.png"], "--plot '/no/such/folder/loss.png'"),
+        (["train", "--data", "/dev/zero"], "is binary"),
+        (["train", "--hidden", "100000", "--steps", "1"], "out of memory; try a smaller"),
         (["sample", "--load", "x", "--temperature", "0"], "--temperature: must be a positive"),
     ],
 )
@@ -138,3 +146,39 @@ def test_a_closed_stdout_pipe_is_quiet(tmp_path):
     _, err = writer.communicate(timeout=300)
     reader.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_outputs_are_checked_before_training(tmp_path):
+    """An unwritable --save or --plot fails at once (exit 2), not after a long run."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("root writes anywhere")
+        r = run("train", "--steps", "100000", "--save", str(locked / "m.npz"))
+    finally:
+        locked.chmod(0o700)
+    assert r.returncode == 2 and "is not writable" in r.stderr
+    assert "xrnn lstm" not in r.stdout  # no training header: nothing ran
+
+
+def test_sampling_at_a_tiny_temperature_is_greedy_and_quiet(tmp_path):
+    ckpt = tmp_path / "m.npz"
+    r = run("train", "--steps", "30", "--hidden", "8", "--samples", "0", "--save", str(ckpt))
+    assert r.returncode == 0, r.stderr
+    r = run("sample", "--load", str(ckpt), "--n", "5", "--temperature", "1e-300")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    names = r.stdout.splitlines()
+    assert len(names) == 5 and len(set(names)) == 1  # the likeliest name, five times
+
+
+def test_a_huge_sample_count_is_one_line(tmp_path, capsys):
+    ckpt = tmp_path / "m.npz"
+    assert (
+        main(["train", "--steps", "2", "--hidden", "4", "--samples", "0", "--save", str(ckpt)]) == 0
+    )
+    capsys.readouterr()
+    assert main(["sample", "--load", str(ckpt), "--n", "100000000000"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of memory" in err, err

@@ -17,6 +17,7 @@ from typing import Any
 
 from xrnn import __version__
 from xrnn.cell import CELLS
+from xrnn.charlm.checkpoint import check_writable
 from xrnn.charlm.train import train
 
 __all__ = ["main"]
@@ -258,6 +259,12 @@ def _train(args: argparse.Namespace) -> int:
     from xrnn.charlm.train import resolve_device
 
     like = resolve_device(args.device)  # fail on a missing GPU before reading anything
+    # and on an output that cannot be written before training, not after it
+    if args.save:
+        check_writable(args.save, "--save")
+    if args.plot:
+        check_writable(args.plot, "--plot")
+        _pyplot()
     if args.data:
         names, source = charlm.read_names(args.data), args.data
     else:
@@ -310,7 +317,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(history: dict[str, Any], path: str) -> None:
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -318,6 +325,11 @@ def _plot(history: dict[str, Any], path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ValueError("--plot needs matplotlib: pip install 'xrnn[plot]'") from None
+    return plt
+
+
+def _plot(history: dict[str, Any], path: str) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     lines = ax.plot(history["loss"], lw=0.6, label="training loss (nats per name)")
     ax.set_xlabel("step")

@@ -58,6 +58,10 @@ class RecurrentLayer:
         is given, the dropout masks.
     generator : numpy.random.Generator, optional
         Where the dropout masks are drawn.
+    parameters : list of list of dict, optional
+        Start from these parameters (the structure of the :attr:`parameters` attribute)
+        instead of drawing them; ``dtype``, ``like`` and ``seed``'s initialisation are then
+        unused.
 
     Attributes
     ----------
@@ -106,6 +110,7 @@ class RecurrentLayer:
         like: Any = None,
         seed: int = 0,
         generator: Any = None,
+        parameters: Any = None,
     ) -> None:
         positive_int("n_x", n_x)
         positive_int("n_a", n_a)
@@ -125,9 +130,11 @@ class RecurrentLayer:
         self.bidirectional, self.bias, self.dropout = bidirectional, bias, float(dropout)
         self.training = True
         self.generator = host_generator(seed) if generator is None else generator
-        uniform = uniform_sampler(seed, n_a)
         self.parameters: list[list[dict[str, Any]]] = []
-        for layer in range(num_layers):
+        if parameters is not None:
+            self.parameters = self._given(parameters)
+        uniform = uniform_sampler(seed, n_a)
+        for layer in range(0 if parameters is not None else num_layers):
             n_in = n_x if layer == 0 else self.num_directions * n_a
             self.parameters.append(
                 [
@@ -152,6 +159,26 @@ class RecurrentLayer:
         self.torch_biases: dict[tuple[int, int], tuple[dict[str, Any], Any, Any]] = {}
         self._tape: list[tuple[list[Any], Any]] | None = None
         self._shape: tuple[int, int, int] | None = None
+
+    def _given(self, parameters: Any) -> list[list[dict[str, Any]]]:
+        """``parameters=`` as the attribute's structure, after checking that structure (the
+        arrays' shapes are checked by every call, as the functional API's)."""
+        D = self.num_directions
+        keys = set(self.cell.keys) - (set() if self.bias else set(self.cell.bias_keys))
+        ok = isinstance(parameters, list | tuple) and len(parameters) == self.num_layers
+        ok = ok and all(isinstance(per, list | tuple) and len(per) == D for per in parameters)
+        if not ok:
+            raise ValueError(
+                f"parameters must hold {self.num_layers} layer(s) of {D} direction(s), each a "
+                f"dict of {sorted(keys)}"
+            )
+        for layer, per in enumerate(parameters):
+            for d, p in enumerate(per):
+                if not isinstance(p, dict) or not keys <= set(p):
+                    raise ValueError(
+                        f"parameters[{layer}][{d}] must be a dict holding {sorted(keys)}"
+                    )
+        return [[dict(p) for p in per] for per in parameters]
 
     # --- description -------------------------------------------------------------------
 

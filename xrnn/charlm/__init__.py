@@ -6,8 +6,9 @@
 >>> model.evaluate(charlm.holdout_split(charlm.bundled_names())[1])  # doctest: +SKIP
 """
 
+from xrnn.charlm.checkpoint import FORMAT_VERSION, load
 from xrnn.charlm.corpus import bundled_names, clean_dino_names, holdout_split, read_names
-from xrnn.charlm.model import FORMAT_VERSION, CharModel, load
+from xrnn.charlm.model import CharModel
 from xrnn.charlm.optim import SGD, Adam, clip, clip_by_global_norm
 from xrnn.charlm.train import train
 from xrnn.charlm.vocab import Vocabulary

@@ -8,10 +8,22 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["bundled_names", "clean_dino_names", "holdout_split", "prepare_names", "read_names"]
+__all__ = [
+    "MAX_DATA_BYTES",
+    "MIN_NAMES",
+    "bundled_names",
+    "clean_dino_names",
+    "holdout_split",
+    "prepare_names",
+    "read_names",
+]
 
 # Lines of the source list that are not genus names (picture captions that slipped in).
 NON_NAMES = frozenset({"skeleton", "illustration"})
+# A data file's limits: two names to train on and one held out; a size that fits in memory
+# many times over once decoded (1 MiB of names is about 100,000 of them)
+MIN_NAMES = 3
+MAX_DATA_BYTES = 64 * 2**20
 # Two capitalised names run together ("AetonyxAfromimus"): split before an inner capital.
 _RUN_TOGETHER = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
@@ -40,28 +52,42 @@ def bundled_names() -> list[str]:
 
 
 def read_names(path: str | Path) -> list[str]:
-    """Names from a UTF-8 text file, one per line; a ``ValueError`` says what is wrong with it."""
+    """Names from a UTF-8 text file; a ``ValueError`` says what is wrong with it.
+
+    What makes a name: the file is split at ``\n`` only (other Unicode line breaks stay part
+    of a name); each line is stripped of surrounding whitespace (so a Windows ``\r\n`` file
+    reads the same) and lowercased; blank lines and repeated names are dropped; a UTF-8 byte
+    order mark at the start is not part of the first name. The file must hold at least
+    :data:`MIN_NAMES` names and at most :data:`MAX_DATA_BYTES` bytes.
+    """
     p = Path(path)
     if not p.exists():
         raise ValueError(f"data file {str(p)!r} does not exist")
     if p.is_dir():
         raise ValueError(f"data file {str(p)!r} is a directory, not a text file")
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as f:  # a pipe or device is read too, up to the same cap
+            raw = f.read(MAX_DATA_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"data file {str(p)!r} cannot be read: {exc.strerror}") from exc
     if b"\0" in raw:
         raise ValueError(f"data file {str(p)!r} is binary (it contains NUL bytes), not text")
+    if len(raw) > MAX_DATA_BYTES:
+        raise ValueError(
+            f"data file {str(p)!r} is larger than {MAX_DATA_BYTES // 2**20} MiB; train on a "
+            f"sample of it (e.g. shuf -n 1000000 {p})"
+        )
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # -sig: a leading byte order mark is dropped
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"data file {str(p)!r} is not UTF-8 text (bad byte at offset {exc.start})"
         ) from exc
-    names = prepare_names(text.splitlines())
-    if len(names) < 2:
+    names = prepare_names(text.split("\n"))
+    if len(names) < MIN_NAMES:
         raise ValueError(
-            f"data file {str(p)!r} has {len(names)} usable name(s); training needs at least 2"
+            f"data file {str(p)!r} has {len(names)} usable name(s); training needs at least "
+            f"{MIN_NAMES} (two to train on, one held out)"
         )
     return names
 

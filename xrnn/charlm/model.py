@@ -9,11 +9,8 @@ see them, so no kernel-level mask is needed).
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,28 +19,20 @@ import numpy as np
 
 from xrnn.activations import softmax
 from xrnn.backends import resolve
-from xrnn.cell import CELLS, Cell, get_cell
+from xrnn.cell import Cell, get_cell
+from xrnn.charlm.checkpoint import layer_key
 from xrnn.charlm.vocab import Vocabulary
 from xrnn.engine import run_cell_forward
+from xrnn.host import to_numpy
 from xrnn.layers import dropout_mask, layer_for
 from xrnn.layout import output_layer_backward
-from xrnn.params import initialize, positive_int, to_device
+from xrnn.params import initialize, positive_int
 
-__all__ = ["FORMAT_VERSION", "CharModel", "load"]
-
-# 2: layers and dropout in the metadata, deeper layers' arrays prefixed (version 1 is read as
-# one layer without dropout)
-FORMAT_VERSION = 2
+__all__ = ["CharModel"]
 
 
 def _check_cell(cell: Any) -> str:
     return get_cell(cell).name
-
-
-def layer_key(layer: int, key: str) -> str:
-    """A parameter's name in the model's flat dict: layer 0's keys as the cell names them
-    (a one-layer model's dict is the functional API's), deeper layers' prefixed ``l1.``, …"""
-    return key if layer == 0 else f"l{layer}.{key}"
 
 
 def _init(
@@ -115,7 +104,13 @@ class CharModel:
         self.hidden = int(self.params[head_keys[0]].shape[1])
         # the functional engine plus bookkeeping; its parameters are set from params per call
         self._stack = layer_for(
-            self.cell, len(vocab), self.hidden, num_layers=layers, dropout=dropout, seed=seed
+            self.cell,
+            len(vocab),
+            self.hidden,
+            num_layers=layers,
+            dropout=dropout,
+            seed=seed,
+            parameters=self._per_layer(),
         )
 
     @classmethod
@@ -137,10 +132,14 @@ class CharModel:
     def _layer(self, training: bool) -> Any:
         """The stacked layer, holding this model's current parameters."""
         stack = self._stack
-        stack.parameters = [
+        stack.parameters = self._per_layer()
+        return stack.train(training)
+
+    def _per_layer(self) -> list[list[dict[str, Any]]]:
+        """``params`` in the layer's structure: one direction's dict per layer."""
+        return [
             [{k: self.params[layer_key(n, k)] for k in self.spec.keys}] for n in range(self.layers)
         ]
-        return stack.train(training)
 
     # --- batches ---------------------------------------------------------------------------
 
@@ -261,8 +260,11 @@ class CharModel:
             for d, kernel in enumerate(kernels):
                 states[d], _, _ = run_cell_forward(cell, inp, states[d], kernel, check_finite=False)
                 inp = states[d][0]
-            logits = (xp.matmul(self.params[W], inp) + self.params[b]) / temperature
-            p = _to_host(softmax(logits)).astype(np.float64)
+            z = xp.matmul(self.params[W], inp) + self.params[b]
+            # the maximum subtracted first and the scale bounded: a tiny temperature cannot
+            # overflow (below 1e-30 every temperature is the greedy pick of the likeliest)
+            logits = (z - xp.max(z, axis=0, keepdims=True)) * min(1.0 / temperature, 1e30)
+            p = to_numpy(softmax(logits)).astype(np.float64)
             cdf = np.cumsum(p, axis=0)
             draws = (cdf < rng.random(n) * cdf[-1]).sum(axis=0).clip(0, V - 1)
             for j in np.flatnonzero(~done):
@@ -281,113 +283,10 @@ class CharModel:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write an ``.npz`` checkpoint: the parameters (as NumPy) plus JSON metadata
-        (format version, cell, sizes, vocabulary). Written to a temporary file in the same
-        folder and renamed, so an interrupted save never leaves a half-written checkpoint."""
-        path = Path(path)
-        meta = {
-            "format": "xrnn.charlm",
-            "format_version": FORMAT_VERSION,
-            "cell": self.cell,
-            "hidden": self.hidden,
-            "layers": self.layers,
-            "dropout": self.dropout,
-            "vocab": "".join(self.vocab.chars),
-            "dtype": str(np.dtype(_to_host(self.params["by"]).dtype)),
-        }
-        payload: dict[str, Any] = {k: _to_host(v) for k, v in self.params.items()}
-        payload["__meta__"] = np.array(json.dumps(meta))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **payload)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        (format version, cell, sizes, vocabulary), read back by :func:`load`. Written to a
+        temporary file in the same folder and renamed, so an interrupted save never leaves a
+        half-written checkpoint; the file gets the user's usual permissions (umask). A
+        ``ValueError`` names the target when it cannot be written."""
+        from xrnn.charlm.checkpoint import save
 
-
-def _to_host(a: Any) -> np.ndarray:
-    from xrnn.host import to_numpy
-
-    return to_numpy(a)
-
-
-def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
-    """Load a checkpoint written by :meth:`CharModel.save`, validating all of it.
-
-    Parameters
-    ----------
-    like : array, optional
-        Put the parameters in this array's library, device and dtype (default: NumPy, in the
-        checkpoint's dtype).
-
-    Raises
-    ------
-    ValueError
-        The file is missing, truncated, not an xrnn checkpoint, of another format version, or
-        its metadata and arrays disagree.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"checkpoint {str(p)!r} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            files = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise ValueError(
-            f"{str(p)!r} is not a readable xrnn checkpoint (truncated or another format): {exc}"
-        ) from exc
-    if "__meta__" not in files:
-        raise ValueError(f"{str(p)!r} is not an xrnn checkpoint: it has no metadata")
-    try:
-        meta = json.loads(str(files.pop("__meta__")))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{str(p)!r} has corrupt metadata: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != "xrnn.charlm":
-        raise ValueError(f"{str(p)!r} is not an xrnn character-model checkpoint")
-    version = meta.get("format_version")
-    if version not in (1, FORMAT_VERSION):
-        raise ValueError(
-            f"{str(p)!r} has format version {version!r}; this xrnn reads versions 1 to "
-            f"{FORMAT_VERSION}"
-        )
-    cell = meta.get("cell")
-    if not isinstance(cell, str) or cell not in CELLS:
-        raise ValueError(f"{str(p)!r} names an unknown cell {cell!r}")
-    try:
-        vocab = Vocabulary(meta.get("vocab", ""))
-    except ValueError as exc:
-        raise ValueError(f"{str(p)!r} has an invalid vocabulary: {exc}") from exc
-    hidden, V = meta.get("hidden"), len(vocab)
-    if not isinstance(hidden, int) or hidden <= 0:
-        raise ValueError(f"{str(p)!r} has an invalid hidden size {hidden!r}")
-    layers, dropout = meta.get("layers", 1), meta.get("dropout", 0.0)
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers <= 0:
-        raise ValueError(f"{str(p)!r} has an invalid number of layers {layers!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise ValueError(f"{str(p)!r} has an invalid dropout {dropout!r}")
-    spec = CELLS[cell]
-    expected = {
-        layer_key(n, k): shape
-        for n in range(layers)
-        for k, (shape, _) in spec.shapes(V if n == 0 else hidden, hidden).items()
-    }
-    expected.update({spec.output_keys[0]: (V, hidden), spec.output_keys[1]: (V, 1)})
-    if set(files) != set(expected):
-        raise ValueError(
-            f"{str(p)!r} holds arrays {sorted(files)}; a {cell} model has {sorted(expected)}"
-        )
-    for k, shape in expected.items():
-        if files[k].shape != shape:
-            raise ValueError(
-                f"{str(p)!r}: array {k!r} has shape {files[k].shape}; expected {shape} "
-                f"for hidden={hidden}, vocabulary of {V}"
-            )
-        if str(files[k].dtype) != meta.get("dtype") or not np.isfinite(files[k]).all():
-            raise ValueError(
-                f"{str(p)!r}: array {k!r} is not finite {meta.get('dtype')} data as the "
-                f"metadata says (dtype {files[k].dtype})"
-            )
-    params = files if like is None else to_device(files, like)
-    return CharModel(cell, vocab, params, layers=layers, dropout=float(dropout))
+        return save(self, path)

@@ -220,14 +220,16 @@ def train(
     best = (math.inf, model.params)
     averaged = model.params  # the moving average (the parameters themselves without one)
     stale = 0
-    pool: list[str] = []
+    pool: list[str] = []  # the shuffled names still to come, from pool[cursor] on
+    cursor = 0
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        if len(pool) < batch_size:  # one epoch after another, each in a new random order
+        while len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
             epoch = list(names)
             order.shuffle(epoch)
-            pool.extend(epoch)
-        batch, pool = pool[:batch_size], pool[batch_size:]
+            pool, cursor = pool[cursor:] + epoch, 0  # once per epoch, not per step
+        batch = pool[cursor : cursor + batch_size]
+        cursor += batch_size
         loss, grads = model.loss_and_gradients(batch)
         if not math.isfinite(loss):
             raise FloatingPointError(
