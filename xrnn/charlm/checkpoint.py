@@ -18,7 +18,7 @@ import secrets
 import stat
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -37,7 +37,7 @@ FORMAT_VERSION = 2
 META = "__meta__"
 MAX_META_BYTES = 1 << 20  # a vocabulary of thousands of characters fits many times over
 MAX_HEADER_BYTES = 10_000  # NumPy's own bound on an .npy header
-DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
 
 class CheckpointError(ValueError):
@@ -221,7 +221,7 @@ def _open(p: Path) -> tuple[dict[str, Any], Any]:
             if f.tell() + nbytes != member.file_size:
                 raise _fail(p, f"array {name!r} is truncated or padded (corrupt file)")
             buffer = bytearray(nbytes)
-            if f.readinto(buffer) != nbytes:
+            if f.readinto(buffer) != nbytes:  # type: ignore[attr-defined]
                 raise _fail(p, f"array {name!r} is truncated")
         flat = np.frombuffer(buffer, dtype=dtype)
         return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
@@ -241,7 +241,7 @@ def _open(p: Path) -> tuple[dict[str, Any], Any]:
     return meta, read
 
 
-def _integer(value: Any) -> bool:
+def _integer(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -272,7 +272,7 @@ def _build(p: Path, meta: dict[str, Any], read: Any, like: Any) -> CharModel:
         raise _fail(p, f"has an invalid number of layers {layers!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
         raise _fail(p, f"has an invalid dropout {dropout!r}")
-    dtype = DTYPES.get(meta.get("dtype"))  # type: ignore[arg-type]
+    dtype = DTYPES.get(str(meta.get("dtype")))
     if dtype is None:
         raise _fail(p, f"has an invalid dtype {meta.get('dtype')!r} (float32 or float64)")
     # Every layer holds at least one weight of hidden² numbers: a model the file cannot hold
