@@ -9,19 +9,15 @@ faults for several BPTT chunk sizes (``xrnn.engine.CHUNK_COLUMNS``). The README 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402
-
-import xrnn  # noqa: E402
-import xrnn.engine  # noqa: E402
-from xrnn.backends import resolve  # noqa: E402
-from xrnn.layout import time_major  # noqa: E402
+import xrnn
+import xrnn.engine
+from xrnn.backends import resolve
+from xrnn.benchmark import table as bench
+from xrnn.layout import time_major
 
 
 def median_ms(fn, n=15) -> float:

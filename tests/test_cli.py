@@ -182,3 +182,12 @@ def test_a_huge_sample_count_is_one_line(tmp_path, capsys):
     assert main(["sample", "--load", str(ckpt), "--n", "100000000000"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "out of memory" in err, err
+
+
+def test_bench_runs_from_the_package(capsys):
+    """xrnn bench needs no source checkout: its code ships in xrnn.benchmark."""
+    for argv in (["bench", "--help"], ["bench", "--busy", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+        assert capsys.readouterr().out.startswith("usage: xrnn bench")

@@ -12,7 +12,6 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from xrnn import __version__
@@ -211,11 +210,11 @@ def _parser() -> argparse.ArgumentParser:
         help="below 1: safer names, above 1: wilder ones",
     )
 
-    # `xrnn bench ARGS…` hands every argument to benchmarks/bench.py (main() intercepts it)
+    # `xrnn bench ARGS…` hands every argument to xrnn.benchmark (main() intercepts it)
     sub.add_parser(
         "bench",
-        help="time xrnn against the exercise's loop and torch.nn (runs benchmarks/bench.py of "
-        "a source checkout; xrnn bench --help lists its options)",
+        help="time xrnn against the exercise's loop and torch.nn; --busy: on an idle and a busy "
+        "machine (xrnn bench --help lists the options)",
     )
     return p
 
@@ -355,17 +354,9 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _bench(args: list[str]) -> int:
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
-    if not script.is_file():
-        raise ValueError(
-            "xrnn bench runs benchmarks/bench.py of a source checkout of xrnn "
-            "(pip install -e . from the repository); it is not in this install"
-        )
-    import runpy
+    from xrnn.benchmark import table  # --busy: table.main hands over to xrnn.benchmark.busy
 
-    sys.argv = [str(script), *args]
-    runpy.run_path(str(script), run_name="__main__")
-    return 0
+    return table.main(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
 from xrnn.params import parameter_items
+from xrnn.threads import step_flops, step_threads
 
 __all__ = [
     "CHUNK_COLUMNS",
@@ -392,7 +393,8 @@ def run_forward(
         xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s for s in initial
     )
     W = cell.stack(xp, parameters, n_a)
-    trace = forward(ctx, cell, W, x, state0, lengths=lengths, reverse=reverse)
+    with step_threads(xp, step_flops(cell, n_a, m)):
+        trace = forward(ctx, cell, W, x, state0, lengths=lengths, reverse=reverse)
     steps = [s[1:, ...] for s in trace.states]  # (T, n_a, m) each
     if trace.live is not None:
         steps = [s * trace.live for s in steps]
@@ -473,7 +475,8 @@ def run_backward(
         for name, d in zip(final_names, dfinal, strict=True):
             check_shape(name, d, (n_a, m), "(n_a, m) of the final state")
     W = cell.stack(ctx.xp, parameters, n_a)
-    dx, dstate0, dWa, dWx, db, dbh = backward(ctx, W, trace, da, dfinal)
+    with step_threads(ctx.xp, step_flops(cell, n_a, m)):
+        dx, dstate0, dWa, dWx, db, dbh = backward(ctx, W, trace, da, dfinal)
     grads = {"dx": dx}
     grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dstate0, strict=True)})
     grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))

@@ -14,6 +14,7 @@ from xrnn.charlm.optim import SGD, Adam, clip_by_global_norm
 from xrnn.charlm.optim import clip as clip_values
 from xrnn.charlm.vocab import Vocabulary
 from xrnn.params import positive_int
+from xrnn.threads import step_flops, step_threads
 
 __all__ = ["resolve_device", "train"]
 
@@ -223,57 +224,60 @@ def train(
     pool: list[str] = []  # the shuffled names still to come, from pool[cursor] on
     cursor = 0
     start = time.perf_counter()
-    for step in range(1, steps + 1):
-        while len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
-            epoch = list(names)
-            order.shuffle(epoch)
-            pool, cursor = pool[cursor:] + epoch, 0  # once per epoch, not per step
-        batch = pool[cursor : cursor + batch_size]
-        cursor += batch_size
-        loss, grads = model.loss_and_gradients(batch)
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"training diverged at step {step} (loss {loss}): lower the learning rate or "
-                "enable clipping"
-            )
-        if clip is not None:
-            grads = clip_values(grads, clip)
-        if clip_norm is not None:
-            grads = clip_by_global_norm(grads, clip_norm)
-        model.params = opt.step(model.params, grads)
-        if average is not None:
-            averaged = {
-                k: average * averaged[k] + (1 - average) * p for k, p in model.params.items()
-            }
-        else:
-            averaged = model.params
-        history["loss"].append(loss)
-        history["steps"] = step
-        report: dict[str, Any] = {
-            "step": step,
-            "loss": loss,
-            "names_per_s": step * batch_size / (time.perf_counter() - start),
-        }
-        if val_names and (step % eval_every == 0 or step == steps):
-            live, model.params = model.params, averaged
-            bpc = model.evaluate(val_names)
-            model.params = live
-            history["val_bpc"].append([step, bpc])
-            report["val_bpc"] = bpc
-            if bpc < best[0]:
-                best, stale = (bpc, averaged), 0
-                history["best_step"] = step
+    # the whole step (cell, output layer, optimiser) on one BLAS thread when its GEMMs are
+    # small, not only the cell's loops (xrnn.threads)
+    with step_threads(model.xp, step_flops(model.spec, hidden, batch_size)):
+        for step in range(1, steps + 1):
+            while len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
+                epoch = list(names)
+                order.shuffle(epoch)
+                pool, cursor = pool[cursor:] + epoch, 0  # once per epoch, not per step
+            batch = pool[cursor : cursor + batch_size]
+            cursor += batch_size
+            loss, grads = model.loss_and_gradients(batch)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"training diverged at step {step} (loss {loss}): lower the learning rate or "
+                    "enable clipping"
+                )
+            if clip is not None:
+                grads = clip_values(grads, clip)
+            if clip_norm is not None:
+                grads = clip_by_global_norm(grads, clip_norm)
+            model.params = opt.step(model.params, grads)
+            if average is not None:
+                averaged = {
+                    k: average * averaged[k] + (1 - average) * p for k, p in model.params.items()
+                }
             else:
-                stale += 1
-        if progress is not None:
-            progress(report)
-        if val_names and stale >= patience:
-            if lr_decay is None or len(history["lr_decays"]) >= decays:
-                break
-            opt.lr *= lr_decay  # a plateau: resume from the best parameters, more slowly
-            model.params = averaged = best[1]
-            stale = 0
-            history["lr_decays"].append(step)
+                averaged = model.params
+            history["loss"].append(loss)
+            history["steps"] = step
+            report: dict[str, Any] = {
+                "step": step,
+                "loss": loss,
+                "names_per_s": step * batch_size / (time.perf_counter() - start),
+            }
+            if val_names and (step % eval_every == 0 or step == steps):
+                live, model.params = model.params, averaged
+                bpc = model.evaluate(val_names)
+                model.params = live
+                history["val_bpc"].append([step, bpc])
+                report["val_bpc"] = bpc
+                if bpc < best[0]:
+                    best, stale = (bpc, averaged), 0
+                    history["best_step"] = step
+                else:
+                    stale += 1
+            if progress is not None:
+                progress(report)
+            if val_names and stale >= patience:
+                if lr_decay is None or len(history["lr_decays"]) >= decays:
+                    break
+                opt.lr *= lr_decay  # a plateau: resume from the best parameters, more slowly
+                model.params = averaged = best[1]
+                stale = 0
+                history["lr_decays"].append(step)
     if val_names:
         model.params = best[1]
     else:

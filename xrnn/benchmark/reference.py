@@ -8,7 +8,8 @@ exactly as the exercise's code does), and the cell backward's eight separate GEM
 slices. Only the errata are fixed (the backward carries ``da_prev``/``dc_prev``; the gate
 derivatives have the corrected parentheses), so the results equal xrnn's and the comparison is
 of speed alone. The output layer is optional here (the exercise requires ``Wy``) so that both
-sides do the same work. Not part of the package.
+sides do the same work. Shipped with the package so that ``xrnn bench`` runs from an install;
+not part of xrnn's API.
 """
 
 from __future__ import annotations

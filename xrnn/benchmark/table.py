@@ -1,0 +1,376 @@
+"""Time xrnn against the exercise's loop and torch.nn, in one process, and report ratios.
+
+Usage: ``xrnn bench [--quick] [--cells lstm,rnn,gru] [--dtypes float32,float64]
+[--configs A,B,charlm,long] [--out DIR]`` (also ``python benchmarks/bench.py`` and
+``nox -s bench``).
+
+For every config, dtype and cell it first checks that the implementations agree, then times
+forward and forward+backward with warm-up and reports medians: xrnn on every available backend
+(NumPy; PyTorch tensors; CuPy, synchronised, where a GPU is present), ``reference.py`` (the
+exercise's loop) and ``torch.nn.LSTM``/``nn.RNN``. It prints a table (ms, GFLOP/s of the
+GEMMs, ratios), writes ``bench.json`` and, with matplotlib, ``bench.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+import xrnn
+from xrnn.benchmark import reference
+
+CONFIGS = {
+    "A": (128, 128, 64, 100),
+    "B": (256, 512, 128, 50),
+    "charlm": (27, 50, 1, 25),
+    "long": (64, 128, 16, 200),
+}
+
+
+def gemm_flops(cell: str, n_x: int, n_a: int, m: int, T: int) -> tuple[float, float]:
+    """GEMM FLOPs of the forward pass and of forward+backward (backward ≈ 2× forward)."""
+    fwd = 2.0 * xrnn.CELLS[cell].blocks * n_a * (n_a + n_x) * m * T
+    return fwd, 3 * fwd
+
+
+def timeit(fn, *, sync=None, min_runs: int, budget_s: float) -> list[float]:
+    """Seconds per call: two warm-up calls, then at least ``min_runs`` timed calls and more
+    while the budget lasts (at most 50)."""
+    for _ in range(2):
+        fn()
+        if sync:
+            sync()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < budget_s and len(times) < 50):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def make_inputs(cell, n_x, n_a, m, T, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    init = getattr(xrnn, f"initialize_{cell}")
+    p = {k: v.astype(dtype) for k, v in init(n_x, n_a, seed=seed).items()}
+    x = rng.normal(size=(n_x, m, T)).astype(dtype)
+    a0 = (0.1 * rng.normal(size=(n_a, m))).astype(dtype)
+    da = rng.normal(size=(n_a, m, T)).astype(dtype)
+    return x, a0, p, da
+
+
+def xrnn_fns(cell, x, a0, p, da):
+    fwd_f, bwd_f = getattr(xrnn, f"{cell}_forward"), getattr(xrnn, f"{cell}_backward")
+
+    def fwd():
+        return fwd_f(x, a0, p)
+
+    def both():
+        return bwd_f(da, fwd_f(x, a0, p)[-1])
+
+    return fwd, both
+
+
+def reference_fns(cell, x, a0, p, da):
+    """The exercise's loop (RNN and LSTM only: the exercise has no GRU), or None."""
+    if not hasattr(reference, f"{cell}_forward"):
+        return None
+    fwd_f, bwd_f = getattr(reference, f"{cell}_forward"), getattr(reference, f"{cell}_backward")
+    return (lambda: fwd_f(x, a0, p)), (lambda: bwd_f(da, fwd_f(x, a0, p)[-1]))
+
+
+def torch_nn_fns(torch, cell, x, a0, p, da):
+    n_x, m, T = x.shape
+    n_a = a0.shape[0]
+    dt = torch.float32 if x.dtype == np.float32 else torch.float64
+    mod = getattr(torch.nn, cell.upper())(n_x, n_a, dtype=dt)
+    weights = xrnn.CELLS[cell].to_torch(np, p, n_a)  # the cell spec's own gate-order mapping
+    with torch.no_grad():
+        for name, value in weights.items():
+            getattr(mod, name + "_l0").copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    tx = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0))).requires_grad_(True)
+    h0 = torch.from_numpy(np.ascontiguousarray(a0.T[None]))
+    state = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
+    R = torch.from_numpy(np.ascontiguousarray(da.transpose(2, 1, 0)))
+
+    def fwd():  # the training forward (autograd on), the half of forward+backward
+        return mod(tx, state)[0]
+
+    def both():
+        mod.zero_grad(set_to_none=True)
+        tx.grad = None
+        out = mod(tx, state)[0]
+        (out * R).sum().backward()
+        return out
+
+    return fwd, both
+
+
+def check_agreement(cell, x, a0, p, da, torch=None) -> float:
+    """Largest relative difference between xrnn and the reference (dx) and torch.nn (a)."""
+    g = xrnn_fns(cell, x, a0, p, da)[1]()
+    worst = 0.0
+    ref = reference_fns(cell, x, a0, p, da)
+    if ref is not None:
+        r = ref[1]()
+        worst = float(np.abs(np.asarray(g["dx"]) - r["dx"]).max() / (np.abs(r["dx"]).max() or 1))
+    if torch is not None:
+        a_t = torch_nn_fns(torch, cell, x, a0, p, da)[0]().detach().numpy().transpose(2, 1, 0)
+        a_x = np.asarray(xrnn_fns(cell, x, a0, p, da)[0]()[0])
+        worst = max(worst, float(np.abs(a_t - a_x).max()))
+    return worst
+
+
+def peak_memory_mb(fn) -> float:
+    """Peak traced memory of one call, in MB (tracemalloc sees NumPy's allocations)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak / 1e6
+
+
+def measure_gemm_peak(dtype) -> float:
+    n = 1024
+    rng = np.random.default_rng(0)
+    a, b = (rng.normal(size=(n, n)).astype(dtype) for _ in range(2))
+    t = statistics.median(timeit(lambda: a @ b, min_runs=10, budget_s=1.0))
+    return 2 * n**3 / t / 1e9
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--busy" in argv:
+        from xrnn.benchmark import busy
+
+        return busy.main([a for a in argv if a != "--busy"])
+    ap = argparse.ArgumentParser(prog="xrnn bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--busy", action="store_true", help="idle vs busy machine (xrnn bench --busy --help)"
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer timed runs (a smoke run)")
+    ap.add_argument("--cells", default="lstm,rnn")
+    ap.add_argument("--dtypes", default="float32,float64")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--out", default="bench-results")
+    args = ap.parse_args(argv)
+    min_runs, budget = (2, 0.2) if args.quick else (7, 2.0)
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    try:
+        import cupy
+
+        cupy = cupy if cupy.is_available() else None
+    except ImportError:
+        cupy = None
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [(i.get("internal_api"), i.get("num_threads")) for i in threadpool_info()]
+    except ImportError:
+        blas = "threadpoolctl not installed"
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "cupy": getattr(cupy, "__version__", None),
+        "blas": blas,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+    peaks = {dt: measure_gemm_peak(dt) for dt in args.dtypes.split(",")}
+    print(f"machine: {machine}")
+    print(
+        "GEMM peak (1024³ matmul, NumPy): "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items())
+    )
+
+    rows = []
+    header = (
+        f"{'cell':4} {'config':7} {'(n_x,n_a,m,T)':19} {'dtype':7} {'impl':14} "
+        f"{'fwd ms':>9} {'f+b ms':>9} {'fwd GF/s':>8} {'f+b GF/s':>8} "
+        f"{'f+b vs torch':>12} {'f+b vs exercise':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for cell in args.cells.split(","):
+        for cname in args.configs.split(","):
+            shape = CONFIGS[cname]
+            for dtype in args.dtypes.split(","):
+                x, a0, p, da = make_inputs(cell, *shape, dtype)
+                err = check_agreement(cell, x, a0, p, da, torch)
+                tol = 1e-3 if dtype == "float32" else 1e-9
+                if err > tol:
+                    raise SystemExit(f"implementations disagree on {cell} {cname} {dtype}: {err}")
+                impls = {"xrnn-numpy": xrnn_fns(cell, x, a0, p, da)}
+                if (ref := reference_fns(cell, x, a0, p, da)) is not None:
+                    impls["exercise-loop"] = ref
+                sync = {}
+                if torch is not None:
+                    impls["torch.nn"] = torch_nn_fns(torch, cell, x, a0, p, da)
+                    tt = {k: torch.from_numpy(v) for k, v in p.items()}
+                    impls["xrnn-torch"] = xrnn_fns(
+                        cell, torch.from_numpy(x), torch.from_numpy(a0), tt, torch.from_numpy(da)
+                    )
+                if cupy is not None:
+                    cp = {k: cupy.asarray(v) for k, v in p.items()}
+                    impls["xrnn-cupy"] = xrnn_fns(
+                        cell, cupy.asarray(x), cupy.asarray(a0), cp, cupy.asarray(da)
+                    )
+                    sync["xrnn-cupy"] = cupy.cuda.Device().synchronize
+                fl_f, fl_b = gemm_flops(cell, *shape)
+                result = {}
+                for name, (fwd, both) in impls.items():
+                    tf = statistics.median(
+                        timeit(fwd, sync=sync.get(name), min_runs=min_runs, budget_s=budget)
+                    )
+                    tb = statistics.median(
+                        timeit(both, sync=sync.get(name), min_runs=min_runs, budget_s=budget)
+                    )
+                    result[name] = (tf, tb)
+                mem = {
+                    name: peak_memory_mb(impls[name][0])
+                    for name in ("xrnn-numpy", "exercise-loop")
+                    if name in impls
+                }
+                for name, (tf, tb) in result.items():
+                    vs_torch = tb / result["torch.nn"][1] if "torch.nn" in result else float("nan")
+                    vs_ex = (
+                        result["exercise-loop"][1] / tb
+                        if "exercise-loop" in result
+                        else float("nan")
+                    )
+                    row = dict(
+                        cell=cell,
+                        config=cname,
+                        shape=shape,
+                        dtype=dtype,
+                        impl=name,
+                        fwd_ms=tf * 1e3,
+                        fb_ms=tb * 1e3,
+                        fwd_gflops=fl_f / tf / 1e9,
+                        fb_gflops=fl_b / tb / 1e9,
+                        fb_vs_torch=vs_torch,
+                        fwd_vs_torch=(
+                            tf / result["torch.nn"][0] if "torch.nn" in result else float("nan")
+                        ),
+                        speedup_vs_exercise=vs_ex,
+                        fwd_peak_mb=mem.get(name),
+                    )
+                    rows.append(row)
+                    print(
+                        f"{cell:4} {cname:7} {str(shape):19} {dtype:7} {name:14} "
+                        f"{row['fwd_ms']:9.2f} {row['fb_ms']:9.2f} {row['fwd_gflops']:8.1f} "
+                        f"{row['fb_gflops']:8.1f} {vs_torch:11.2f}x {vs_ex:14.2f}x "
+                        + (f"{mem[name]:11.2f}" if name in mem else ""),
+                        flush=True,
+                    )
+
+    summary = summarise(rows, peaks)
+    for line in summary["lines"]:
+        print(line)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(
+        json.dumps(
+            {"machine": machine, "gemm_peak_gflops": peaks, "rows": rows, "summary": summary},
+            indent=1,
+        )
+    )
+    print(f"wrote {out / 'bench.json'}")
+    plot(rows, out / "bench.png")
+    return 0
+
+
+def summarise(rows, peaks) -> dict:
+    mine = [r for r in rows if r["impl"] == "xrnn-numpy"]
+    lines = []
+    geomeans = {}
+    groups = [(c, d) for c in ("lstm", "rnn", "*") for d in ("float32", "float64", "*")]
+    for cell, dtype in groups:
+        sel = [
+            r["speedup_vs_exercise"]
+            for r in mine
+            if cell in ("*", r["cell"])
+            and dtype in ("*", r["dtype"])
+            and not np.isnan(r["speedup_vs_exercise"])  # the exercise has no GRU loop
+        ]
+        if not sel:
+            continue
+        geo = float(np.exp(np.mean(np.log(sel))))
+        geomeans[f"{cell}/{dtype}"] = geo
+        lines.append(
+            f"xrnn-numpy vs exercise loop, forward+backward, cell {cell}, dtype {dtype}: "
+            f"geometric mean speed-up {geo:.2f}x over {len(sel)} configs"
+        )
+    for r in mine:
+        if r["cell"] == "lstm" and r["dtype"] == "float32" and r["config"] in ("A", "B"):
+            lines.append(
+                f"LSTM config {r['config']} float32: forward {r['fwd_vs_torch']:.2f}x, "
+                f"forward+backward {r['fb_vs_torch']:.2f}x torch.nn.LSTM's time"
+            )
+            if r["config"] == "B":
+                frac = r["fwd_gflops"] / peaks.get("float32", float("nan"))
+                lines.append(
+                    f"LSTM config B float32 forward: {r['fwd_gflops']:.0f} GFLOP/s = "
+                    f"{100 * frac:.0f}% of the measured GEMM peak"
+                )
+    return {"geomean_speedup_vs_exercise": geomeans, "lines": lines}
+
+
+def plot(rows, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart")
+        return
+    groups = sorted({(r["cell"], r["config"], r["dtype"]) for r in rows})
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(8, len(groups) * 0.9), 4.5))
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        vals = []
+        for g in groups:
+            match = [
+                r["fb_ms"]
+                for r in rows
+                if (r["cell"], r["config"], r["dtype"]) == g and r["impl"] == impl
+            ]
+            vals.append(match[0] if match else np.nan)
+        ax.bar(np.arange(len(groups)) + k * width, vals, width, label=impl)
+    ax.set_yscale("log")
+    ax.set_ylabel("forward+backward, ms (median, log scale)")
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
+    ax.set_xticklabels([f"{c} {n}\n{d}" for c, n, d in groups], fontsize=7)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
