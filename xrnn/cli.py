@@ -323,7 +323,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'xrnn[plot]'") from None
+        raise ValueError("--plot needs matplotlib: pip install 'xrnn-kernels[plot]'") from None
     return plt
 
 
