@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker", nargs=2, metavar=("IMPL", "CONFIG"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        _worker(*args.worker, args.runs, args.budget)
+        impl, config = args.worker
+        _worker(impl, config, args.runs, args.budget)
         return 0
     configs = args.configs.split(",")
     impls = ["xrnn", "torch"] if _have_torch() else ["xrnn"]

@@ -14,6 +14,7 @@ GEMMs, ratios), writes ``bench.json`` and, with matplotlib, ``bench.png`` into `
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,6 +155,14 @@ def measure_gemm_peak(dtype) -> float:
     return 2 * n**3 / t / 1e9
 
 
+def _optional(name: str) -> Any:
+    """The module ``name``, or None where it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--busy" in argv:
@@ -171,17 +181,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     min_runs, budget = (2, 0.2) if args.quick else (7, 2.0)
 
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    try:
-        import cupy
-
-        cupy = cupy if cupy.is_available() else None
-    except ImportError:
+    torch = _optional("torch")
+    cupy = _optional("cupy")
+    if cupy is not None and not cupy.is_available():
         cupy = None
 
+    blas: Any
     try:
         from threadpoolctl import threadpool_info
 
@@ -249,7 +254,7 @@ def main(argv=None) -> int:
                         timeit(both, sync=sync.get(name), min_runs=min_runs, budget_s=budget)
                     )
                     result[name] = (tf, tb)
-                mem = {
+                mem: dict[str, float] = {
                     name: peak_memory_mb(impls[name][0])
                     for name in ("xrnn-numpy", "exercise-loop")
                     if name in impls
