@@ -19,7 +19,14 @@ import subprocess
 import sys
 import time
 
-from xrnn.benchmark.table import CONFIGS, make_inputs, timeit, torch_nn_fns, xrnn_fns
+from xrnn.benchmark.table import (
+    CONFIGS,
+    make_inputs,
+    optional_module,
+    timeit,
+    torch_nn_fns,
+    xrnn_fns,
+)
 
 # ratios within 5 % of each other are the same: medians of one run move that much on this
 # 2-core machine from run to run
@@ -55,14 +62,6 @@ def _train_seconds(steps: int | None) -> float:
     return time.perf_counter() - start
 
 
-def _have_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="xrnn bench --busy", description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default="A,charlm", help="LSTM configs to time (float32)")
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         _worker(impl, config, args.runs, args.budget)
         return 0
     configs = args.configs.split(",")
-    impls = ["xrnn", "torch"] if _have_torch() else ["xrnn"]
+    impls = ["xrnn", "torch"] if optional_module("torch") is not None else ["xrnn"]
     print(f"{os.cpu_count()} cores; busy = {args.competitors} competing spinning process(es)")
     results: dict[str, dict] = {}
     for mode in ("idle", "busy"):

@@ -155,7 +155,7 @@ def measure_gemm_peak(dtype) -> float:
     return 2 * n**3 / t / 1e9
 
 
-def _optional(name: str) -> Any:
+def optional_module(name: str) -> Any:
     """The module ``name``, or None where it is not installed."""
     try:
         return importlib.import_module(name)
@@ -181,8 +181,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     min_runs, budget = (2, 0.2) if args.quick else (7, 2.0)
 
-    torch = _optional("torch")
-    cupy = _optional("cupy")
+    torch = optional_module("torch")
+    cupy = optional_module("cupy")
     if cupy is not None and not cupy.is_available():
         cupy = None
 

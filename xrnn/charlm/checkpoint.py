@@ -11,6 +11,7 @@ file.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -137,8 +138,8 @@ def load(path: str | os.PathLike, *, like: Any = None) -> CharModel:
     """
     p = Path(path)
     try:
-        meta, read = _open(p)
-        model = _build(p, meta, read, like)
+        meta, archive = _open(p)
+        model = _build(p, meta, archive, like)
     except CheckpointError:
         raise
     except Exception as exc:  # zipfile, struct, JSON nesting, memory: all the same to a user
@@ -152,51 +153,22 @@ def _fail(p: Path, message: str) -> CheckpointError:
     return CheckpointError(f"{str(p)!r} {message}")
 
 
-def _open(p: Path) -> tuple[dict[str, Any], Any]:
-    """The validated metadata, and ``read(name, dtype, shape)`` for the arrays."""
-    try:
-        info = os.stat(p)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist") from None
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint {str(p)!r} cannot be read: {exc.strerror}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise CheckpointError(f"checkpoint {str(p)!r} is a directory, not a checkpoint file")
-    if not stat.S_ISREG(info.st_mode):
-        raise CheckpointError(
-            f"checkpoint {str(p)!r} is not a regular file (a device, pipe or socket)"
-        )
-    size = info.st_size
-    with open(p, "rb") as f:
-        head = f.read(6)
-        if head == b"\x93NUMPY":
-            raise _fail(p, "is a single .npy array, not an xrnn checkpoint (.npz from --save)")
-        if head[:2] != b"PK":
-            raise _fail(p, "is not an xrnn checkpoint (not an .npz archive)")
-        f.seek(0)
-        data = f.read()  # O(N): the archive is read once, members are sliced from it
-    import io
+class _Archive:
+    """The checkpoint's arrays, read one by one after checking their headers."""
 
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise _fail(p, f"is not a readable xrnn checkpoint (truncated or corrupt: {exc})") from None
-    members: dict[str, zipfile.ZipInfo] = {}
-    for member in archive.infolist():
-        name = member.filename
-        if not name.endswith(".npy") or name[:-4] in members:
-            raise _fail(p, f"holds an unexpected archive member {name!r}")
-        if member.compress_type != zipfile.ZIP_STORED or member.compress_size != member.file_size:
-            raise _fail(p, f"holds a compressed member {name!r}; xrnn writes them uncompressed")
-        if member.header_offset + member.compress_size > size:
-            raise _fail(p, f"is truncated: member {name!r} ends past the end of the file")
-        members[name[:-4]] = member
+    def __init__(self, p: Path, size: int, archive: zipfile.ZipFile, members: dict) -> None:
+        self.p, self.size, self.archive, self.members = p, size, archive, members
 
-    def read(name: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray:
-        """Array ``name`` after checking its header against ``dtype`` and ``shape`` (None: a
-        string of the header's own length, the metadata)."""
-        member = members[name]
-        with archive.open(member) as f:
+    @property
+    def arrays(self) -> set[str]:
+        """The names of the arrays it holds, the metadata aside."""
+        return set(self.members) - {META}
+
+    def read(self, name: str, dtype: np.dtype | None, shape: tuple[int, ...] = ()) -> np.ndarray:
+        """Array ``name`` after checking its header against ``dtype`` and ``shape`` (``dtype``
+        None: the metadata, a 0-d string of the header's own length)."""
+        p, member = self.p, self.members[name]
+        with self.archive.open(member) as f:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
                 header = np.lib.format.read_array_header_1_0(f, max_header_size=MAX_HEADER_BYTES)
@@ -205,10 +177,10 @@ def _open(p: Path) -> tuple[dict[str, Any], Any]:
             else:
                 raise _fail(p, f"array {name!r} has an unsupported .npy version {version}")
             got_shape, fortran, got_dtype = header
-            if shape is None:  # the metadata: a 0-d Unicode string
+            if dtype is None:  # the metadata: a 0-d Unicode string
                 if got_dtype.kind != "U" or got_shape != () or got_dtype.itemsize > MAX_META_BYTES:
                     raise _fail(p, "has corrupt metadata (not a short text string)")
-                dtype, shape = got_dtype, ()
+                dtype = got_dtype
             elif got_dtype != dtype:
                 raise _fail(
                     p,
@@ -226,26 +198,65 @@ def _open(p: Path) -> tuple[dict[str, Any], Any]:
         flat = np.frombuffer(buffer, dtype=dtype)
         return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
+
+def _open(p: Path) -> tuple[dict[str, Any], _Archive]:
+    """The metadata (a dict, its fields not yet checked) and the archive of arrays."""
+    try:
+        info = os.stat(p)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {str(p)!r} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise CheckpointError(f"checkpoint {str(p)!r} is a directory, not a checkpoint file")
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is not a regular file (a device, pipe or socket)"
+        )
+    with open(p, "rb") as f:
+        head = f.read(6)
+        if head == b"\x93NUMPY":
+            raise _fail(p, "is a single .npy array, not an xrnn checkpoint (.npz from --save)")
+        if head[:2] != b"PK":
+            raise _fail(p, "is not an xrnn checkpoint (not an .npz archive)")
+        f.seek(0)
+        data = f.read()  # O(N): the archive is read once, members are sliced from it
+    size = len(data)  # what every declared size is bounded by
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise _fail(p, f"is not a readable xrnn checkpoint (truncated or corrupt: {exc})") from None
+    members: dict[str, zipfile.ZipInfo] = {}
+    for member in archive.infolist():
+        name = member.filename
+        if not name.endswith(".npy") or name[:-4] in members:
+            raise _fail(p, f"holds an unexpected archive member {name!r}")
+        if member.compress_type != zipfile.ZIP_STORED or member.compress_size != member.file_size:
+            raise _fail(p, f"holds a compressed member {name!r}; xrnn writes them uncompressed")
+        if member.header_offset + member.compress_size > size:
+            raise _fail(p, f"is truncated: member {name!r} ends past the end of the file")
+        members[name[:-4]] = member
+
+    checkpoint = _Archive(p, size, archive, members)
     if META not in members:
         raise _fail(p, "is not an xrnn checkpoint: it has no metadata")
     if members[META].file_size > MAX_META_BYTES:
         raise _fail(p, "has corrupt metadata (over 1 MiB)")
-    text = str(read(META, np.dtype("U1"), None)[()])
+    text = str(checkpoint.read(META, None)[()])
     try:
         meta = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise _fail(p, f"has corrupt metadata: {type(exc).__name__}") from None
     if not isinstance(meta, dict) or meta.get("format") != "xrnn.charlm":
         raise _fail(p, "is not an xrnn character-model checkpoint")
-    meta["__size__"], meta["__arrays__"] = size, set(members) - {META}
-    return meta, read
+    return meta, checkpoint
 
 
 def _integer(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _build(p: Path, meta: dict[str, Any], read: Any, like: Any) -> CharModel:
+def _build(p: Path, meta: dict[str, Any], checkpoint: _Archive, like: Any) -> CharModel:
     from xrnn.charlm.model import CharModel
     from xrnn.params import to_device
 
@@ -264,7 +275,7 @@ def _build(p: Path, meta: dict[str, Any], read: Any, like: Any) -> CharModel:
         vocab = Vocabulary(chars)
     except ValueError as exc:
         raise _fail(p, f"has an invalid vocabulary: {exc}") from None
-    hidden, size = meta.get("hidden"), meta["__size__"]
+    hidden, size = meta.get("hidden"), checkpoint.size
     layers, dropout = meta.get("layers", 1), meta.get("dropout", 0.0)
     if not _integer(hidden) or hidden <= 0:
         raise _fail(p, f"has an invalid hidden size {hidden!r}")
@@ -287,12 +298,12 @@ def _build(p: Path, meta: dict[str, Any], read: Any, like: Any) -> CharModel:
     shapes = expected_shapes(spec, len(vocab), hidden, layers)
     if sum(math.prod(s) for s in shapes.values()) * dtype.itemsize > size:
         raise _fail(p, f"declares more parameters than its {size} bytes can hold")
-    if meta["__arrays__"] != set(shapes):
-        raise _fail(p, f"holds arrays {sorted(meta['__arrays__'])}; a {cell} model has "
+    if checkpoint.arrays != set(shapes):
+        raise _fail(p, f"holds arrays {sorted(checkpoint.arrays)}; a {cell} model has "
                     f"{sorted(shapes)}")  # fmt: skip
     params: dict[str, Any] = {}
     for k, shape in shapes.items():
-        params[k] = read(k, dtype, shape)
+        params[k] = checkpoint.read(k, dtype, shape)
         if not np.isfinite(params[k]).all():
             raise _fail(p, f"array {k!r} holds NaN or infinity")
     if like is not None:
