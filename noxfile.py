@@ -1,5 +1,5 @@
-"""Test matrix, lint and benchmarks. Plain ``nox`` runs the CPU matrix, the CuPy session (which
-skips itself without a GPU) and lint."""
+"""Test matrix, lint and benchmarks. Plain ``nox`` runs the CPU matrix, the Dask session, the
+CuPy session (which skips itself without a GPU) and lint."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["tests", "cupy", "lint"]
+nox.options.sessions = ["tests", "dask", "cupy", "lint"]
 nox.options.error_on_missing_interpreters = True
 
 # torch==2.13.0 is the CPU build on this workplace's package index (the same pin on the public
@@ -32,6 +32,14 @@ def tests(session: nox.Session, backend: str) -> None:
     """pytest over one backend (the numpy session also runs the backend-free tests)."""
     session.install("-e", ".[test]", *BACKENDS[backend])
     session.run("pytest", "--backend", backend, *session.posargs)
+
+
+@nox.session
+def dask(session: nox.Session) -> None:
+    """The Dask path (xrnn/dask.py) on a dask.distributed LocalCluster: every cell's outputs
+    and gradients against NumPy's, laziness, graph size, errors, data-parallel training."""
+    session.install("-e", ".[test,dask]")
+    session.run("pytest", "--backend", "numpy", "tests/test_dask.py", *session.posargs)
 
 
 def _nvidia_gpu_visible() -> bool:

@@ -60,7 +60,7 @@ LAYERS = [
     {"xrnn.threads"},
     {"xrnn.params"},
     {"xrnn.cell"},
-    {"xrnn.engine"},
+    {"xrnn.engine", "xrnn.dask"},  # each calls the other (the Dask path runs the engine per chunk)
     {"xrnn.rnn", "xrnn.lstm", "xrnn.gru", "xrnn.backends.numpy", "xrnn.backends.cupy"},
     {"xrnn.layers"},
     {"xrnn.interop"},

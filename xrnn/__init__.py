@@ -26,9 +26,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # ``xrnn.charlm``, ``xrnn.exercise``, ``xrnn.interop`` without an explicit import, loaded
-    # when first used
-    if name in ("charlm", "exercise", "interop"):
+    # ``xrnn.charlm``, ``xrnn.dask``, ``xrnn.exercise``, ``xrnn.interop`` without an explicit
+    # import, loaded when first used
+    if name in ("charlm", "dask", "exercise", "interop"):
         import importlib
 
         return importlib.import_module(f"xrnn.{name}")
@@ -42,6 +42,7 @@ __all__ = [
     "RNN",
     "available_backends",
     "charlm",
+    "dask",
     "exercise",
     "get_cell",
     "gru_backward",

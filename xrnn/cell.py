@@ -173,6 +173,11 @@ class Cell(ABC):
     def __repr__(self) -> str:
         return f"<xrnn cell {self.name!r}>"
 
+    def __reduce__(self) -> tuple:
+        # a spec is a registered singleton (compared with ``is``): unpickled — in a Dask
+        # worker, say — it is the registry's own object again
+        return (get_cell, (self.name,))
+
 
 class GatedCell(Cell):
     """A cell whose gates each have a weight ``W (n_a, n_a + n_x)`` acting on

@@ -43,6 +43,7 @@ __all__ = [
     "backward",
     "check_lengths",
     "forward",
+    "is_dask_call",
     "recorded_cell",
     "weight_gradients",
     "run_backward",
@@ -56,6 +57,12 @@ __all__ = [
 # page-faulted in afresh on every call. Config A forward+backward (benchmarks/phases.py):
 # 512 → 29.7 ms, 1024 → 30.3 ms, 2048 → 34.1 ms, 4096 → 37.3 ms.
 CHUNK_COLUMNS = 1024
+
+
+def is_dask_call(*arrays: Any, parameters: Any = None) -> bool:
+    """Whether a call's data arrays (or parameters) are Dask arrays: :mod:`xrnn.dask` runs it."""
+    values = [*arrays, *(parameters.values() if isinstance(parameters, Mapping) else ())]
+    return any(v is not None and array_api_compat.is_dask_array(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -342,7 +349,9 @@ def check_lengths(ctx: Context, lengths: Any, m: int, T: int, check_values: bool
             f"lengths has shape {tuple(lengths.shape)}; expected ({m},), one length per "
             f"sequence of the batch"
         )
-    if check_values and not bool(xp.all((lengths >= 1) & (lengths <= T))):
+    # (lazy Dask lengths are checked inside each batch chunk's task: no compute here)
+    lazy = array_api_compat.is_dask_array(lengths)
+    if check_values and not lazy and not bool(xp.all((lengths >= 1) & (lengths <= T))):
         raise ValueError(f"lengths must lie in [1, {T}] (1 ≤ length ≤ T_x)")
     return lengths
 
@@ -372,6 +381,13 @@ def run_forward(
     """
     names = _state_names(cell, "0")
     required(("x", x), (names[0], initial[0]))
+    if is_dask_call(x, *initial, lengths, parameters=parameters):
+        import xrnn.dask
+
+        return xrnn.dask.forward(
+            cell, x, initial, parameters, lengths=lengths, reverse=reverse,
+            check_finite=check_finite,
+        )  # fmt: skip
     ctx = resolve(
         [
             ("x", x),
@@ -418,8 +434,8 @@ def recorded_cell(caches: Any) -> Cell | None:
     tuples, which records none, or for something that is not caches at all)."""
     if isinstance(caches, tuple | list) and len(caches) == 2:
         steps = caches[0]
-        if isinstance(steps, StepCaches):
-            return steps.cell
+        if isinstance(steps, StepCaches) or getattr(steps, "blocks", None) is not None:
+            return steps.cell  # in-memory or Dask (xrnn.dask.DaskCaches) caches
     return None
 
 
@@ -436,6 +452,22 @@ def run_backward(
     ``dc0``) and every parameter gradient (``"d" + key``)."""
     required(("da", da))
     steps, x = unpack_caches(caches, forward_name)
+    if is_dask_call(da, x) or getattr(steps, "blocks", None) is not None:
+        import xrnn.dask
+
+        if not isinstance(steps, xrnn.dask.DaskCaches):
+            raise TypeError(
+                "da is a Dask array but the caches come from an in-memory forward call; pass "
+                "Dask arrays to both or to neither"
+            )
+        if steps.cell is not cell:
+            raise ValueError(
+                f"caches come from {steps.cell.family}_forward, not {forward_name}; pass them "
+                f"to {steps.cell.family}_backward"
+            )
+        return xrnn.dask.backward(
+            cell, da, steps, forward_name, dfinal=dfinal, check_finite=check_finite
+        )
     T_x = int(x.shape[-1]) if len(getattr(x, "shape", ())) == 3 else None
     if T_x is not None and isinstance(steps, Sequence) and len(steps) != T_x:
         raise ValueError(

@@ -412,7 +412,10 @@ def _stack_features(xp: Any, outs: list[Any]) -> Any:
     engine's outputs are views of ``(T, n_a, m)`` buffers, so the copy moves whole ``(n_a,
     m)`` blocks, and the next layer's time-major input is then this very buffer (no
     transposing copy)."""
-    return public(xp, xp.concat([xp.permute_dims(o, (2, 0, 1)) for o in outs], axis=1))
+    out = public(xp, xp.concat([xp.permute_dims(o, (2, 0, 1)) for o in outs], axis=1))
+    if array_api_compat.is_dask_array(out):  # the next layer's x: sharded along m alone
+        out = out.rechunk({0: -1})
+    return out
 
 
 def _sum_steps(xp: Any, a: Any, b: Any) -> Any:
