@@ -181,3 +181,31 @@ def test_the_readme_section_runs():
     from test_docs import run_readme
 
     run_readme(("Scaling out with Dask",))
+
+
+def _gpu() -> bool:
+    try:
+        import cupy
+    except ImportError:
+        return False
+    return bool(cupy.is_available())
+
+
+@pytest.mark.skipif(not _gpu(), reason="needs CuPy and a GPU (cupy.is_available() is false)")
+@pytest.mark.parametrize("cell", NAMES)
+def test_cupy_backed_chunks_take_the_same_path(cell, rng):
+    import cupy
+
+    x, state0, p, da_, dfinal = _case(cell, rng)
+    states, _, caches = forward(cell, x, state0, p, lengths=LENGTHS)
+    grads = backward(cell, da_, caches)
+    X = da.from_array(cupy.asarray(x), chunks=(N_X, 2, T))
+    S = tuple(da.from_array(cupy.asarray(s), chunks=(N_A, 2)) for s in state0)
+    P = {k: cupy.asarray(v) for k, v in p.items()}
+    d_states, _, d_caches = forward(cell, X, S, P, lengths=LENGTHS)
+    d_grads = backward(cell, da.from_array(cupy.asarray(da_), chunks=(N_A, 2, T)), d_caches)
+    got_states, got = dask.compute(d_states, d_grads, scheduler="sync")
+    assert isinstance(got_states[0], cupy.ndarray)  # the chunks stayed on the GPU
+    np.testing.assert_allclose(cupy.asnumpy(got_states[0]), states[0], rtol=0, atol=1e-12)
+    for k, g in grads.items():
+        np.testing.assert_allclose(cupy.asnumpy(got[k]), g, rtol=0, atol=1e-12, err_msg=k)
