@@ -39,15 +39,15 @@ def backward(name: str, da: Any, caches: Any, **kw: Any) -> dict:
     return getattr(xrnn, f"{spec(name).family}_backward")(da, caches, **_variant(name), **kw)
 
 
-def cell_forward(name: str, xt: Any, prev: tuple, p: dict) -> tuple:
+def cell_forward(name: str, xt: Any, prev: tuple, p: dict, **kw: Any) -> tuple:
     fn = getattr(xrnn, f"{spec(name).family}_cell_forward")
-    out = fn(xt, *prev, p, **_variant(name))
+    out = fn(xt, *prev, p, **_variant(name), **kw)
     return out[: len(prev)], out[-1]
 
 
-def cell_backward(name: str, dnew: tuple, cache: tuple) -> dict:
+def cell_backward(name: str, dnew: tuple, cache: tuple, **kw: Any) -> dict:
     fn = getattr(xrnn, f"{spec(name).family}_cell_backward")
-    return fn(*dnew, cache, **_variant(name))
+    return fn(*dnew, cache, **_variant(name), **kw)
 
 
 def random_parameters(name: str, rng: np.random.Generator, n_x: int, n_a: int) -> dict:

@@ -29,7 +29,7 @@ from typing import Any
 import array_api_compat
 
 from xrnn.activations import softmax
-from xrnn.backends import Context, get_ops, resolve
+from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
@@ -311,15 +311,17 @@ class StepCaches(Sequence):
 # --- the public functions' bodies ------------------------------------------------------------
 
 
-def check_lengths(ctx: Context, lengths: Any, m: int, T: int, check_values: bool) -> Any:
-    """``lengths`` as an integer array of shape (m,) in the inputs' library and device.
+def check_lengths(ctx: Context, lengths: Any, m: int, T: int) -> tuple[Any, Any]:
+    """``lengths`` as an integer array of shape (m,) in the inputs' library and device, and
+    the condition ``1 ≤ length ≤ T`` for :func:`xrnn.backends.check_values` (a 0-d boolean
+    array and its message, computed on the device: the caller reads it with its other checks,
+    in one host read). ``(None, None)`` without lengths.
 
     A Python sequence of ints is converted; an array must already be the inputs' library and
-    device (no silent copies). With ``check_values`` the range ``1 ≤ length ≤ T`` is checked
-    (one host read).
+    device (no silent copies).
     """
     if lengths is None:
-        return None
+        return None, None
     xp = ctx.xp
     if array_api_compat.is_array_api_obj(lengths):
         if array_api_compat.array_namespace(lengths) is not xp:
@@ -349,11 +351,10 @@ def check_lengths(ctx: Context, lengths: Any, m: int, T: int, check_values: bool
             f"lengths has shape {tuple(lengths.shape)}; expected ({m},), one length per "
             f"sequence of the batch"
         )
-    # (lazy Dask lengths are checked inside each batch chunk's task: no compute here)
-    lazy = array_api_compat.is_dask_array(lengths)
-    if check_values and not lazy and not bool(xp.all((lengths >= 1) & (lengths <= T))):
-        raise ValueError(f"lengths must lie in [1, {T}] (1 ≤ length ≤ T_x)")
-    return lengths
+    if array_api_compat.is_dask_array(lengths):
+        return lengths, None  # lazy: checked inside each batch chunk's task, no compute here
+    in_range = xp.all((lengths >= 1) & (lengths <= T))
+    return lengths, (in_range, f"lengths must lie in [1, {T}] (1 ≤ length ≤ T_x)")
 
 
 def _state_names(cell: Cell, suffix: str) -> tuple[str, ...]:
@@ -388,14 +389,12 @@ def run_forward(
             cell, x, initial, parameters, lengths=lengths, reverse=reverse,
             check_finite=check_finite,
         )  # fmt: skip
-    ctx = resolve(
-        [
-            ("x", x),
-            *zip(names, initial, strict=True),
-            *parameter_items(parameters, cell.keys + cell.output_keys),
-        ],
-        check_finite=check_finite,
-    )
+    named = [
+        ("x", x),
+        *zip(names, initial, strict=True),
+        *parameter_items(parameters, cell.keys + cell.output_keys),
+    ]
+    ctx = resolve(named)
     xp = ctx.xp
     n_x, m, T = sequence_shape(x)
     n_a, _ = shape_of(names[0], initial[0], ("n_a", "m"))
@@ -404,7 +403,9 @@ def run_forward(
         if s is not None:
             check_shape(name, s, (n_a, m), f"the shape of {names[0]}")
     n_y = cell.validate(parameters, n_x, n_a)
-    lengths = check_lengths(ctx, lengths, m, T, check_finite)
+    lengths, in_range = check_lengths(ctx, lengths, m, T)
+    if check_finite:  # values and lengths' range: one host read
+        check_values(ctx, named, [in_range])
     state0 = tuple(
         xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s for s in initial
     )

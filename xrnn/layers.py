@@ -16,7 +16,7 @@ from typing import Any
 
 import array_api_compat
 
-from xrnn.backends import get_ops, resolve
+from xrnn.backends import check_values, get_ops, resolve
 from xrnn.cell import Cell, get_cell
 from xrnn.engine import check_lengths, run_backward, run_forward
 from xrnn.gru import GRU_CELL
@@ -289,7 +289,9 @@ class RecurrentLayer:
         n_x, m, T = sequence_shape(x)
         if n_x != self.n_x:
             raise ValueError(f"x has n_x={n_x} features; this layer takes n_x={self.n_x}")
-        lengths = check_lengths(ctx, lengths, m, T, check_finite)
+        lengths, in_range = check_lengths(ctx, lengths, m, T)
+        if check_finite:
+            check_values(ctx, (), [in_range])
         zeros = xp.zeros((self.n_a, m), dtype=ctx.dtype, device=ctx.device)
         # the engine takes a0 (the other components default to zeros themselves)
         initial = [

@@ -10,7 +10,6 @@ silently promotes float32 work to float64.
 from __future__ import annotations
 
 import importlib
-import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ __all__ = [
     "Context",
     "available_backends",
     "backend_name",
+    "check_values",
     "get_ops",
     "resolve",
 ]
@@ -119,25 +119,41 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
     if first[2] is None:  # take the device from an argument that has one, if any
         known = [array_api_compat.device(v) for _, v in items]
         first = (*first[:2], next((d for d in known if d is not None), None), first[3])
+    ctx = Context(xp=first[1], device=first[2], dtype=first[3])
     if check_finite:
-        _check_finite(first[1], items)
-    return Context(xp=first[1], device=first[2], dtype=first[3])
+        check_values(ctx, items)
+    return ctx
 
 
-def _check_finite(xp: Any, items: list[tuple[str, Any]]) -> None:
-    """Refuse an array holding NaN or infinity, with one host read for the whole call.
+def check_values(
+    ctx: Context, named: Iterable[tuple[str, Any]], conditions: Iterable[Any] = ()
+) -> None:
+    """Refuse an array holding NaN or infinity, or a false condition, with one host read.
+
+    Parameters
+    ----------
+    named : iterable of (name, array or None)
+        Arrays that must be finite (``None`` entries skipped).
+    conditions : iterable of (0-d boolean array, message), or None entries
+        Checks computed on the device (e.g. lengths in range) that must hold.
 
     Each array is summed on its device (one pass, no temporary: a NaN/inf makes its sum
-    non-finite) and ``Σ sum·0`` over the sums — 0 when every sum is finite, NaN otherwise — is
-    the one value read back: on a GPU, one round trip per call rather than one per array. Only
-    a non-finite total (an error, or a sum of finite values that overflowed) pays for the exact
-    per-array test that names the culprit.
+    non-finite) and each condition counts 1 when false; ``Σ sum·0 + Σ failed`` — 0 when all is
+    well, NaN or positive otherwise — is the one value read back: on a GPU one round trip per
+    call rather than one per array. Only a failure (or a sum of finite values that overflowed)
+    pays for the exact per-array and per-condition tests that name the culprit.
     """
+    xp = ctx.xp
+    items = [(n, v) for n, v in named if v is not None]
+    checks = [c for c in conditions if c is not None]
+    if not items and not checks:
+        return
     with warnings.catch_warnings():  # NumPy warns when a sum overflows; torch when it reads
         warnings.simplefilter("ignore", RuntimeWarning)  # a tensor that requires grad
         warnings.simplefilter("ignore", UserWarning)
-        sums = [xp.sum(value) for _, value in items]
-        if math.isfinite(float(xp.sum(xp.stack(sums) * 0))):
+        terms = [xp.sum(value) * 0 for _, value in items]
+        terms += [xp.astype(xp.logical_not(ok), ctx.dtype) for ok, _ in checks]
+        if float(xp.sum(xp.stack(terms))) == 0:
             return
         for name, value in items:
             if not bool(xp.all(xp.isfinite(value))):
@@ -145,6 +161,9 @@ def _check_finite(xp: Any, items: list[tuple[str, Any]]) -> None:
                     f"{name} contains NaN or infinity; it would poison every later step "
                     f"(pass check_finite=False to skip this check)"
                 )
+        for ok, message in checks:
+            if not bool(ok):
+                raise ValueError(message)
 
 
 def get_ops(xp: Any) -> Any:
