@@ -26,9 +26,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # ``xrnn.charlm``, ``xrnn.dask``, ``xrnn.exercise``, ``xrnn.interop`` without an explicit
-    # import, loaded when first used
-    if name in ("charlm", "dask", "exercise", "interop"):
+    # ``xrnn.charlm``, ``xrnn.exercise``, ``xrnn.interop`` without an explicit import, loaded
+    # when first used (``xrnn.dask`` is always loaded: the engine dispatches to it; it imports
+    # Dask itself only when given Dask arrays)
+    if name in ("charlm", "exercise", "interop"):
         import importlib
 
         return importlib.import_module(f"xrnn.{name}")

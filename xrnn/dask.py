@@ -32,11 +32,17 @@ import array_api_compat
 from xrnn.backends import resolve
 from xrnn.cell import Cell
 
-__all__ = ["DaskCaches", "backward", "forward", "shard"]
+__all__ = ["DaskCaches", "backward", "forward", "is_dask_call", "shard"]
 
 
 def _is_dask(a: Any) -> bool:
     return a is not None and array_api_compat.is_dask_array(a)
+
+
+def is_dask_call(*arrays: Any, parameters: Any = None) -> bool:
+    """Whether a call's data arrays (or its parameters) are Dask arrays: this module runs it."""
+    values = [*arrays, *(parameters.values() if isinstance(parameters, Mapping) else ())]
+    return any(_is_dask(v) for v in values)
 
 
 def _meta(a: Any) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 
 import array_api_compat
 
+import xrnn.dask as sharded  # Dask arrays: the same bodies run per batch chunk
 from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
@@ -43,7 +44,6 @@ __all__ = [
     "backward",
     "check_lengths",
     "forward",
-    "is_dask_call",
     "recorded_cell",
     "weight_gradients",
     "run_backward",
@@ -57,12 +57,6 @@ __all__ = [
 # page-faulted in afresh on every call. Config A forward+backward (benchmarks/phases.py):
 # 512 → 29.7 ms, 1024 → 30.3 ms, 2048 → 34.1 ms, 4096 → 37.3 ms.
 CHUNK_COLUMNS = 1024
-
-
-def is_dask_call(*arrays: Any, parameters: Any = None) -> bool:
-    """Whether a call's data arrays (or parameters) are Dask arrays: :mod:`xrnn.dask` runs it."""
-    values = [*arrays, *(parameters.values() if isinstance(parameters, Mapping) else ())]
-    return any(v is not None and array_api_compat.is_dask_array(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -382,10 +376,8 @@ def run_forward(
     """
     names = _state_names(cell, "0")
     required(("x", x), (names[0], initial[0]))
-    if is_dask_call(x, *initial, lengths, parameters=parameters):
-        import xrnn.dask
-
-        return xrnn.dask.forward(
+    if sharded.is_dask_call(x, *initial, lengths, parameters=parameters):
+        return sharded.forward(
             cell, x, initial, parameters, lengths=lengths, reverse=reverse,
             check_finite=check_finite,
         )  # fmt: skip
@@ -435,8 +427,8 @@ def recorded_cell(caches: Any) -> Cell | None:
     tuples, which records none, or for something that is not caches at all)."""
     if isinstance(caches, tuple | list) and len(caches) == 2:
         steps = caches[0]
-        if isinstance(steps, StepCaches) or getattr(steps, "blocks", None) is not None:
-            return steps.cell  # in-memory or Dask (xrnn.dask.DaskCaches) caches
+        if isinstance(steps, StepCaches | sharded.DaskCaches):
+            return steps.cell
     return None
 
 
@@ -453,34 +445,28 @@ def run_backward(
     ``dc0``) and every parameter gradient (``"d" + key``)."""
     required(("da", da))
     steps, x = unpack_caches(caches, forward_name)
-    if is_dask_call(da, x) or getattr(steps, "blocks", None) is not None:
-        import xrnn.dask
-
-        if not isinstance(steps, xrnn.dask.DaskCaches):
-            raise TypeError(
-                "da is a Dask array but the caches come from an in-memory forward call; pass "
-                "Dask arrays to both or to neither"
-            )
-        if steps.cell is not cell:
-            raise ValueError(
-                f"caches come from {steps.cell.family}_forward, not {forward_name}; pass them "
-                f"to {steps.cell.family}_backward"
-            )
-        return xrnn.dask.backward(
-            cell, da, steps, forward_name, dfinal=dfinal, check_finite=check_finite
+    lazy = isinstance(steps, sharded.DaskCaches)
+    if sharded.is_dask_call(da, x) and not lazy:
+        raise TypeError(
+            "da is a Dask array but the caches come from an in-memory forward call; pass Dask "
+            "arrays to both or to neither"
         )
     T_x = int(x.shape[-1]) if len(getattr(x, "shape", ())) == 3 else None
-    if T_x is not None and isinstance(steps, Sequence) and len(steps) != T_x:
+    if not lazy and T_x is not None and isinstance(steps, Sequence) and len(steps) != T_x:
         raise ValueError(
             f"caches[0] holds {len(steps)} step caches but caches[1] (x) has T_x={T_x} steps: "
             f"pass the caches of one {forward_name} call unchanged"
         )
-    if not isinstance(steps, StepCaches):
+    if not isinstance(steps, StepCaches | sharded.DaskCaches):
         steps = StepCaches.from_tuples(cell, steps, x)
     if steps.cell is not cell:
         raise ValueError(
             f"caches come from {steps.cell.family}_forward, not {forward_name}; pass them to "
             f"{steps.cell.family}_backward"
+        )
+    if lazy:
+        return sharded.backward(
+            cell, da, steps, forward_name, dfinal=dfinal, check_finite=check_finite
         )
     trace, parameters = steps.trace, steps.parameters
     final_names = _state_names(cell, "_final")
