@@ -11,17 +11,17 @@ from xrnn.backends import get_ops
 from xrnn.ops import Ops
 
 
-def _run_all(xp, cell, rng_seed, **kw):
+def _run_all(xp, cell, rng_seed, dtype="float64", **kw):
     """Forward outputs, final states and every gradient of one call, as NumPy arrays."""
     rng = np.random.default_rng(rng_seed)
     n_x, n_a, m, T = 3, 4, 3, 5
-    p = xp.params(random_parameters(cell, rng, n_x, n_a))
-    x = xp.asarray(rng.normal(size=(n_x, m, T)))
-    state0 = tuple(xp.asarray(rng.normal(size=(n_a, m))) for _ in spec(cell).states)
+    p = xp.params(random_parameters(cell, rng, n_x, n_a), dtype)
+    x = xp.asarray(rng.normal(size=(n_x, m, T)), dtype)
+    state0 = tuple(xp.asarray(rng.normal(size=(n_a, m)), dtype) for _ in spec(cell).states)
     if "lengths" in kw:
         kw["lengths"] = xp.xp.asarray(kw["lengths"], device=xp.device)
     states, _, caches = forward(cell, x, state0, p, **kw)
-    g = backward(cell, xp.asarray(rng.normal(size=(n_a, m, T))), caches)
+    g = backward(cell, xp.asarray(rng.normal(size=(n_a, m, T)), dtype), caches)
     out = {f"out{i}": s for i, s in enumerate(states)}
     out.update({f"final{i}": s for i, s in enumerate(caches[0].final_states())})
     out.update(g)
@@ -32,17 +32,21 @@ def _run_all(xp, cell, rng_seed, **kw):
     "kw", [{}, {"lengths": [5, 2, 4]}, {"reverse": True}, {"lengths": [1, 5, 3], "reverse": True}]
 )
 @pytest.mark.parametrize("cell", NAMES)
-def test_backend_kernels_match_the_generic_reference(cell, kw, xp, monkeypatch):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_backend_kernels_match_the_generic_reference(dtype, cell, kw, xp, monkeypatch):
     """NumPy's in-place and CuPy's fused kernels, with their buffer storage, compute what the
-    reference (:class:`xrnn.ops.Ops`: the cell's own pointwise math, list storage) computes."""
+    reference (:class:`xrnn.ops.Ops`: the cell's own pointwise math, list storage) computes,
+    in float64 and in float32 (where every result must stay float32)."""
     import xrnn.engine
 
-    got = _run_all(xp, cell, 7, **kw)
+    got = _run_all(xp, cell, 7, dtype, **kw)
     monkeypatch.setattr(xrnn.engine, "get_ops", lambda _: Ops(xp.xp))
-    want = _run_all(xp, cell, 7, **kw)
+    want = _run_all(xp, cell, 7, dtype, **kw)
     assert set(got) == set(want)
+    tol = {"float64": (1e-12, 1e-14), "float32": (2e-5, 1e-6)}[dtype]
     for k in want:
-        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14, err_msg=k)
+        assert got[k].dtype == np.dtype(dtype), k
+        np.testing.assert_allclose(got[k], want[k], rtol=tol[0], atol=tol[1], err_msg=k)
 
 
 def test_every_cell_has_numpy_and_cupy_kernels():
