@@ -22,6 +22,7 @@ PyTorch defines the backward direction of a bidirectional layer.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,8 +156,9 @@ def backward(
     n_a = int(H.shape[1])
     k = max(1, min(T, CHUNK_COLUMNS // m))
     store = ops.gradient_columns(cell.blocks * n_a, k, m, H, cell.split_recurrent)
+    # g[1:] are the engine's own arrays (dfinal copied): a step kernel may overwrite them
     zeros = (xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in cell.states)
-    g = tuple(zeros if dfinal is None else dfinal)
+    g = tuple(zeros if dfinal is None else (xp.asarray(d, copy=True) for d in dfinal))
     dae = reorder(xp, da, trace.order)
     if live is not None:  # outputs past a sequence's length are constant zeros
         dae = dae * public(xp, live)
@@ -355,6 +357,15 @@ def _state_names(cell: Cell, suffix: str) -> tuple[str, ...]:
     return tuple(f"{s}{suffix}" for s in cell.states)
 
 
+def call_scope(ctx: Context, cell: Cell, n_a: int, m: int) -> contextlib.ExitStack:
+    """What a sequence call runs under: its arrays' device (CuPy launches on the current
+    device) and the BLAS thread policy for its step size (:mod:`xrnn.threads`)."""
+    scope = contextlib.ExitStack()
+    scope.enter_context(get_ops(ctx.xp).on_device(ctx.device))
+    scope.enter_context(step_threads(ctx.xp, step_flops(cell, n_a, m)))
+    return scope
+
+
 def run_forward(
     cell: Cell,
     x: Any,
@@ -395,31 +406,32 @@ def run_forward(
         if s is not None:
             check_shape(name, s, (n_a, m), f"the shape of {names[0]}")
     n_y = cell.validate(parameters, n_x, n_a)
-    lengths, in_range = check_lengths(ctx, lengths, m, T)
-    if check_finite:  # values and lengths' range: one host read
-        check_values(ctx, named, [in_range])
-    state0 = tuple(
-        xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s for s in initial
-    )
-    W = cell.stack(xp, parameters, n_a)
-    with step_threads(xp, step_flops(cell, n_a, m)):
+    with call_scope(ctx, cell, n_a, m):
+        lengths, in_range = check_lengths(ctx, lengths, m, T)
+        if check_finite:  # values and lengths' range: one host read
+            check_values(ctx, named, [in_range])
+        state0 = tuple(
+            xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s
+            for s in initial
+        )
+        W = cell.stack(xp, parameters, n_a)
         trace = forward(ctx, cell, W, x, state0, lengths=lengths, reverse=reverse)
-    steps = [s[1:, ...] for s in trace.states]  # (T, n_a, m) each
-    if trace.live is not None:
-        steps = [s * trace.live for s in steps]
-    y = None
-    if n_y is not None:
-        w, b = cell.output_keys
-        y = output_layer_forward(xp, parameters[w], parameters[b], steps[0])
+        steps = [s[1:, ...] for s in trace.states]  # (T, n_a, m) each
         if trace.live is not None:
-            y = y * public(xp, trace.live)
-        y = reorder(xp, y, trace.order)
-    outputs = tuple(reorder(xp, public(xp, s), trace.order) for s in steps)
-    # Without lengths (or with a plain flip) the outputs are views of the trace's states,
-    # which the backward pass reads: the caller gets copies it may write into
-    if private and trace.live is None and (trace.order is None or isinstance(trace.order, str)):
-        outputs = tuple(get_ops(xp).private(o) for o in outputs)
-    return outputs, y, (StepCaches(trace, parameters), x)
+            steps = [s * trace.live for s in steps]
+        y = None
+        if n_y is not None:
+            w, b = cell.output_keys
+            y = output_layer_forward(xp, parameters[w], parameters[b], steps[0])
+            if trace.live is not None:
+                y = y * public(xp, trace.live)
+            y = reorder(xp, y, trace.order)
+        outputs = tuple(reorder(xp, public(xp, s), trace.order) for s in steps)
+        # Without lengths (or with a plain flip) the outputs are views of the trace's states,
+        # which the backward pass reads: the caller gets copies it may write into
+        if private and trace.live is None and (trace.order is None or isinstance(trace.order, str)):
+            outputs = tuple(get_ops(xp).private(o) for o in outputs)
+        return outputs, y, (StepCaches(trace, parameters), x)
 
 
 def recorded_cell(caches: Any) -> Cell | None:
@@ -470,20 +482,15 @@ def run_backward(
         )
     trace, parameters = steps.trace, steps.parameters
     final_names = _state_names(cell, "_final")
-    ctx = resolve(
-        [
-            ("da", da),
-            ("caches[1] (x)", x),
-            *(
-                (f"caches[0] ({n} states)", s)
-                for n, s in zip(cell.states, trace.states, strict=True)
-            ),
-            ("caches[0] (saved gates)", trace.saved),
-            *(() if dfinal is None else zip(final_names, dfinal, strict=True)),
-            *parameter_items(parameters, cell.keys),
-        ],
-        check_finite=check_finite,
-    )
+    named = [
+        ("da", da),
+        ("caches[1] (x)", x),
+        *((f"caches[0] ({n} states)", s) for n, s in zip(cell.states, trace.states, strict=True)),
+        ("caches[0] (saved gates)", trace.saved),
+        *(() if dfinal is None else zip(final_names, dfinal, strict=True)),
+        *parameter_items(parameters, cell.keys),
+    ]
+    ctx = resolve(named)
     n_x, m, T = sequence_shape(x)
     n_a = int(trace.states[0].shape[1])
     cell.validate(parameters, n_x, n_a)
@@ -493,12 +500,14 @@ def run_backward(
     if dfinal is not None:
         for name, d in zip(final_names, dfinal, strict=True):
             check_shape(name, d, (n_a, m), "(n_a, m) of the final state")
-    W = cell.stack(ctx.xp, parameters, n_a)
-    with step_threads(ctx.xp, step_flops(cell, n_a, m)):
+    with call_scope(ctx, cell, n_a, m):
+        if check_finite:
+            check_values(ctx, named)
+        W = cell.stack(ctx.xp, parameters, n_a)
         dx, dstate0, dWa, dWx, db, dbh = backward(ctx, W, trace, da, dfinal)
-    grads = {"dx": dx}
-    grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dstate0, strict=True)})
-    grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))
+        grads = {"dx": dx}
+        grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dstate0, strict=True)})
+        grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))
     return grads
 
 
@@ -508,15 +517,22 @@ def run_cell_forward(
     """The body of ``<cell>_cell_forward``: ``(new_state, yt_pred, cache)``."""
     names = _state_names(cell, "_prev")
     required(("xt", xt), *zip(names, prev, strict=True))
-    ctx = resolve(
-        [
-            ("xt", xt),
-            *zip(names, prev, strict=True),
-            *parameter_items(parameters, cell.keys + cell.output_keys),
-        ],
-        check_finite=check_finite,
-    )
-    xp = ctx.xp
+    named = [
+        ("xt", xt),
+        *zip(names, prev, strict=True),
+        *parameter_items(parameters, cell.keys + cell.output_keys),
+    ]
+    ctx = resolve(named)
+    with get_ops(ctx.xp).on_device(ctx.device):
+        return _cell_forward(ctx, cell, xt, prev, parameters, named, check_finite)
+
+
+def _cell_forward(
+    ctx: Context, cell: Cell, xt: Any, prev: tuple, parameters: Any, named: list, check: bool
+) -> tuple[tuple, Any, tuple]:
+    if check:
+        check_values(ctx, named)
+    xp, names = ctx.xp, _state_names(cell, "_prev")
     n_x, m = shape_of("xt", xt, ("n_x", "m"))
     n_a, _ = shape_of(names[0], prev[0], ("n_a", "m"))
     check_shape(names[0], prev[0], (n_a, m), f"m={m} from xt")
@@ -548,18 +564,32 @@ def run_cell_backward(
     prev, new, saved, xt, parameters = cell.cache_parts(tuple(cache))
     next_names = _state_names(cell, "_next")
     required(*(("d" + n, d) for n, d in zip(next_names, dnew, strict=True)))
-    ctx = resolve(
-        [
-            *(("d" + n, d) for n, d in zip(next_names, dnew, strict=True)),
-            *((f"cache {n}", s) for n, s in zip(next_names, new, strict=True)),
-            *((f"cache {n}", s) for n, s in zip(_state_names(cell, "_prev"), prev, strict=True)),
-            ("cache xt", xt),
-            *(() if saved is None else (("cache gates", saved),)),
-            *parameter_items(parameters, cell.keys),
-        ],
-        check_finite=check_finite,
-    )
-    xp = ctx.xp
+    named = [
+        *(("d" + n, d) for n, d in zip(next_names, dnew, strict=True)),
+        *((f"cache {n}", s) for n, s in zip(next_names, new, strict=True)),
+        *((f"cache {n}", s) for n, s in zip(_state_names(cell, "_prev"), prev, strict=True)),
+        ("cache xt", xt),
+        *(() if saved is None else (("cache gates", saved),)),
+        *parameter_items(parameters, cell.keys),
+    ]
+    ctx = resolve(named)
+    with get_ops(ctx.xp).on_device(ctx.device):
+        if check_finite:
+            check_values(ctx, named)
+        return _cell_backward(ctx, cell, dnew, prev, new, saved, xt, parameters)
+
+
+def _cell_backward(
+    ctx: Context,
+    cell: Cell,
+    dnew: tuple,
+    prev: tuple,
+    new: tuple,
+    saved: Any,
+    xt: Any,
+    parameters: Any,
+) -> dict[str, Any]:
+    xp, next_names = ctx.xp, _state_names(cell, "_next")
     n_a, m = shape_of(f"cache {next_names[0]}", new[0], ("n_a", "m"))
     for n, d in zip(next_names, dnew, strict=True):
         check_shape("d" + n, d, (n_a, m), f"the shape of {n}")

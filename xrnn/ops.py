@@ -16,6 +16,7 @@ tested against.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -145,7 +146,8 @@ class Ops:
     - ``backward(ops, cell, saved, prev, new, up, slot) -> (dgx, dra, direct)``.
 
     ``slot`` holds views the kernel may write into (None for list storage). A backward kernel
-    may overwrite ``up[0]``, a temporary of the engine's; nothing else it is given.
+    may overwrite the arrays of ``up``, temporaries of the engine's (e.g. write ``dc⟨t-1⟩``
+    over ``dc⟨t⟩``); nothing else it is given.
     """
 
     kernels: ClassVar[dict[tuple[str, str], Callable]] = {}
@@ -167,6 +169,11 @@ class Ops:
 
     def kernel(self, cell: Any, direction: str) -> Callable | None:
         return type(self).kernels.get((cell.name, direction))
+
+    def on_device(self, device: Any) -> contextlib.AbstractContextManager:
+        """A scope in which work on ``device`` runs (a library that launches on a *current*
+        device, CuPy, enters it); nothing for the others."""
+        return contextlib.nullcontext()
 
     # --- storage --------------------------------------------------------------------------
 

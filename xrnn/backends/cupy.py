@@ -2,98 +2,115 @@
 
 Per step the forward pass launches the recurrent GEMM ``Wa a⟨t-1⟩`` and one fused kernel that
 writes the gates and the new state straight into xrnn's stacked buffers; the backward pass one
-fused kernel (writing into the chunk's gradient columns) and the engine's GEMM ``Waᵀ dra``.
+fused kernel (writing into the chunk's gradient columns, and the carried state gradient into
+the engine's temporary in place: no allocation per step) and the engine's GEMM ``Waᵀ dra``.
 Nothing in the loop reads a value back to the host, so the loop never synchronises with the
-GPU. Each kernel computes what its cell's ``forward_pointwise``/``backward_pointwise`` computes
-(the reference, ``tests/test_backends.py`` where a GPU is present). Float literals are cast to
-``T`` so float32 kernels never promote to double.
+GPU, and every call runs under its arrays' own device (:meth:`CupyOps.on_device`).
 
-The kernels are built on first use, so importing this module needs no GPU.
+Each kernel computes what its cell's ``forward_pointwise``/``backward_pointwise`` computes (the
+reference). Float literals are cast to ``T`` so float32 kernels never promote to double. Where
+this is proven (``nox -s gpu-build`` on any machine, ``nox -s cupy`` on a GPU):
+
+- :data:`SOURCES` is compiled by NVRTC for two GPU architectures, both dtypes and CuPy's
+  argument layouts, and a float32 kernel with a double-precision instruction fails
+  (``tests/test_cuda_build.py``);
+- the real :class:`CupyOps` runs on the CPU with each kernel body compiled as C++ and called
+  element by element the way CuPy calls it (``tests/cupy_emulator.py``), against the reference;
+- on a GPU, ``tests/test_backends.py`` runs the same comparison on real CuPy arrays.
+
+The kernels are built on first use, so importing this module needs no GPU (nor CuPy).
 """
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from xrnn.ops import InPlaceOps
 
-__all__ = ["CupyOps"]
+__all__ = ["SOURCES", "CupyOps", "KernelSource"]
+
+
+class KernelSource(NamedTuple):
+    """The arguments of one ``cupy.ElementwiseKernel``."""
+
+    in_params: str
+    out_params: str
+    operation: str
+    name: str
+
 
 # Stable sigmoid, as in xrnn.sigmoid: 0.5 * tanh(x / 2) + 0.5.
 _SIG = "(T)0.5 * tanh((T)0.5 * ({0})) + (T)0.5"
 
-
-@cache
-def _kernels() -> dict[str, Any]:
-    import cupy as cp
-
-    return {
-        "rnn_fwd": cp.ElementwiseKernel("T gx", "T h", "h = tanh(h + gx)", "xrnn_rnn_forward_step"),
-        "rnn_bwd": cp.ElementwiseKernel(
-            "T da, T a", "T dp", "dp = da * ((T)1 - a * a)", "xrnn_rnn_backward_step"
-        ),
-        "rnn_relu_fwd": cp.ElementwiseKernel(
-            "T gx", "T h", "h = max(h + gx, (T)0)", "xrnn_rnn_relu_forward_step"
-        ),
-        "rnn_relu_bwd": cp.ElementwiseKernel(
-            "T da, T a", "T dp", "dp = a > (T)0 ? da : (T)0", "xrnn_rnn_relu_backward_step"
-        ),
-        # f, u, o, cc hold the input side on entry and the activated gates on exit.
-        "lstm_fwd": cp.ElementwiseKernel(
-            "T rf, T ru, T ro, T rc, T c_prev",
-            "T f, T u, T o, T cc, T c, T h",
-            f"""
-            f = {_SIG.format("f + rf")};
-            u = {_SIG.format("u + ru")};
-            o = {_SIG.format("o + ro")};
-            cc = tanh(cc + rc);
-            c = f * c_prev + u * cc;
-            h = o * tanh(c);
-            """,
-            "xrnn_lstm_forward_step",
-        ),
-        "lstm_bwd": cp.ElementwiseKernel(
-            "T da, T dc_next, T f, T u, T o, T cc, T c, T c_prev",
-            "T dpf, T dpu, T dpo, T dpc, T dc_prev",
-            """
-            T tc = tanh(c);
-            T dc = dc_next + da * o * ((T)1 - tc * tc);
-            dpo = da * tc * o * ((T)1 - o);
-            dpc = dc * u * ((T)1 - cc * cc);
-            dpu = dc * cc * u * ((T)1 - u);
-            dpf = dc * c_prev * f * ((T)1 - f);
-            dc_prev = dc * f;
-            """,
-            "xrnn_lstm_backward_step",
-        ),
-        # gr, gz, gn: input side; rr, rz, rn: recurrent side Wa a⟨t-1⟩; bhn broadcast (n_a, 1)
-        "gru_fwd": cp.ElementwiseKernel(
-            "T gr, T gz, T gn, T rr, T rz, T rn, T bhn, T a_prev",
-            "T r, T z, T n, T hn, T h",
-            f"""
-            r = {_SIG.format("gr + rr")};
-            z = {_SIG.format("gz + rz")};
-            hn = rn + bhn;
-            n = tanh(gn + r * hn);
-            h = n + z * (a_prev - n);
-            """,
-            "xrnn_gru_forward_step",
-        ),
-        "gru_bwd": cp.ElementwiseKernel(
-            "T da, T r, T z, T n, T hn, T a_prev",
-            "T dxr, T dxz, T dxn, T dhr, T dhz, T dhn, T da_prev",
-            """
-            T dn = da * ((T)1 - z) * ((T)1 - n * n);
-            T dz = da * (a_prev - n) * z * ((T)1 - z);
-            T dr = dn * hn * r * ((T)1 - r);
-            dxr = dr; dxz = dz; dxn = dn;
-            dhr = dr; dhz = dz; dhn = dn * r;
-            da_prev = da * z;
-            """,
-            "xrnn_gru_backward_step",
-        ),
-    }
+#: Every fused kernel, by the name the step functions below use.
+SOURCES: dict[str, KernelSource] = {
+    "rnn_fwd": KernelSource("T gx", "T h", "h = tanh(h + gx)", "xrnn_rnn_forward_step"),
+    "rnn_bwd": KernelSource(
+        "T da, T a", "T dp", "dp = da * ((T)1 - a * a)", "xrnn_rnn_backward_step"
+    ),
+    "rnn_relu_fwd": KernelSource(
+        "T gx", "T h", "h = max(h + gx, (T)0)", "xrnn_rnn_relu_forward_step"
+    ),
+    "rnn_relu_bwd": KernelSource(
+        "T da, T a", "T dp", "dp = a > (T)0 ? da : (T)0", "xrnn_rnn_relu_backward_step"
+    ),
+    # f, u, o, cc hold the input side on entry and the activated gates on exit.
+    "lstm_fwd": KernelSource(
+        "T rf, T ru, T ro, T rc, T c_prev",
+        "T f, T u, T o, T cc, T c, T h",
+        f"""
+        f = {_SIG.format("f + rf")};
+        u = {_SIG.format("u + ru")};
+        o = {_SIG.format("o + ro")};
+        cc = tanh(cc + rc);
+        c = f * c_prev + u * cc;
+        h = o * tanh(c);
+        """,
+        "xrnn_lstm_forward_step",
+    ),
+    # dc_prev may be dc_next itself (the engine's temporary): read before it is written.
+    "lstm_bwd": KernelSource(
+        "T da, T dc_next, T f, T u, T o, T cc, T c, T c_prev",
+        "T dpf, T dpu, T dpo, T dpc, T dc_prev",
+        """
+        T tc = tanh(c);
+        T dc = dc_next + da * o * ((T)1 - tc * tc);
+        dpo = da * tc * o * ((T)1 - o);
+        dpc = dc * u * ((T)1 - cc * cc);
+        dpu = dc * cc * u * ((T)1 - u);
+        dpf = dc * c_prev * f * ((T)1 - f);
+        dc_prev = dc * f;
+        """,
+        "xrnn_lstm_backward_step",
+    ),
+    # gr, gz, gn: input side; rr, rz, rn: recurrent side Wa a⟨t-1⟩; bhn broadcast (n_a, 1)
+    "gru_fwd": KernelSource(
+        "T gr, T gz, T gn, T rr, T rz, T rn, T bhn, T a_prev",
+        "T r, T z, T n, T hn, T h",
+        f"""
+        r = {_SIG.format("gr + rr")};
+        z = {_SIG.format("gz + rz")};
+        hn = rn + bhn;
+        n = tanh(gn + r * hn);
+        h = n + z * (a_prev - n);
+        """,
+        "xrnn_gru_forward_step",
+    ),
+    # da_prev may be da itself (the engine's temporary): da is read before it is written.
+    "gru_bwd": KernelSource(
+        "T da, T r, T z, T n, T hn, T a_prev",
+        "T dxr, T dxz, T dxn, T dhr, T dhz, T dhn, T da_prev",
+        """
+        T dn = da * ((T)1 - z) * ((T)1 - n * n);
+        T dz = da * (a_prev - n) * z * ((T)1 - z);
+        T dr = dn * hn * r * ((T)1 - r);
+        dxr = dr; dxz = dz; dxn = dn;
+        dhr = dr; dhz = dz; dhn = dn * r;
+        da_prev = da * z;
+        """,
+        "xrnn_gru_backward_step",
+    ),
+}
 
 
 def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
@@ -101,13 +118,32 @@ def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
 
 
 class CupyOps(InPlaceOps):
-    """CuPy storage and fused step kernels; same math as :class:`xrnn.ops.Ops`."""
+    """CuPy storage and fused step kernels; same math as :class:`xrnn.ops.Ops`.
 
-    def __init__(self, xp: Any) -> None:
+    ``lib`` is the ``cupy`` module (the default) or a stand-in with the same interface: the
+    CPU emulation in the tests passes one.
+    """
+
+    def __init__(self, xp: Any, lib: Any = None) -> None:
         super().__init__(xp)
-        import cupy
+        if lib is None:
+            import cupy as lib
+        self.lib = lib  # the library itself: matmul with out=, copyto with where=
+        self._fused: dict[str, Any] | None = None
 
-        self.lib = cupy  # the library itself: matmul with out=, copyto with where=
+    @property
+    def fused(self) -> dict[str, Any]:
+        """The :data:`SOURCES` as ``lib.ElementwiseKernel`` objects (built on first use; CuPy
+        compiles each on its first call per dtype and layout, and caches it on disk)."""
+        if self._fused is None:
+            self._fused = {
+                key: self.lib.ElementwiseKernel(*source) for key, source in SOURCES.items()
+            }
+        return self._fused
+
+    def on_device(self, device: Any) -> Any:
+        # CuPy launches kernels and allocates on the *current* device: enter the arrays' own
+        return self.lib.cuda.Device(getattr(device, "id", device))
 
 
 def _register_rnn(name: str) -> None:
@@ -118,13 +154,13 @@ def _register_rnn(name: str) -> None:
     def forward(ops, cell, W, gx, state, slot):
         h = slot.states[0]
         ops.lib.matmul(W.Wa, state[0], out=h)
-        _kernels()[f"{name}_fwd"](gx, h)
+        ops.fused[f"{name}_fwd"](gx, h)
         return (h,), None
 
     @CupyOps.register(name, "backward")
     def backward(ops, cell, saved, prev, new, up, slot):
         dp = slot[0]  # the chunk's column block
-        _kernels()[f"{name}_bwd"](up[0], new[0], dp)
+        ops.fused[f"{name}_bwd"](up[0], new[0], dp)
         return dp, dp, (None,)
 
 
@@ -137,7 +173,7 @@ def _lstm_forward(ops, cell, W, gx, state, slot):
     r = ops.lib.matmul(W.Wa, state[0])
     h, c = slot.states
     # slot.saved is GX[t]: the kernel turns the input side into the gates in place
-    _kernels()["lstm_fwd"](*_blocks(r, n_a, 4), state[1], *_blocks(slot.saved, n_a, 4), c, h)
+    ops.fused["lstm_fwd"](*_blocks(r, n_a, 4), state[1], *_blocks(slot.saved, n_a, 4), c, h)
     return (h, c), slot.saved
 
 
@@ -149,11 +185,11 @@ CupyOps.register("lstm", "forward")(_lstm_forward)
 def _lstm_backward(ops, cell, saved, prev, new, up, slot):
     n_a = int(prev[0].shape[0])
     dp = slot[0]
-    dc_prev = ops.lib.empty_like(up[1])
-    _kernels()["lstm_bwd"](
-        up[0], up[1], *_blocks(saved, n_a, 4), new[1], prev[1], *_blocks(dp, n_a, 4), dc_prev
+    dc = up[1]  # the engine's temporary: dc⟨t-1⟩ overwrites dc⟨t⟩ element by element
+    ops.fused["lstm_bwd"](
+        up[0], dc, *_blocks(saved, n_a, 4), new[1], prev[1], *_blocks(dp, n_a, 4), dc
     )
-    return dp, dp, (None, dc_prev)
+    return dp, dp, (None, dc)
 
 
 @CupyOps.register("gru", "forward")
@@ -161,7 +197,7 @@ def _gru_forward(ops, cell, W, gx, state, slot):
     n_a = int(state[0].shape[0])
     ra = ops.lib.matmul(W.Wa, state[0])
     h = slot.states[0]
-    _kernels()["gru_fwd"](
+    ops.fused["gru_fwd"](
         *_blocks(gx, n_a, 3), *_blocks(ra, n_a, 3), W.bh, state[0], *_blocks(slot.saved, n_a, 4), h
     )
     return (h,), slot.saved
@@ -171,13 +207,8 @@ def _gru_forward(ops, cell, W, gx, state, slot):
 def _gru_backward(ops, cell, saved, prev, new, up, slot):
     n_a = int(prev[0].shape[0])
     dgx, dra = slot
-    da_prev = ops.lib.empty_like(up[0])
-    _kernels()["gru_bwd"](
-        up[0],
-        *_blocks(saved, n_a, 4),
-        prev[0],
-        *_blocks(dgx, n_a, 3),
-        *_blocks(dra, n_a, 3),
-        da_prev,
+    da = up[0]  # the engine's temporary: the direct part of da⟨t-1⟩ overwrites it
+    ops.fused["gru_bwd"](
+        da, *_blocks(saved, n_a, 4), prev[0], *_blocks(dgx, n_a, 3), *_blocks(dra, n_a, 3), da
     )
-    return dgx, dra, (da_prev,)
+    return dgx, dra, (da,)
