@@ -1,5 +1,6 @@
-"""Test matrix, lint and benchmarks. Plain ``nox`` runs the CPU matrix, the Dask session, the
-CuPy session (which skips itself without a GPU) and lint."""
+"""Test matrix, lint and benchmarks. Plain ``nox`` runs the CPU matrix (which includes the CuPy
+backend emulated on the CPU), the Dask session, the GPU build (every CUDA kernel compiled, no
+GPU needed), the CuPy session (which skips itself without a GPU) and lint."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["tests", "dask", "cupy", "lint"]
+nox.options.sessions = ["tests", "dask", "gpu-build", "cupy", "lint"]
 nox.options.error_on_missing_interpreters = True
 
 # torch==2.13.0 is the CPU build on this workplace's package index (the same pin on the public
@@ -40,6 +41,29 @@ def dask(session: nox.Session) -> None:
     and gradients against NumPy's, laziness, graph size, errors, data-parallel training."""
     session.install("-e", ".[test,dask]")
     session.run("pytest", "--backend", "numpy", "tests/test_dask.py", *session.posargs)
+
+
+# tests/cuda_build.py drives CuPy's private code generator: CuPy pinned exactly (it checks the
+# version and fails when it moves); NVRTC and the CUDA headers from NVIDIA's wheels
+GPU_BUILD = [
+    "cupy-cuda12x==14.2.0",
+    "nvidia-cuda-nvrtc-cu12==12.9.86",
+    "nvidia-cuda-runtime-cu12==12.9.79",
+]
+
+
+@nox.session(name="gpu-build")
+def gpu_build(session: nox.Session) -> None:
+    """Every fused CuPy kernel, both dtypes, CuPy's argument layouts and index widths, compiled
+    by NVRTC for sm_80 and sm_90 — on any machine, GPU or not; a float32 kernel with a
+    double-precision instruction fails (tests/test_cuda_build.py). CuPy's kernel cache stays
+    in the session's temporary directory."""
+    session.install("-e", ".[test]", *GPU_BUILD)
+    cache = os.path.join(session.create_tmp(), "cupy-kernel-cache")
+    env = {"XRNN_GPU_BUILD": "1", "CUPY_CACHE_DIR": cache}
+    session.run(
+        "pytest", "--backend", "numpy", "tests/test_cuda_build.py", *session.posargs, env=env
+    )
 
 
 def _nvidia_gpu_visible() -> bool:
