@@ -186,7 +186,11 @@ def test_a_huge_sample_count_is_one_line(tmp_path, capsys):
 
 def test_bench_runs_from_the_package(capsys):
     """xrnn bench needs no source checkout: its code ships in xrnn.benchmark."""
-    for argv in (["bench", "--help"], ["bench", "--busy", "--help"]):
+    for argv in (
+        ["bench", "--help"],
+        ["bench", "--busy", "--help"],
+        ["bench", "--device", "gpu", "-h"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 0

@@ -2,7 +2,7 @@
 
 Usage: ``xrnn bench [--quick] [--cells lstm,rnn,gru] [--dtypes float32,float64]
 [--configs A,B,charlm,long] [--out DIR]`` (also ``python benchmarks/bench.py`` and
-``nox -s bench``).
+``nox -s bench``); ``xrnn bench --device gpu`` is the GPU table (:mod:`xrnn.benchmark.gpu`).
 
 For every config, dtype and cell it first checks that the implementations agree, then times
 forward and forward+backward with warm-up and reports medians: xrnn on every available backend
@@ -92,19 +92,24 @@ def reference_fns(cell, x, a0, p, da):
     return (lambda: fwd_f(x, a0, p)), (lambda: bwd_f(da, fwd_f(x, a0, p)[-1]))
 
 
-def torch_nn_fns(torch, cell, x, a0, p, da):
+def torch_nn_fns(torch, cell, x, a0, p, da, device="cpu"):
+    """``torch.nn.LSTM``/``RNN``/``GRU`` with xrnn's weights on ``device`` (cuDNN on CUDA)."""
     n_x, m, T = x.shape
     n_a = a0.shape[0]
     dt = torch.float32 if x.dtype == np.float32 else torch.float64
-    mod = getattr(torch.nn, cell.upper())(n_x, n_a, dtype=dt)
+    mod = getattr(torch.nn, cell.upper())(n_x, n_a, dtype=dt, device=device)
     weights = xrnn.CELLS[cell].to_torch(np, p, n_a)  # the cell spec's own gate-order mapping
+
+    def tensor(a):
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
     with torch.no_grad():
         for name, value in weights.items():
-            getattr(mod, name + "_l0").copy_(torch.from_numpy(np.ascontiguousarray(value)))
-    tx = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0))).requires_grad_(True)
-    h0 = torch.from_numpy(np.ascontiguousarray(a0.T[None]))
+            getattr(mod, name + "_l0").copy_(tensor(value))
+    tx = tensor(x.transpose(2, 1, 0)).requires_grad_(True)
+    h0 = tensor(a0.T[None])
     state = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
-    R = torch.from_numpy(np.ascontiguousarray(da.transpose(2, 1, 0)))
+    R = tensor(da.transpose(2, 1, 0))
 
     def fwd():  # the training forward (autograd on), the half of forward+backward
         return mod(tx, state)[0]
@@ -169,9 +174,21 @@ def main(argv=None) -> int:
         from xrnn.benchmark import busy
 
         return busy.main([a for a in argv if a != "--busy"])
+    if "--device=gpu" in argv or any(
+        a == "--device" and b == "gpu" for a, b in zip(argv, argv[1:], strict=False)
+    ):
+        from xrnn.benchmark import gpu
+
+        return gpu.main(argv)
     ap = argparse.ArgumentParser(prog="xrnn bench", description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--busy", action="store_true", help="idle vs busy machine (xrnn bench --busy --help)"
+    )
+    ap.add_argument(
+        "--device",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="gpu: xrnn on CuPy and torch CUDA vs cuDNN (xrnn bench --device gpu --help)",
     )
     ap.add_argument("--quick", action="store_true", help="fewer timed runs (a smoke run)")
     ap.add_argument("--cells", default="lstm,rnn")
