@@ -127,7 +127,9 @@ class CupyOps(InPlaceOps):
     def __init__(self, xp: Any, lib: Any = None) -> None:
         super().__init__(xp)
         if lib is None:
-            import cupy as lib
+            import cupy
+
+            lib = cupy
         self.lib = lib  # the library itself: matmul with out=, copyto with where=
         self._fused: dict[str, Any] | None = None
 

@@ -44,6 +44,11 @@ from xrnn.host import to_numpy
 Timer = Callable[[Callable[[], Any], int, float], float]  # (fn, min_runs, budget_s) -> seconds
 
 
+def no_counter(fn: Callable[[], Any]) -> None:
+    """No kernel count (a CPU implementation, or no profiler)."""
+    return None
+
+
 @dataclass
 class Impl:
     """One implementation of a cell call: its two callables and how to time them."""
@@ -54,7 +59,17 @@ class Impl:
     both: Callable[[], Any]
     timer: Timer
     output: Callable[[], np.ndarray]  # the forward output a (n_a, m, T) on the host
-    kernels: Callable[[Callable[[], Any]], int | None] = lambda fn: None
+    kernels: Callable[[Callable[[], Any]], int | None] = no_counter
+
+
+def first_output(fwd: Callable[[], Any]) -> Callable[[], np.ndarray]:
+    """xrnn's forward ``a`` (n_a, m, T) on the host."""
+    return lambda: np.asarray(to_numpy(fwd()[0]))
+
+
+def torch_output(fwd: Callable[[], Any]) -> Callable[[], np.ndarray]:
+    """torch.nn's output (T, m, n_a) as xrnn's (n_a, m, T) on the host."""
+    return lambda: fwd().detach().cpu().numpy().transpose(2, 1, 0)
 
 
 def cpu_timer(fn: Callable[[], Any], min_runs: int, budget_s: float) -> float:
@@ -121,7 +136,7 @@ def gpu_impls(cell, x, a0, p, da, *, cupy, torch) -> list[Impl]:
         fwd, both = xrnn_fns(cell, cx, ca0, cp, cda)
         impls.append(
             Impl("xrnn-cupy", "GPU", fwd, both, cupy_timer(cupyx.profiler),
-                 lambda fwd=fwd: to_numpy(fwd()[0]), counter or (lambda fn: None))
+                 first_output(fwd), counter or no_counter)
         )  # fmt: skip
     if counter is not None:
         dev = torch.device("cuda")
@@ -130,12 +145,12 @@ def gpu_impls(cell, x, a0, p, da, *, cupy, torch) -> list[Impl]:
         fwd, both = xrnn_fns(cell, tx, ta0, tp, tda)
         impls.append(
             Impl("xrnn-torch-cuda", "GPU", fwd, both, torch_cuda_timer(torch),
-                 lambda fwd=fwd: to_numpy(fwd()[0]), counter)
+                 first_output(fwd), counter)
         )  # fmt: skip
         nfwd, nboth = torch_nn_fns(torch, cell, x, a0, p, da, device="cuda")
         impls.append(
             Impl("torch.nn-cudnn", "GPU", nfwd, nboth, torch_cuda_timer(torch),
-                 lambda nfwd=nfwd: nfwd().detach().cpu().numpy().transpose(2, 1, 0), counter)
+                 torch_output(nfwd), counter)
         )  # fmt: skip
     return impls
 
@@ -215,7 +230,7 @@ def main(argv=None) -> int:
             for dtype in args.dtypes.split(","):
                 x, a0, p, da = make_inputs(cell, *shape, dtype)
                 fwd, both = xrnn_fns(cell, x, a0, p, da)
-                cpu = Impl("xrnn-numpy", "CPU", fwd, both, cpu_timer, lambda f=fwd: f()[0])
+                cpu = Impl("xrnn-numpy", "CPU", fwd, both, cpu_timer, first_output(fwd))
                 impls = [cpu, *gpu_impls(cell, x, a0, p, da, cupy=cupy, torch=torch)]
                 for row in measure(cell, shape, dtype, impls, min_runs=min_runs, budget_s=budget):
                     row["config"] = config
