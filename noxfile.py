@@ -21,6 +21,7 @@ TORCH = "torch==2.13.0"
 # backend -> what its session installs beyond xrnn[test]
 BACKENDS = {
     "numpy": [TORCH],
+    "numpy-nojit": [TORCH],  # the numpy suite with the compiled kernels off (XRNN_JIT=0)
     "array_api_strict": ["array-api-strict>=2.2", TORCH],
     "torch": [TORCH],
     "jax": ["jax[cpu]>=0.4.32", TORCH],  # 64-bit floats are switched on by tests/conftest.py
@@ -30,9 +31,12 @@ BACKENDS = {
 @nox.session
 @nox.parametrize("backend", list(BACKENDS))
 def tests(session: nox.Session, backend: str) -> None:
-    """pytest over one backend (the numpy session also runs the backend-free tests)."""
+    """pytest over one backend (the numpy sessions also run the backend-free tests;
+    numpy-nojit with NumPy's compiled step kernels switched off)."""
     session.install("-e", ".[test]", *BACKENDS[backend])
-    session.run("pytest", "--backend", backend, *session.posargs)
+    name, _, variant = backend.partition("-")
+    env = {"XRNN_JIT": "0"} if variant == "nojit" else {}
+    session.run("pytest", "--backend", name, *session.posargs, env=env)
 
 
 @nox.session

@@ -184,7 +184,16 @@ class Emulator(types.SimpleNamespace):
 
     def __init__(self, build_dir: Path | None = None) -> None:
         super().__init__()
-        for name in ("matmul", "empty", "empty_like", "copyto", "add", "multiply", "zeros"):
+        for name in (
+            "array",
+            "matmul",
+            "empty",
+            "empty_like",
+            "copyto",
+            "add",
+            "multiply",
+            "zeros",
+        ):
             setattr(self, name, getattr(np, name))
         self.build_dir = Path(build_dir or tempfile.mkdtemp(prefix="xrnn-cupy-emulator-"))
         self.compiled = _Compiled(self.build_dir)

@@ -1,5 +1,6 @@
 """Backend kernels against the generic reference, activations, helpers and dispatch."""
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from cells import NAMES, backward, cell_forward, forward, random_parameters, spec
 
 import xrnn
-from xrnn.backends import get_ops
+from xrnn.backends import get_ops, jit_enabled
 from xrnn.ops import Ops
 
 
@@ -53,14 +54,26 @@ def test_every_cell_has_numpy_and_cupy_kernels():
     from xrnn.backends.cupy import CupyOps
     from xrnn.backends.numpy import NumpyOps
 
-    for ops in (NumpyOps, CupyOps):
+    kinds = [NumpyOps, CupyOps]
+    if importlib.util.find_spec("torch") is not None:
+        from xrnn.backends.torch import TorchOps
+
+        kinds.append(TorchOps)
+    if jit_enabled():
+        from xrnn.backends.jit import JitOps
+
+        kinds.append(JitOps)
+    for ops in kinds:
         for cell in NAMES:
             assert {(cell, "forward"), (cell, "backward")} <= set(ops.kernels), (ops, cell)
 
 
 def test_numpy_and_cupy_get_their_own_ops(xp):
     name = type(get_ops(xp.xp)).__name__
-    assert name == {"numpy": "NumpyOps", "cupy": "CupyOps"}.get(xp.name, "Ops")
+    numpy_ops = "JitOps" if jit_enabled() else "NumpyOps"
+    assert name == {"numpy": numpy_ops, "cupy": "CupyOps", "torch": "TorchOps"}.get(
+        xp.name.split("-")[0], "Ops"
+    )
 
 
 def test_equal_lengths_give_the_unmasked_result(xp, rng):

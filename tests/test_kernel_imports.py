@@ -1,6 +1,7 @@
 """The kernels are written against the array API: no kernel module imports NumPy itself.
 
-Only ``xrnn/backends/numpy.py`` (the NumPy backend) and ``xrnn/host.py`` (host-side seeded draws
+Only ``xrnn/backends/numpy.py`` and ``xrnn/backends/jit.py`` (the NumPy backend, pure and
+compiled) and ``xrnn/host.py`` (host-side seeded draws
 and copies, no kernels) may; the application layers ``xrnn.charlm`` and ``xrnn.exercise`` use
 NumPy for host-side work — random draws and ``.npz`` files; the notebook's ``np.random``
 protocols — by design, and ``xrnn.benchmark`` times NumPy code (the exercise's loops).
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xrnn"
-ALLOWED = {"backends/numpy.py", "host.py", "exercise.py"}
+ALLOWED = {"backends/numpy.py", "backends/jit.py", "host.py", "exercise.py"}
 KERNEL_MODULES = sorted(
     p
     for p in PACKAGE.rglob("*.py")
@@ -61,7 +62,15 @@ LAYERS = [
     {"xrnn.params"},
     {"xrnn.cell"},
     {"xrnn.engine", "xrnn.dask"},  # each calls the other (the Dask path runs the engine per chunk)
-    {"xrnn.rnn", "xrnn.lstm", "xrnn.gru", "xrnn.backends.numpy", "xrnn.backends.cupy"},
+    {
+        "xrnn.rnn",
+        "xrnn.lstm",
+        "xrnn.gru",
+        "xrnn.backends.numpy",
+        "xrnn.backends.cupy",
+        "xrnn.backends.torch",
+    },
+    {"xrnn.backends.jit"},  # compiled kernels over the NumPy backend's storage
     {"xrnn.layers"},
     {"xrnn.interop"},
 ]
@@ -83,6 +92,8 @@ def test_imports_point_down_the_layers(module):
         if module == "xrnn.backends" and imported in {
             "xrnn.ops",
             "xrnn.backends.numpy",
+            "xrnn.backends.jit",
+            "xrnn.backends.torch",
             "xrnn.backends.cupy",
         }:
             continue  # get_ops: the registry's lazy import of a backend when first asked for

@@ -156,9 +156,10 @@ def backward(
     n_a = int(H.shape[1])
     k = max(1, min(T, CHUNK_COLUMNS // m))
     store = ops.gradient_columns(cell.blocks * n_a, k, m, H, cell.split_recurrent)
-    # g[1:] are the engine's own arrays (dfinal copied): a step kernel may overwrite them
+    # g[1:] are the engine's own arrays (dfinal copied where kernels write in place): a step
+    # kernel may overwrite them
     zeros = (xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in cell.states)
-    g = tuple(zeros if dfinal is None else (xp.asarray(d, copy=True) for d in dfinal))
+    g = tuple(zeros if dfinal is None else (ops.scratch(d) for d in dfinal))
     dae = reorder(xp, da, trace.order)
     if live is not None:  # outputs past a sequence's length are constant zeros
         dae = dae * public(xp, live)

@@ -199,6 +199,11 @@ class Ops:
             return a
         return xp.asarray(a, copy=True)
 
+    def scratch(self, a: Any) -> Any:
+        """``a``'s values in an array the step kernels may overwrite: ``a`` itself for the
+        reference, whose kernels never write into their arguments."""
+        return a
+
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         """Storage for the ``dgx`` (and, with ``split``, ``dra``) column blocks of a chunk of
         ``k`` steps of ``m`` columns each."""
@@ -287,6 +292,9 @@ class InPlaceOps(Ops):
     def accumulate(self, a: Any, b: Any) -> Any:
         self.lib.add(a, b, out=a)
         return a
+
+    def scratch(self, a: Any) -> Any:
+        return self.lib.array(a, copy=True)
 
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         return BufferColumns(self.xp, rows, k, m, like, split)

@@ -10,6 +10,8 @@ silently promotes float32 work to float64.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ __all__ = [
     "backend_name",
     "check_values",
     "get_ops",
+    "jit_enabled",
     "resolve",
 ]
 
@@ -176,14 +179,31 @@ def _ops_for(xp: Any) -> Any:
     from xrnn.ops import Ops
 
     if array_api_compat.is_numpy_namespace(xp):
+        if jit_enabled():
+            from xrnn.backends.jit import JitOps
+
+            return JitOps(xp)
         from xrnn.backends.numpy import NumpyOps
 
         return NumpyOps(xp)
+    if array_api_compat.is_torch_namespace(xp):
+        from xrnn.backends.torch import TorchOps
+
+        return TorchOps(xp)
     if array_api_compat.is_cupy_namespace(xp):
         from xrnn.backends.cupy import CupyOps
 
         return CupyOps(xp)
     return Ops(xp)
+
+
+def jit_enabled() -> bool:
+    """Whether NumPy arrays get the compiled step kernels (:mod:`xrnn.backends.jit`): numba is
+    importable and ``XRNN_JIT`` is not ``0`` in the environment (read at the first call with
+    NumPy arrays; the pure-NumPy kernels otherwise)."""
+    if os.environ.get("XRNN_JIT", "1").strip() == "0":
+        return False
+    return importlib.util.find_spec("numba") is not None
 
 
 def available_backends() -> list[str]:

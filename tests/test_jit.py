@@ -1,0 +1,178 @@
+"""The compiled NumPy kernels (xrnn/backends/jit.py): activations accurate to the dtype, no
+float64 in float32 code, each step kernel against the pure-NumPy kernels on strided buffers, and
+the XRNN_JIT switch. The kernels-vs-reference and end-to-end suites (test_backends.py,
+test_gradients.py, …) run on them too, and again without them in tests(backend='numpy-nojit')."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cells import NAMES, random_parameters, spec
+
+from xrnn.backends import jit_enabled
+
+pytestmark = pytest.mark.skipif(not jit_enabled(), reason="compiled kernels off (XRNN_JIT=0)")
+
+
+@pytest.fixture(scope="module")
+def jit():
+    from xrnn.backends import jit
+
+    return jit
+
+
+@pytest.fixture(scope="module")
+def apply(jit):
+    import numba
+
+    @numba.njit(error_model="numpy")
+    def tanh_all(x, out):
+        for i in range(x.shape[0]):
+            out[i] = jit.tanh(x[i])
+
+    @numba.njit(error_model="numpy")
+    def sigmoid_all(x, out):
+        for i in range(x.shape[0]):
+            out[i] = jit.sigmoid(x[i])
+
+    def run(kernel, x):
+        out = np.empty_like(x)
+        kernel(x, out)
+        return out
+
+    return {"tanh": lambda x: run(tanh_all, x), "sigmoid": lambda x: run(sigmoid_all, x)}
+
+
+def _grid(dtype):
+    t = np.float64(10.0) ** np.linspace(-9, 1.2, 200_001)
+    return np.concatenate([np.linspace(-12, 12, 1_000_001), t, -t, [0.0, 1e-30]]).astype(dtype)
+
+
+def test_float32_tanh_is_within_a_few_ulp(apply):
+    x = _grid(np.float32)
+    got, want = apply["tanh"](x), np.tanh(x)
+    assert got.dtype == np.float32
+    ulp = np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want))
+    assert ulp.max() <= 6 and ulp.mean() < 1.5, (ulp.max(), ulp.mean())
+    assert np.abs(got - want).max() < 4e-7
+    assert np.all(np.abs(got) <= 1)
+    np.testing.assert_array_equal(apply["tanh"](np.array([-1e30, 1e30], np.float32)), [-1, 1])
+
+
+def test_float64_tanh_and_sigmoid_to_1e15(apply):
+    x = _grid(np.float64)
+    np.testing.assert_allclose(apply["tanh"](x), np.tanh(x), rtol=1e-15, atol=0)
+    s = apply["sigmoid"](x)
+    # the formula cancels for x ≪ 0: absolute accuracy, as the reference has
+    np.testing.assert_allclose(s, 0.5 * np.tanh(0.5 * x) + 0.5, rtol=1e-15, atol=1e-16)
+    assert apply["sigmoid"](np.array([-1e308, 1e308])).tolist() == [0.0, 1.0]
+
+
+KERNELS = [
+    "rnn_forward_step",
+    "rnn_backward_step",
+    "relu_forward_step",
+    "relu_backward_step",
+    "lstm_forward_step",
+    "lstm_backward_step",
+    "gru_forward_step",
+    "gru_backward_step",
+]
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_float32_kernels_compute_in_float32(name, jit):
+    """No double-precision arithmetic in a float32 kernel (an unsuffixed constant would promote
+    every operation): the LLVM IR of the float32 specialisation has no ``double`` values."""
+    import numba
+
+    # a fresh uncached compilation: numba cannot show the IR of code loaded from its cache
+    options = {k: v for k, v in jit._JIT.items() if k != "cache"}
+    kernel = numba.njit(**options)(getattr(jit, name).py_func)
+    nargs = kernel.py_func.__code__.co_argcount
+    kernel(*(np.zeros((0, 3), np.float32) for _ in range(nargs)))  # compiles; loops run 0 times
+    ir = next(
+        text
+        for sig, text in kernel.inspect_llvm().items()
+        if all(t.dtype.name == "float32" for t in sig)
+    )
+    body = ir.split("define", 1)[1]
+    assert " double " not in body and "fpext" not in body, name
+
+
+def _numpy_ops():
+    import array_api_compat
+
+    from xrnn.backends.numpy import NumpyOps
+
+    return NumpyOps(array_api_compat.array_namespace(np.empty(0)))
+
+
+def _jit_ops():
+    import array_api_compat
+
+    from xrnn.backends.jit import JitOps
+
+    return JitOps(array_api_compat.array_namespace(np.empty(0)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", NAMES)
+def test_step_kernels_match_the_numpy_kernels(cell, dtype):
+    """One forward and one backward step at a size that exercises the vector loops (m = 37, not
+    a multiple of the vector width), the backward into a strided column block."""
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(np.empty(0))
+    c = spec(cell)
+    rng = np.random.default_rng(3)
+    n_x, n_a, m, T = 5, 6, 37, 2
+    p = {k: v.astype(dtype) for k, v in random_parameters(cell, rng, n_x, n_a).items()}
+    W = c.stack(xp, p, n_a)
+    GX = rng.normal(size=(T, c.blocks * n_a, m)).astype(dtype)
+    state = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in c.states)
+    up = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in c.states)
+    results = []
+    for ops in (_numpy_ops(), _jit_ops()):
+        gx = GX.copy()  # an LSTM kernel turns gx[0] into the gates in place (saved_in_gx)
+        store = ops.forward_store(c, state, gx)
+        new, saved = ops.forward_step(c, W, gx[0], state, store.slot(0))
+        cols = ops.gradient_columns(c.blocks * n_a, 3, m, state[0], c.split_recurrent)
+        dgx, dra, direct = ops.backward_step(
+            c, saved, state, new, tuple(u.copy() for u in up), cols.slot(1)
+        )
+        cols.put(1, dgx, dra)
+        gx_cols, ra_cols = cols.columns(3)
+        results.append(
+            [*(s.copy() for s in new), None if saved is None else saved.copy(),
+             gx_cols[:, m : 2 * m].copy(), ra_cols[:, m : 2 * m].copy(),
+             *(None if d is None else d.copy() for d in direct)]
+        )  # fmt: skip
+    tol = {"float64": 1e-13, "float32": 3e-6}[dtype]
+    for i, (a, b) in enumerate(zip(*results, strict=True)):
+        if a is None or b is None:
+            assert a is None and b is None, i
+            continue
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol, err_msg=f"{cell} output {i}")
+
+
+def test_xrnn_jit_0_selects_the_numpy_kernels():
+    code = (
+        "import numpy as np, xrnn.backends as b; "
+        "print(type(b.get_ops(b.resolve([('x', np.zeros(1))]).xp)).__name__)"
+    )
+    for value, want in (("0", "NumpyOps"), ("1", "JitOps")):
+        env = {**os.environ, "XRNN_JIT": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == want, out.stderr
+
+
+def test_import_xrnn_does_not_import_numba():
+    code = "import sys, xrnn; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -1,0 +1,214 @@
+"""PyTorch step kernels: in-place ops into preallocated buffers (``addmm_``, ``out=``), for torch
+tensors on any device, when autograd is not recording.
+
+The reference path (:class:`xrnn.ops.Ops`) never writes into an array, so ``torch.autograd``
+can differentiate through every forward function; it pays for that with a fresh tensor for
+every intermediate and a stack of every step at the end. When no tensor of the call requires a
+gradient (or grad mode is off) nothing needs recording, and this backend runs the loop the way
+the NumPy and CuPy backends do: states and saved gates written into time-major buffers, the
+recurrent GEMM accumulated onto the step's input side in place (``addmm_``), gates activated in
+place, gradients written into the chunk's column buffers. When autograd records, every hook
+below hands the work to the reference, unchanged.
+
+Each kernel computes what its cell's ``forward_pointwise``/``backward_pointwise`` computes (the
+reference they are tested against, ``tests/test_backends.py``); σ is ``torch.sigmoid`` (stable,
+one op) where the reference spells it ``½ tanh(x/2) + ½``: the same function to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from xrnn.ops import BufferColumns, BufferStore, Ops
+
+__all__ = ["TorchOps"]
+
+
+def _recording(*tensors: Any) -> bool:
+    return torch.is_grad_enabled() and any(
+        t is not None and getattr(t, "requires_grad", False) for t in tensors
+    )
+
+
+class TorchOps(Ops):
+    """Torch storage and in-place step kernels where autograd is not recording; the reference
+    (:class:`xrnn.ops.Ops`) where it is."""
+
+    def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
+        if _recording(GX, *state0):
+            return super().forward_store(cell, state0, GX)
+        T = int(GX.shape[0])
+        kernel = self.kernel(cell, "forward")
+        if getattr(kernel, "saved_in_gx", False):
+            saved = GX
+        elif cell.saved_blocks:
+            n_a, m = (int(s) for s in state0[0].shape)
+            saved = torch.empty((T, cell.saved_blocks * n_a, m), dtype=GX.dtype, device=GX.device)
+        else:
+            saved = None
+        return BufferStore(self.xp, state0, T, saved)
+
+    def add_bias(self, G: Any, b: Any) -> Any:
+        return G + b if _recording(G, b) else G.add_(b)
+
+    def accumulate(self, a: Any, b: Any) -> Any:
+        return a + b if _recording(a, b) else a.add_(b)
+
+    def scratch(self, a: Any) -> Any:
+        return a if _recording(a) else a.clone()
+
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
+        if _recording(like):
+            return super().gradient_columns(rows, k, m, like, split)
+        return BufferColumns(self.xp, rows, k, m, like, split)
+
+    def forward_step(self, cell: Any, W: Any, gx: Any, state: tuple, slot: Any) -> tuple:
+        if slot is None:  # list storage: autograd is recording
+            ra = torch.matmul(W.Wa, state[0])
+            return cell.forward_pointwise(self.xp, gx, ra, state, W)
+        return super().forward_step(cell, W, gx, state, slot)
+
+    def backward_step(
+        self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any
+    ) -> tuple:
+        if slot is None:
+            return cell.backward_pointwise(self.xp, saved, prev, new, up)
+        return super().backward_step(cell, saved, prev, new, up, slot)
+
+    def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
+        if _recording(*new, *old):
+            return super().keep_finished(keep, new, old)
+        for n, o in zip(new, old, strict=True):
+            if n is not o:
+                torch.where(keep, o, n, out=n)  # n is the step's own result
+        return new
+
+
+def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
+    return [a[i * n_a : (i + 1) * n_a] for i in range(k)]
+
+
+# --- RNN ---------------------------------------------------------------------------------------
+
+
+@TorchOps.register("rnn", "forward")
+def _rnn_forward(ops, cell, W, gx, state, slot):
+    h = slot.states[0]
+    torch.addmm(gx, W.Wa, state[0], out=h)
+    h.tanh_()
+    return (h,), None
+
+
+@TorchOps.register("rnn", "backward")
+def _rnn_backward(ops, cell, saved, prev, new, up, slot):
+    dp, a = slot[0], new[0]
+    torch.mul(a, a, out=dp)
+    dp.neg_().add_(1).mul_(up[0])  # da (1 − a²)
+    return dp, dp, (None,)
+
+
+@TorchOps.register("rnn_relu", "forward")
+def _relu_forward(ops, cell, W, gx, state, slot):
+    h = slot.states[0]
+    torch.addmm(gx, W.Wa, state[0], out=h)
+    h.clamp_(min=0)
+    return (h,), None
+
+
+@TorchOps.register("rnn_relu", "backward")
+def _relu_backward(ops, cell, saved, prev, new, up, slot):
+    dp = slot[0]
+    torch.mul(up[0], new[0] > 0, out=dp)
+    return dp, dp, (None,)
+
+
+# --- LSTM --------------------------------------------------------------------------------------
+
+
+def _lstm_forward(ops, cell, W, gx, state, slot):
+    n_a = int(state[0].shape[0])
+    g = slot.saved  # GX[t] itself: the input side in, the gates out
+    g.addmm_(W.Wa, state[0])
+    g[: 3 * n_a].sigmoid_()
+    f, u, o, cc = _blocks(g, n_a, 4)
+    cc.tanh_()
+    h, c = slot.states
+    torch.mul(f, state[1], out=c)
+    c.addcmul_(u, cc)
+    torch.tanh(c, out=h)
+    h.mul_(o)
+    return (h, c), g
+
+
+_lstm_forward.saved_in_gx = True  # type: ignore[attr-defined]
+TorchOps.register("lstm", "forward")(_lstm_forward)
+
+
+@TorchOps.register("lstm", "backward")
+def _lstm_backward(ops, cell, saved, prev, new, up, slot):
+    n_a = int(prev[0].shape[0])
+    f, u, o, cc = _blocks(saved, n_a, 4)
+    dp = slot[0]
+    dpf, dpu, dpo, dpc = _blocks(dp, n_a, 4)
+    da, dc = up  # the engine's temporaries: dc⟨t⟩ in, dc⟨t-1⟩ out
+    tc = torch.tanh(new[1])
+    torch.mul(da, tc, out=dpo)  # × Γo(1 − Γo) below, with the other sigmoid gates
+    # dc = dc⟨t⟩ + da ∗ Γo ∗ (1 − tanh²(c))
+    tc.mul_(tc).neg_().add_(1).mul_(o)
+    dc.addcmul_(da, tc)
+    # dc̃ = dc ∗ Γu ∗ (1 − c̃²)
+    torch.mul(cc, cc, out=dpc)
+    dpc.neg_().add_(1).mul_(u).mul_(dc)
+    # [dΓf; dΓu; dΓo] = [dc ∗ c⟨t-1⟩; dc ∗ c̃; da ∗ tanh(c)] ∗ σ(1 − σ)
+    torch.mul(dc, prev[1], out=dpf)
+    torch.mul(dc, cc, out=dpu)
+    s, ds = saved[: 3 * n_a], dp[: 3 * n_a]
+    ds.mul_(s).mul_(1 - s)
+    dc.mul_(f)  # now dc⟨t-1⟩
+    return dp, dp, (None, dc)
+
+
+# --- GRU ---------------------------------------------------------------------------------------
+
+
+@TorchOps.register("gru", "forward")
+def _gru_forward(ops, cell, W, gx, state, slot):
+    n_a = int(state[0].shape[0])
+    S = slot.saved  # [Γr; Γz; ñ; hn]
+    ra = torch.matmul(W.Wa, state[0])
+    s = S[: 2 * n_a]
+    torch.add(gx[: 2 * n_a], ra[: 2 * n_a], out=s)
+    s.sigmoid_()
+    n, hn = S[2 * n_a : 3 * n_a], S[3 * n_a :]
+    torch.add(ra[2 * n_a :], W.bh, out=hn)
+    torch.addcmul(gx[2 * n_a :], s[:n_a], hn, out=n)
+    n.tanh_()
+    h = slot.states[0]
+    torch.sub(state[0], n, out=h)
+    h.mul_(s[n_a:]).add_(n)
+    return (h,), S
+
+
+@TorchOps.register("gru", "backward")
+def _gru_backward(ops, cell, saved, prev, new, up, slot):
+    n_a = int(prev[0].shape[0])
+    r, z, n, hn = _blocks(saved, n_a, 4)
+    dgx, dra = slot
+    dr, dz, dn = _blocks(dgx, n_a, 3)
+    da = up[0]  # the engine's temporary: its direct part da∗Γz overwrites it
+    one_minus_z = 1 - z
+    # dñ = da ∗ (1 − Γz) ∗ (1 − ñ²)
+    torch.mul(n, n, out=dn)
+    dn.neg_().add_(1).mul_(one_minus_z).mul_(da)
+    # dΓz = da ∗ (a⟨t-1⟩ − ñ) ∗ Γz(1 − Γz)
+    torch.sub(prev[0], n, out=dz)
+    dz.mul_(da).mul_(z).mul_(one_minus_z)
+    # dΓr = dñ ∗ hn ∗ Γr(1 − Γr)
+    torch.mul(dn, hn, out=dr)
+    dr.mul_(r).mul_(1 - r)
+    dra[: 2 * n_a].copy_(dgx[: 2 * n_a])
+    torch.mul(dn, r, out=dra[2 * n_a :])
+    da.mul_(z)
+    return dgx, dra, (da,)
