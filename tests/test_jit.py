@@ -91,8 +91,7 @@ def test_float32_kernels_compute_in_float32(name, jit):
     import numba
 
     # a fresh uncached compilation: numba cannot show the IR of code loaded from its cache
-    options = {k: v for k, v in jit._JIT.items() if k != "cache"}
-    kernel = numba.njit(**options)(getattr(jit, name).py_func)
+    kernel = numba.njit(nogil=True, error_model="numpy")(getattr(jit, name).py_func)
     nargs = kernel.py_func.__code__.co_argcount
     kernel(*(np.zeros((0, 3), np.float32) for _ in range(nargs)))  # compiles; loops run 0 times
     ir = next(

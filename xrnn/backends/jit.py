@@ -37,7 +37,8 @@ from xrnn.backends.numpy import NumpyOps
 
 __all__ = ["JitOps"]
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+# every kernel: cached on disk, the GIL released, no ZeroDivisionError checks in the loops
+_kernel = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 # Eigen's ptanh_float: tanh(x) ≈ x·P(x²)/Q(x²) on [-7.9053, 7.9053]
 _TANH_P = (
@@ -112,21 +113,21 @@ def _one(x):
 # --- the kernels: arrays (rows, m), the batch axis m innermost --------------------------------
 
 
-@numba.njit(**_JIT)
+@_kernel
 def rnn_forward_step(h, gx):  # h: Wa a⟨t-1⟩ in, a⟨t⟩ out
     for i in range(h.shape[0]):
         for j in range(h.shape[1]):
             h[i, j] = tanh(h[i, j] + gx[i, j])
 
 
-@numba.njit(**_JIT)
+@_kernel
 def rnn_backward_step(da, a, dp):
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             dp[i, j] = da[i, j] * (one(a[i, j]) - a[i, j] * a[i, j])
 
 
-@numba.njit(**_JIT)
+@_kernel
 def relu_forward_step(h, gx):
     for i in range(h.shape[0]):
         for j in range(h.shape[1]):
@@ -134,14 +135,14 @@ def relu_forward_step(h, gx):
             h[i, j] = v - v if v < 0 else v  # NaN stays NaN, as in numpy.maximum
 
 
-@numba.njit(**_JIT)
+@_kernel
 def relu_backward_step(da, a, dp):
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             dp[i, j] = da[i, j] if a[i, j] > 0 else da[i, j] - da[i, j]
 
 
-@numba.njit(**_JIT)
+@_kernel
 def lstm_forward_step(g, r, c_prev, c, h):
     """``g`` (4n_a, m): the input side ``Wx x⟨t⟩ + b`` in, the gates ``[Γf; Γu; Γo; c̃]`` out;
     ``r`` (4n_a, m) ``Wa a⟨t-1⟩``; ``c_prev``, ``c``, ``h`` (n_a, m)."""
@@ -158,7 +159,7 @@ def lstm_forward_step(g, r, c_prev, c, h):
             h[i, j] = o * tanh(ct)
 
 
-@numba.njit(**_JIT)
+@_kernel
 def lstm_backward_step(da, dc, g, c, c_prev, dp):
     """``dc`` (n_a, m): ``dc⟨t⟩`` in, ``dc⟨t-1⟩`` out; ``dp`` (4n_a, m) ``[dΓf; dΓu; dΓo; dc̃]``
     pre-activation gradients (the corrected equations of :mod:`xrnn.lstm`)."""
@@ -177,7 +178,7 @@ def lstm_backward_step(da, dc, g, c, c_prev, dp):
             dc[i, j] = dct * f
 
 
-@numba.njit(**_JIT)
+@_kernel
 def gru_forward_step(gx, ra, bhn, a_prev, s, h):
     """``gx``, ``ra`` (3n_a, m) input and recurrent sides; ``bhn`` (n_a, 1); ``s`` (4n_a, m)
     out: ``[Γr; Γz; ñ; hn]``; ``h`` (n_a, m) out."""
@@ -193,7 +194,7 @@ def gru_forward_step(gx, ra, bhn, a_prev, s, h):
             h[i, j] = nt + z * (a_prev[i, j] - nt)
 
 
-@numba.njit(**_JIT)
+@_kernel
 def gru_backward_step(da, s, a_prev, dgx, dra):
     """``da`` (n_a, m): the upstream gradient in, its direct part ``da∗Γz`` out; ``dgx``,
     ``dra`` (3n_a, m) out."""
