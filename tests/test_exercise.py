@@ -335,7 +335,7 @@ def test_optimize_with_the_ba_spelling_answers_in_it():
     _, nb_gradients, _ = nb_optimize(X, Y, a_prev, copy.deepcopy(parameters))
     loss, gradients, _ = exercise.optimize(X, Y, a_prev, respell(parameters, "b", "ba"))
     assert "dba" in gradients and "db" not in gradients
-    np.testing.assert_allclose(gradients["dba"], nb_gradients["db"], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(gradients["dba"], nb_gradients["db"], rtol=1e-11, atol=1e-12)
 
 
 def test_rnn_forward_and_backward_interchange_caches_with_the_notebook():
@@ -345,8 +345,8 @@ def test_rnn_forward_and_backward_interchange_caches_with_the_notebook():
     np.testing.assert_allclose(loss, nb_loss, rtol=1e-13)
     for mine, theirs in zip(cache, nb_cache, strict=True):  # y_hat, a, x: dicts keyed by step
         assert sorted(mine) == sorted(theirs)
-        for t in theirs:
-            np.testing.assert_allclose(mine[t], theirs[t], rtol=1e-12, atol=1e-14)
+        for t in theirs:  # ulp-level: the compiled kernels' tanh is libm's, NumPy's its own
+            np.testing.assert_allclose(mine[t], theirs[t], rtol=1e-11, atol=1e-13)
     nb_grads, _ = nb_rnn_backward(X, Y, parameters, nb_cache)
     grads_from_theirs, _ = exercise.rnn_backward(X, Y, parameters, nb_cache)
     grads_from_mine, _ = exercise.rnn_backward(X, Y, parameters, cache)

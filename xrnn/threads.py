@@ -19,13 +19,23 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["SMALL_STEP_FLOPS", "USER_SETTINGS", "step_flops", "step_threads"]
+__all__ = [
+    "SMALL_STEP_FLOPS",
+    "SMALL_TRAINING_STEP_FLOPS",
+    "USER_SETTINGS",
+    "step_flops",
+    "step_threads",
+]
 
-# A step GEMM below this many FLOPs runs on one thread (2^24: the LSTM's 2·4n_a·n_a·m at
-# n_a = 128, m = 128). Config A's steps (8.4 MFLOP) lose 10-15 % of their speed this way on an
-# idle machine and run 2× faster with one competing process; config B's (268 MFLOP) keep the
-# threads (benchmarks/busy.py).
-SMALL_STEP_FLOPS = 2**24
+# A step GEMM below this many FLOPs runs on one thread. For one call (the engine): 2^21, the
+# LSTM's 2·4n_a·n_a·m at n_a = 128, m = 16 — the benchmark's "long" config and everything
+# larger (config A: 8.4 MFLOP, 1.3× faster on two threads on an idle machine, 2× slower with
+# a competing process, like torch's own LSTM) keeps the threads; charlm-sized steps do not
+# gain from them anywhere. A training loop (xrnn.charlm) runs thousands of calls of one
+# size: up to 2^24 FLOPs (n_a = 128, m = 128) on one thread, which loses nothing idle and
+# keeps `xrnn train` 2.4× faster on a busy machine (xrnn bench --busy).
+SMALL_STEP_FLOPS = 2**21
+SMALL_TRAINING_STEP_FLOPS = 2**24
 USER_SETTINGS = (
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",
@@ -49,11 +59,13 @@ def _blas() -> Any:
     return blas if blas.lib_controllers else None
 
 
-def step_threads(xp: Any, step_flops: float) -> contextlib.AbstractContextManager:
+def step_threads(
+    xp: Any, step_flops: float, small: float = SMALL_STEP_FLOPS
+) -> contextlib.AbstractContextManager:
     """A context for a time loop whose steps each do ``step_flops`` GEMM FLOPs: NumPy's BLAS
-    on one thread when the steps are small, else nothing changes (other libraries manage
+    on one thread when the steps are ``small``, else nothing changes (other libraries manage
     their own threads)."""
-    if step_flops >= SMALL_STEP_FLOPS or not array_api_compat.is_numpy_namespace(xp):
+    if step_flops >= small or not array_api_compat.is_numpy_namespace(xp):
         return contextlib.nullcontext()
     blas = _blas()
     return contextlib.nullcontext() if blas is None else blas.limit(limits=1)

@@ -34,6 +34,7 @@ from numba import types
 from numba.extending import overload
 
 from xrnn.backends.numpy import NumpyOps
+from xrnn.ops import BufferColumns
 
 __all__ = ["JitOps"]
 
@@ -121,10 +122,11 @@ def rnn_forward_step(h, gx):  # h: Wa a⟨t-1⟩ in, a⟨t⟩ out
 
 
 @_kernel
-def rnn_backward_step(da, a, dp):
+def rnn_backward_step(da, a, dp, j0):  # dp: the chunk's (n_a, k·m) buffer, columns j0 + j
+    u0 = np.uintp(j0)  # unsigned column indices: no negative-index wraparound in the loop
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
-            dp[i, j] = da[i, j] * (one(a[i, j]) - a[i, j] * a[i, j])
+            dp[i, u0 + np.uintp(j)] = da[i, j] * (one(a[i, j]) - a[i, j] * a[i, j])
 
 
 @_kernel
@@ -136,10 +138,11 @@ def relu_forward_step(h, gx):
 
 
 @_kernel
-def relu_backward_step(da, a, dp):
+def relu_backward_step(da, a, dp, j0):
+    u0 = np.uintp(j0)
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
-            dp[i, j] = da[i, j] if a[i, j] > 0 else da[i, j] - da[i, j]
+            dp[i, u0 + np.uintp(j)] = da[i, j] if a[i, j] > 0 else da[i, j] - da[i, j]
 
 
 @_kernel
@@ -160,10 +163,11 @@ def lstm_forward_step(g, r, c_prev, c, h):
 
 
 @_kernel
-def lstm_backward_step(da, dc, g, c, c_prev, dp):
-    """``dc`` (n_a, m): ``dc⟨t⟩`` in, ``dc⟨t-1⟩`` out; ``dp`` (4n_a, m) ``[dΓf; dΓu; dΓo; dc̃]``
-    pre-activation gradients (the corrected equations of :mod:`xrnn.lstm`)."""
-    n = c.shape[0]
+def lstm_backward_step(da, dc, g, c, c_prev, dp, j0):
+    """``dc`` (n_a, m): ``dc⟨t⟩`` in, ``dc⟨t-1⟩`` out; ``dp``: the chunk's (4n_a, k·m) buffer,
+    columns ``j0 + j`` get ``[dΓf; dΓu; dΓo; dc̃]`` (the corrected equations of
+    :mod:`xrnn.lstm`)."""
+    n, u0 = c.shape[0], np.uintp(j0)
     for i in range(n):
         for j in range(c.shape[1]):
             f, u, o, cc = g[i, j], g[n + i, j], g[2 * n + i, j], g[3 * n + i, j]
@@ -171,10 +175,11 @@ def lstm_backward_step(da, dc, g, c, c_prev, dp):
             k = one(d)
             tc = tanh(c[i, j])
             dct = dc[i, j] + d * o * (k - tc * tc)
-            dp[i, j] = dct * cp * f * (k - f)
-            dp[n + i, j] = dct * cc * u * (k - u)
-            dp[2 * n + i, j] = d * tc * o * (k - o)
-            dp[3 * n + i, j] = dct * u * (k - cc * cc)
+            q = u0 + np.uintp(j)  # unsigned: no wraparound check, the loop vectorises
+            dp[i, q] = dct * cp * f * (k - f)
+            dp[n + i, q] = dct * cc * u * (k - u)
+            dp[2 * n + i, q] = d * tc * o * (k - o)
+            dp[3 * n + i, q] = dct * u * (k - cc * cc)
             dc[i, j] = dct * f
 
 
@@ -195,10 +200,10 @@ def gru_forward_step(gx, ra, bhn, a_prev, s, h):
 
 
 @_kernel
-def gru_backward_step(da, s, a_prev, dgx, dra):
+def gru_backward_step(da, s, a_prev, dgx, dra, j0):
     """``da`` (n_a, m): the upstream gradient in, its direct part ``da∗Γz`` out; ``dgx``,
-    ``dra`` (3n_a, m) out."""
-    n = da.shape[0]
+    ``dra``: the chunk's (3n_a, k·m) buffers, columns ``j0 + j``."""
+    n, u0 = da.shape[0], np.uintp(j0)
     for i in range(n):
         for j in range(da.shape[1]):
             r, z, nt, hn = s[i, j], s[n + i, j], s[2 * n + i, j], s[3 * n + i, j]
@@ -207,17 +212,44 @@ def gru_backward_step(da, s, a_prev, dgx, dra):
             dn = d * (k - z) * (k - nt * nt)
             dz = d * (a_prev[i, j] - nt) * z * (k - z)
             dr = dn * hn * r * (k - r)
-            dgx[i, j], dgx[n + i, j], dgx[2 * n + i, j] = dr, dz, dn
-            dra[i, j], dra[n + i, j], dra[2 * n + i, j] = dr, dz, dn * r
+            q = u0 + np.uintp(j)  # unsigned: no wraparound check, the loop vectorises
+            dgx[i, q], dgx[n + i, q], dgx[2 * n + i, q] = dr, dz, dn
+            dra[i, q], dra[n + i, q], dra[2 * n + i, q] = dr, dz, dn * r
             da[i, j] = d * z
 
 
 # --- registered per cell -----------------------------------------------------------------------
 
 
+class ColumnBlock(tuple):
+    """A backward step's ``(dgx, dra)`` column views, plus the C-contiguous chunk buffers they
+    lie in and their first column: a kernel writing ``buffer[i, j0 + j]`` (unsigned column
+    indices) runs a vectorised innermost loop over contiguous memory; through the strided view
+    (numba's any-layout arrays) the LSTM backward step took 5× longer."""
+
+    gx: Any
+    ra: Any
+    j0: int
+
+    def __new__(cls, views: tuple, gx: Any, ra: Any, j0: int) -> ColumnBlock:
+        block = super().__new__(cls, views)
+        block.gx, block.ra, block.j0 = gx, ra, j0
+        return block
+
+
+class JitColumns(BufferColumns):
+    """:class:`~xrnn.ops.BufferColumns` whose slots say where they lie (:class:`ColumnBlock`)."""
+
+    def slot(self, j: int) -> ColumnBlock:
+        views = super().slot(j)
+        return ColumnBlock(views, self.gx, self.gx if self.ra is None else self.ra, j * self.m)
+
+
 class JitOps(NumpyOps):
-    """NumPy storage with the compiled step kernels above (the NumPy ones for anything not
-    registered here)."""
+    """NumPy storage with the compiled step kernels above."""
+
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
+        return JitColumns(self.xp, rows, k, m, like, split)
 
 
 def _register_rnn(name: str, forward_kernel: Any, backward_kernel: Any) -> None:
@@ -230,9 +262,8 @@ def _register_rnn(name: str, forward_kernel: Any, backward_kernel: Any) -> None:
 
     @JitOps.register(name, "backward")
     def backward(ops, cell, saved, prev, new, up, slot):
-        dp = slot[0]
-        backward_kernel(up[0], new[0], dp)
-        return dp, dp, (None,)
+        backward_kernel(up[0], new[0], slot.gx, slot.j0)
+        return slot[0], slot[0], (None,)
 
 
 _register_rnn("rnn", rnn_forward_step, rnn_backward_step)
@@ -251,9 +282,9 @@ JitOps.register("lstm", "forward")(_lstm_forward)
 
 @JitOps.register("lstm", "backward")
 def _lstm_backward(ops, cell, saved, prev, new, up, slot):
-    dp, dc = slot[0], up[1]  # up[1]: the engine's temporary, dc⟨t⟩ in, dc⟨t-1⟩ out
-    lstm_backward_step(up[0], dc, saved, new[1], prev[1], dp)
-    return dp, dp, (None, dc)
+    dc = up[1]  # the engine's temporary: dc⟨t⟩ in, dc⟨t-1⟩ out
+    lstm_backward_step(up[0], dc, saved, new[1], prev[1], slot.gx, slot.j0)
+    return slot[0], slot[0], (None, dc)
 
 
 @JitOps.register("gru", "forward")
@@ -265,7 +296,6 @@ def _gru_forward(ops, cell, W, gx, state, slot):
 
 @JitOps.register("gru", "backward")
 def _gru_backward(ops, cell, saved, prev, new, up, slot):
-    dgx, dra = slot
     da = up[0]  # the engine's temporary: its direct part da∗Γz overwrites it
-    gru_backward_step(da, saved, prev[0], dgx, dra)
-    return dgx, dra, (da,)
+    gru_backward_step(da, saved, prev[0], slot.gx, slot.ra, slot.j0)
+    return slot[0], slot[1], (da,)

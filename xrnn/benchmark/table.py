@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -29,6 +30,7 @@ import numpy as np
 
 import xrnn
 from xrnn.benchmark import reference
+from xrnn.benchmark.worker import IMPLS
 
 CONFIGS = {
     "A": (128, 128, 64, 100),
@@ -168,6 +170,16 @@ def optional_module(name: str) -> Any:
         return None
 
 
+def measure_in_process(impl, cell, config, dtype, *, min_runs, budget, memory=False) -> dict:
+    """One :mod:`xrnn.benchmark.worker` process: ``{"fwd": [s, ...], "fb": [...]}``."""
+    cmd = [sys.executable, "-m", "xrnn.benchmark.worker", impl, cell, config, dtype]
+    cmd += ["--min-runs", str(min_runs), "--budget", str(budget)] + (["--memory"] * memory)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[1:])} failed:\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--busy" in argv:
@@ -191,18 +203,19 @@ def main(argv=None) -> int:
         help="gpu: xrnn on CuPy and torch CUDA vs cuDNN (xrnn bench --device gpu --help)",
     )
     ap.add_argument("--quick", action="store_true", help="fewer timed runs (a smoke run)")
-    ap.add_argument("--cells", default="lstm,rnn")
-    ap.add_argument("--dtypes", default="float32,float64")
+    ap.add_argument("--cells", default="lstm,gru,rnn")
+    ap.add_argument("--dtypes", default="float32")
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument(
+        "--impls", default=",".join(IMPLS), help="implementations to time (default: all)"
+    )
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per measurement")
     ap.add_argument("--out", default="bench-results")
     args = ap.parse_args(argv)
-    min_runs, budget = (2, 0.2) if args.quick else (7, 2.0)
+    min_runs, budget = (2, 0.2) if args.quick else (7, 1.5)
+    rounds = 1 if args.quick else max(1, args.rounds)
 
     torch = optional_module("torch")
-    cupy = optional_module("cupy")
-    if cupy is not None and not cupy.is_available():
-        cupy = None
-
     blas: Any
     try:
         from threadpoolctl import threadpool_info
@@ -211,15 +224,14 @@ def main(argv=None) -> int:
     except ImportError:
         blas = "threadpoolctl not installed"
     machine = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "numba": getattr(optional_module("numba"), "__version__", None),
         "torch": getattr(torch, "__version__", None),
         "torch_threads": torch.get_num_threads() if torch else None,
-        "cupy": getattr(cupy, "__version__", None),
         "blas": blas,
-        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
     }
     peaks = {dt: measure_gemm_peak(dt) for dt in args.dtypes.split(",")}
     print(f"machine: {machine}")
@@ -227,12 +239,22 @@ def main(argv=None) -> int:
         "GEMM peak (1024³ matmul, NumPy): "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items())
     )
+    print(
+        f"each implementation in its own process, {rounds} alternating round(s); "
+        "medians over every timed call, spread = the rounds' medians (min–max)"
+    )
+    wanted = [i for i in args.impls.split(",") if i]
+    for impl in wanted:
+        if impl not in IMPLS:
+            ap.error(f"--impls: unknown {impl!r}; one of {', '.join(IMPLS)}")
+    if torch is None:
+        wanted = [i for i in wanted if i not in ("torch.nn", "xrnn-torch")]
 
     rows = []
     header = (
-        f"{'cell':4} {'config':7} {'(n_x,n_a,m,T)':19} {'dtype':7} {'impl':14} "
-        f"{'fwd ms':>9} {'f+b ms':>9} {'fwd GF/s':>8} {'f+b GF/s':>8} "
-        f"{'f+b vs torch':>12} {'f+b vs exercise':>15}"
+        f"{'cell':4} {'config':7} {'(n_x,n_a,m,T)':19} {'dtype':7} {'impl':16} "
+        f"{'fwd ms':>9} {'f+b ms':>9} {'spread':>7} {'f+b GF/s':>8} "
+        f"{'fwd/torch':>9} {'f+b/torch':>9} {'vs exercise':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -245,44 +267,36 @@ def main(argv=None) -> int:
                 tol = 1e-3 if dtype == "float32" else 1e-9
                 if err > tol:
                     raise SystemExit(f"implementations disagree on {cell} {cname} {dtype}: {err}")
-                impls = {"xrnn-numpy": xrnn_fns(cell, x, a0, p, da)}
-                if (ref := reference_fns(cell, x, a0, p, da)) is not None:
-                    impls["exercise-loop"] = ref
-                sync = {}
-                if torch is not None:
-                    impls["torch.nn"] = torch_nn_fns(torch, cell, x, a0, p, da)
-                    tt = {k: torch.from_numpy(v) for k, v in p.items()}
-                    impls["xrnn-torch"] = xrnn_fns(
-                        cell, torch.from_numpy(x), torch.from_numpy(a0), tt, torch.from_numpy(da)
-                    )
-                if cupy is not None:
-                    cp = {k: cupy.asarray(v) for k, v in p.items()}
-                    impls["xrnn-cupy"] = xrnn_fns(
-                        cell, cupy.asarray(x), cupy.asarray(a0), cp, cupy.asarray(da)
-                    )
-                    sync["xrnn-cupy"] = cupy.cuda.Device().synchronize
-                fl_f, fl_b = gemm_flops(cell, *shape)
-                result = {}
-                for name, (fwd, both) in impls.items():
-                    tf = statistics.median(
-                        timeit(fwd, sync=sync.get(name), min_runs=min_runs, budget_s=budget)
-                    )
-                    tb = statistics.median(
-                        timeit(both, sync=sync.get(name), min_runs=min_runs, budget_s=budget)
-                    )
-                    result[name] = (tf, tb)
-                mem: dict[str, float] = {
-                    name: peak_memory_mb(impls[name][0])
-                    for name in ("xrnn-numpy", "exercise-loop")
-                    if name in impls
+                impls = [
+                    i
+                    for i in wanted
+                    if i != "exercise-loop" or hasattr(reference, f"{cell}_forward")
+                ]
+                samples: dict[str, dict[str, list]] = {
+                    i: {"fwd": [], "fb": [], "med": []} for i in impls
                 }
-                for name, (tf, tb) in result.items():
-                    vs_torch = tb / result["torch.nn"][1] if "torch.nn" in result else float("nan")
-                    vs_ex = (
-                        result["exercise-loop"][1] / tb
-                        if "exercise-loop" in result
-                        else float("nan")
-                    )
+                memory: dict[str, float] = {}
+                for k in range(rounds):
+                    for impl in impls if k % 2 == 0 else impls[::-1]:
+                        mem = k == 0 and impl in ("xrnn-numpy", "exercise-loop")
+                        got = measure_in_process(
+                            impl, cell, cname, dtype, min_runs=min_runs, budget=budget, memory=mem
+                        )
+                        samples[impl]["fwd"] += got["fwd"]
+                        samples[impl]["fb"] += got["fb"]
+                        samples[impl]["med"].append(statistics.median(got["fb"]))
+                        if "peak_mb" in got:
+                            memory[impl] = got["peak_mb"]
+                result = {
+                    i: (statistics.median(v["fwd"]), statistics.median(v["fb"]), v["med"])
+                    for i, v in samples.items()
+                }
+                fl_f, fl_b = gemm_flops(cell, *shape)
+                nan = float("nan")
+                for name, (tf, tb, meds) in result.items():
+                    spread = (max(meds) - min(meds)) / tb if len(meds) > 1 else 0.0
+                    torch_f, torch_b = result.get("torch.nn", (nan, nan, None))[:2]
+                    ex_b = result.get("exercise-loop", (nan, nan, None))[1]
                     row = dict(
                         cell=cell,
                         config=cname,
@@ -291,21 +305,21 @@ def main(argv=None) -> int:
                         impl=name,
                         fwd_ms=tf * 1e3,
                         fb_ms=tb * 1e3,
+                        fb_round_medians_ms=[t * 1e3 for t in meds],
+                        spread=spread,
                         fwd_gflops=fl_f / tf / 1e9,
                         fb_gflops=fl_b / tb / 1e9,
-                        fb_vs_torch=vs_torch,
-                        fwd_vs_torch=(
-                            tf / result["torch.nn"][0] if "torch.nn" in result else float("nan")
-                        ),
-                        speedup_vs_exercise=vs_ex,
-                        fwd_peak_mb=mem.get(name),
+                        fwd_vs_torch=tf / torch_f,
+                        fb_vs_torch=tb / torch_b,
+                        speedup_vs_exercise=ex_b / tb,
+                        fwd_peak_mb=memory.get(name),
                     )
                     rows.append(row)
                     print(
-                        f"{cell:4} {cname:7} {str(shape):19} {dtype:7} {name:14} "
-                        f"{row['fwd_ms']:9.2f} {row['fb_ms']:9.2f} {row['fwd_gflops']:8.1f} "
-                        f"{row['fb_gflops']:8.1f} {vs_torch:11.2f}x {vs_ex:14.2f}x "
-                        + (f"{mem[name]:11.2f}" if name in mem else ""),
+                        f"{cell:4} {cname:7} {str(shape):19} {dtype:7} {name:16} "
+                        f"{row['fwd_ms']:9.2f} {row['fb_ms']:9.2f} {100 * spread:6.1f}% "
+                        f"{row['fb_gflops']:8.1f} {row['fwd_vs_torch']:8.2f}x "
+                        f"{row['fb_vs_torch']:8.2f}x {row['speedup_vs_exercise']:10.2f}x",
                         flush=True,
                     )
 
@@ -325,40 +339,68 @@ def main(argv=None) -> int:
     return 0
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _geomean(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values))))
+
+
 def summarise(rows, peaks) -> dict:
-    mine = [r for r in rows if r["impl"] == "xrnn-numpy"]
+    """The lines the README quotes: per cell the worst ratio to torch.nn (float32), xrnn on
+    torch tensors against xrnn on NumPy, and the speed-up over the exercise's loop."""
+    by = {(r["cell"], r["config"], r["dtype"], r["impl"]): r for r in rows}
     lines = []
-    geomeans = {}
-    groups = [(c, d) for c in ("lstm", "rnn", "*") for d in ("float32", "float64", "*")]
-    for cell, dtype in groups:
-        sel = [
-            r["speedup_vs_exercise"]
-            for r in mine
-            if cell in ("*", r["cell"])
-            and dtype in ("*", r["dtype"])
-            and not np.isnan(r["speedup_vs_exercise"])  # the exercise has no GRU loop
-        ]
-        if not sel:
-            continue
-        geo = float(np.exp(np.mean(np.log(sel))))
-        geomeans[f"{cell}/{dtype}"] = geo
-        lines.append(
-            f"xrnn-numpy vs exercise loop, forward+backward, cell {cell}, dtype {dtype}: "
-            f"geometric mean speed-up {geo:.2f}x over {len(sel)} configs"
-        )
-    for r in mine:
-        if r["cell"] == "lstm" and r["dtype"] == "float32" and r["config"] in ("A", "B"):
+    worst = {}
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        for dtype in dict.fromkeys(r["dtype"] for r in rows):
+            mine = [
+                r for r in rows
+                if (r["cell"], r["dtype"], r["impl"]) == (cell, dtype, "xrnn-numpy")
+                and not np.isnan(r["fb_vs_torch"])
+            ]  # fmt: skip
+            if not mine:
+                continue
+            wf = max(mine, key=lambda r: r["fwd_vs_torch"])
+            wb = max(mine, key=lambda r: r["fb_vs_torch"])
+            worst[f"{cell}/{dtype}"] = {"fwd": wf["fwd_vs_torch"], "fb": wb["fb_vs_torch"]}
             lines.append(
-                f"LSTM config {r['config']} float32: forward {r['fwd_vs_torch']:.2f}x, "
-                f"forward+backward {r['fb_vs_torch']:.2f}x torch.nn.LSTM's time"
+                f"{cell} {dtype}: worst xrnn-numpy/torch.nn ratio forward "
+                f"{wf['fwd_vs_torch']:.2f}x "
+                f"(config {wf['config']}), forward+backward {wb['fb_vs_torch']:.2f}x "
+                f"(config {wb['config']}) over {len(mine)} configs"
             )
-            if r["config"] == "B":
-                frac = r["fwd_gflops"] / peaks.get("float32", float("nan"))
+    for (cell, config, dtype, impl), r in by.items():
+        base = by.get((cell, config, dtype, "xrnn-numpy"))
+        if impl in ("xrnn-torch", "xrnn-numpy-nojit") and base is not None:
+            lines.append(
+                f"{cell} {config} {dtype}: {impl} takes {r['fb_ms'] / base['fb_ms']:.2f}x "
+                f"xrnn-numpy's forward+backward time ({r['fwd_ms'] / base['fwd_ms']:.2f}x forward)"
+            )
+    geomeans = {}
+    for cell in ("lstm", "rnn"):
+        for dtype in dict.fromkeys(r["dtype"] for r in rows):
+            sel = [
+                r["speedup_vs_exercise"]
+                for r in rows
+                if (r["cell"], r["dtype"], r["impl"]) == (cell, dtype, "xrnn-numpy")
+                and not np.isnan(r["speedup_vs_exercise"])
+            ]
+            if sel:
+                geomeans[f"{cell}/{dtype}"] = _geomean(sel)
                 lines.append(
-                    f"LSTM config B float32 forward: {r['fwd_gflops']:.0f} GFLOP/s = "
-                    f"{100 * frac:.0f}% of the measured GEMM peak"
+                    f"xrnn-numpy vs the exercise's loop, {cell} {dtype}, forward+backward: "
+                    f"geometric mean speed-up {geomeans[f'{cell}/{dtype}']:.2f}x over "
+                    f"{len(sel)} configs"
                 )
-    return {"geomean_speedup_vs_exercise": geomeans, "lines": lines}
+    return {"worst_ratio_to_torch": worst, "geomean_speedup_vs_exercise": geomeans, "lines": lines}
 
 
 def plot(rows, path: Path) -> None:

@@ -15,7 +15,7 @@ from xrnn.charlm.optim import SGD, Adam, clip_by_global_norm
 from xrnn.charlm.optim import clip as clip_values
 from xrnn.charlm.vocab import Vocabulary
 from xrnn.params import positive_int
-from xrnn.threads import step_flops, step_threads
+from xrnn.threads import SMALL_TRAINING_STEP_FLOPS, step_flops, step_threads
 
 __all__ = ["resolve_device", "train"]
 
@@ -234,7 +234,8 @@ def train(
     start = time.perf_counter()
     # the whole step (cell, output layer, optimiser) on one BLAS thread when its GEMMs are
     # small, not only the cell's loops (xrnn.threads)
-    with step_threads(model.xp, step_flops(model.spec, hidden, batch_size)):
+    flops = step_flops(model.spec, hidden, batch_size)
+    with step_threads(model.xp, flops, small=SMALL_TRAINING_STEP_FLOPS):
         for step in range(1, steps + 1):
             while len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
                 epoch = list(names)
