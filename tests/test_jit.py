@@ -173,3 +173,33 @@ def test_import_xrnn_does_not_import_numba():
     code = "import sys, xrnn; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("m", [1, 5])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", NAMES)
+def test_the_compiled_forward_loop_equals_stepping(cell, dtype, m, monkeypatch):
+    """Small steps run as one compiled loop (hand-written GEMM); the same call with the loop
+    switched off steps from Python with BLAS: the same outputs and caches."""
+    from cells import forward
+
+    from xrnn.backends import jit
+
+    rng = np.random.default_rng(5)
+    n_x, n_a, T = 4, 6, 7
+    p = {k: v.astype(dtype) for k, v in random_parameters(cell, rng, n_x, n_a).items()}
+    x = rng.normal(size=(n_x, m, T)).astype(dtype)
+    state0 = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in spec(cell).states)
+    runs, looped = [], []
+    loop = jit._LOOPS[cell]
+    monkeypatch.setitem(jit._LOOPS, cell, lambda *a: looped.append(1) or loop(*a))
+    for limit in (2**17, 0):  # the default (loop) and nothing small enough (steps)
+        monkeypatch.setattr(jit, "SMALL_LOOP_FLOPS", limit)
+        states, _, caches = forward(cell, x, state0, p)
+        assert len(looped) == 1  # the first run looped, the second stepped
+        trace = caches[0].trace
+        runs.append([*states, *trace.states, *(() if trace.saved is None else (trace.saved,))])
+    tol = {"float64": 1e-13, "float32": 2e-6}[dtype]
+    for a, b in zip(*runs, strict=True):
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

@@ -121,12 +121,13 @@ def forward(
         live = xp.astype(xp.logical_not(done), ctx.dtype)
     store = ops.forward_store(cell, state0, GX)
     state = tuple(state0)
-    for t in range(T):
-        new, saved = ops.forward_step(cell, W, GX[t, ...], state, store.slot(t))
-        if done is not None:
-            new = ops.keep_finished(done[t, ...], new, state)
-        store.put(t, new, saved)
-        state = new
+    if done is not None or not ops.forward_loop(cell, W, GX, store):  # else: all steps at once
+        for t in range(T):
+            new, saved = ops.forward_step(cell, W, GX[t, ...], state, store.slot(t))
+            if done is not None:
+                new = ops.keep_finished(done[t, ...], new, state)
+            store.put(t, new, saved)
+            state = new
     states, saved = store.result()
     return Trace(cell, states, saved, xe, live, order)
 

@@ -204,6 +204,10 @@ class Ops:
         reference, whose kernels never write into their arguments."""
         return a
 
+    def sum_all(self, a: Any) -> Any:
+        """The sum of all of ``a``'s elements, a 0-d array (the finiteness check)."""
+        return self.xp.sum(a)
+
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         """Storage for the ``dgx`` (and, with ``split``, ``dra``) column blocks of a chunk of
         ``k`` steps of ``m`` columns each."""
@@ -225,6 +229,11 @@ class Ops:
         if fused is not None:
             return fused(self, cell, saved, prev, new, up, slot)
         return cell.backward_pointwise(self.xp, saved, prev, new, up)
+
+    def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
+        """Run every forward step at once into ``store`` (no lengths to mask) and return True,
+        or return False and let the engine step (the reference always does)."""
+        return False
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
         """Where ``keep`` (1, m) is true the sequence has ended: its state stays ``old``."""

@@ -53,6 +53,24 @@ def _describe(value: Any) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
+# The namespace of array types whose namespace depends on the type alone (NumPy, CuPy), found
+# once per type: array_namespace costs a few µs per array, a dozen arrays per call
+_NAMESPACES: dict[type, Any] = {}
+
+
+def _namespace(kind: type) -> Any:
+    return _NAMESPACES[kind]
+
+
+def _remember_namespace(value: Any, xp: Any) -> None:
+    if array_api_compat.is_numpy_array(value) or array_api_compat.is_cupy_array(value):
+        _NAMESPACES.setdefault(type(value), xp)
+
+
+def _supported_dtype(xp: Any, dtype: Any) -> bool:
+    return dtype == xp.float32 or dtype == xp.float64
+
+
 def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> Context:
     """Resolve the namespace, device and dtype shared by every named array.
 
@@ -76,25 +94,28 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
     first: tuple[str, Any, Any, Any] | None = None  # name, xp, device, dtype
     items = [(n, v) for n, v in named if v is not None]
     for name, value in items:
-        if not array_api_compat.is_array_api_obj(value):
-            raise TypeError(
-                f"{name} must be an array (NumPy, CuPy, PyTorch or another array-API "
-                f"library), got {_describe(value)}"
-            )
-        xp = array_api_compat.array_namespace(value)
-        if not xp.isdtype(value.dtype, "real floating"):
-            raise TypeError(
-                f"{name} has dtype {value.dtype}; xrnn needs a real floating dtype "
-                f"(float32 or float64) — convert it first, e.g. x.astype(float32)"
-            )
-        if value.dtype not in (xp.float32, xp.float64):  # float16, bfloat16, longdouble
-            raise TypeError(
+        xp = _namespace(type(value)) if type(value) in _NAMESPACES else None
+        if xp is None:
+            if not array_api_compat.is_array_api_obj(value):
+                raise TypeError(
+                    f"{name} must be an array (NumPy, CuPy, PyTorch or another array-API "
+                    f"library), got {_describe(value)}"
+                )
+            xp = array_api_compat.array_namespace(value)
+        if not _supported_dtype(xp, value.dtype):
+            if not xp.isdtype(value.dtype, "real floating"):
+                raise TypeError(
+                    f"{name} has dtype {value.dtype}; xrnn needs a real floating dtype "
+                    f"(float32 or float64) — convert it first, e.g. x.astype(float32)"
+                )
+            raise TypeError(  # float16, bfloat16, longdouble
                 f"{name} has dtype {value.dtype}; xrnn computes in float32 or float64 only "
                 f"(half precision and extended precision are not supported) — convert it "
                 f"first, e.g. x.astype(float32)"
             )
         device = array_api_compat.device(value)
         if first is None:
+            _remember_namespace(value, xp)
             first = (name, xp, device, value.dtype)
             continue
         name0, xp0, device0, dtype0 = first
@@ -154,7 +175,8 @@ def check_values(
     with warnings.catch_warnings():  # NumPy warns when a sum overflows; torch when it reads
         warnings.simplefilter("ignore", RuntimeWarning)  # a tensor that requires grad
         warnings.simplefilter("ignore", UserWarning)
-        terms = [xp.sum(value) * 0 for _, value in items]
+        total = get_ops(xp).sum_all
+        terms = [total(value) * 0 for _, value in items]
         terms += [xp.astype(xp.logical_not(ok), ctx.dtype) for ok, _ in checks]
         if float(xp.sum(xp.stack(terms))) == 0:
             return

@@ -218,6 +218,67 @@ def gru_backward_step(da, s, a_prev, dgx, dra, j0):
             da[i, j] = d * z
 
 
+# --- whole forward loops for small steps ------------------------------------------------------
+# Where a step's recurrent GEMM is a few thousand FLOPs (charlm: 200×50 by 50×1) calling BLAS and
+# the step kernel from Python costs more than the arithmetic; these run every step in one call,
+# the GEMM by hand (an axpy per input row, the innermost loop contiguous).
+
+
+@_kernel
+def small_gemm(WaT, A, R):
+    """``R = WaT.T @ A``: ``WaT`` (n_a, rows) C-contiguous, ``A`` (n_a, m), ``R`` (rows, m)."""
+    rows, m = R.shape
+    for i in range(rows):
+        for j in range(m):
+            R[i, j] = A[0, j] - A[0, j]
+    if m == 1:  # the batch axis is too short to vectorise over: go along the rows instead
+        for k in range(WaT.shape[0]):
+            ak = A[k, 0]
+            for i in range(rows):
+                R[i, 0] += WaT[k, i] * ak
+        return
+    for k in range(WaT.shape[0]):
+        for i in range(rows):
+            w = WaT[k, i]
+            for j in range(m):
+                R[i, j] += w * A[k, j]
+
+
+@_kernel
+def rnn_forward_loop(WaT, GX, H, R):
+    for t in range(GX.shape[0]):
+        small_gemm(WaT, H[t], H[t + 1])
+        rnn_forward_step(H[t + 1], GX[t])
+
+
+@_kernel
+def relu_forward_loop(WaT, GX, H, R):
+    for t in range(GX.shape[0]):
+        small_gemm(WaT, H[t], H[t + 1])
+        relu_forward_step(H[t + 1], GX[t])
+
+
+@_kernel
+def lstm_forward_loop(WaT, GX, H, C, R):
+    """Every step of :func:`lstm_forward_step`: ``GX`` (T, 4n_a, m) in, the gates out; ``H``,
+    ``C`` (T+1, n_a, m) with the initial states in block 0; ``R`` (4n_a, m) scratch."""
+    for t in range(GX.shape[0]):
+        small_gemm(WaT, H[t], R)
+        lstm_forward_step(GX[t], R, C[t], C[t + 1], H[t + 1])
+
+
+@_kernel
+def gru_forward_loop(WaT, GX, bhn, H, S, R):
+    for t in range(GX.shape[0]):
+        small_gemm(WaT, H[t], R)
+        gru_forward_step(GX[t], R, bhn, H[t], S[t], H[t + 1])
+
+
+# Steps up to this many recurrent-GEMM FLOPs run as one compiled loop (charlm's 20 k; the
+# "long" config's 2.1 M and `xrnn train`'s 4.2 M call BLAS per step)
+SMALL_LOOP_FLOPS = 2**17
+
+
 # --- registered per cell -----------------------------------------------------------------------
 
 
@@ -250,6 +311,18 @@ class JitOps(NumpyOps):
 
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         return JitColumns(self.xp, rows, k, m, like, split)
+
+    def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
+        """Every forward step in one compiled call when the steps are small (see
+        :data:`SMALL_LOOP_FLOPS`); False (the engine steps) otherwise."""
+        H = store.states[0]
+        n_a, m = int(H.shape[1]), int(H.shape[2])
+        if 2 * cell.blocks * n_a * n_a * m > SMALL_LOOP_FLOPS or cell.name not in _LOOPS:
+            return False
+        WaT = np.ascontiguousarray(W.Wa.T)
+        R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
+        _LOOPS[cell.name](WaT, GX, W, store, R)
+        return True
 
 
 def _register_rnn(name: str, forward_kernel: Any, backward_kernel: Any) -> None:
@@ -299,3 +372,16 @@ def _gru_backward(ops, cell, saved, prev, new, up, slot):
     da = up[0]  # the engine's temporary: its direct part da∗Γz overwrites it
     gru_backward_step(da, saved, prev[0], slot.gx, slot.ra, slot.j0)
     return slot[0], slot[1], (da,)
+
+
+# the compiled loops by cell: (WaT, GX, W, store, R) -> None, filling the store's buffers
+_LOOPS = {
+    "rnn": lambda WaT, GX, W, store, R: rnn_forward_loop(WaT, GX, store.states[0], R),
+    "rnn_relu": lambda WaT, GX, W, store, R: relu_forward_loop(WaT, GX, store.states[0], R),
+    "lstm": lambda WaT, GX, W, store, R: lstm_forward_loop(
+        WaT, GX, store.states[0], store.states[1], R
+    ),
+    "gru": lambda WaT, GX, W, store, R: gru_forward_loop(
+        WaT, GX, W.bh, store.states[0], store.saved, R
+    ),
+}
