@@ -180,7 +180,9 @@ def test_import_xrnn_does_not_import_numba():
 @pytest.mark.parametrize("cell", NAMES)
 def test_the_compiled_forward_loop_equals_stepping(cell, dtype, m, monkeypatch):
     """Small steps run as one compiled loop (hand-written GEMM); the same call with the loop
-    switched off steps from Python with BLAS: the same outputs and caches."""
+    switched off steps from Python with BLAS (JitOps' lean loop): the same outputs and caches.
+    (The engine's own stepping, with lengths, is checked against the reference in
+    test_backends.py.)"""
     from cells import forward
 
     from xrnn.backends import jit
@@ -193,7 +195,7 @@ def test_the_compiled_forward_loop_equals_stepping(cell, dtype, m, monkeypatch):
     runs, looped = [], []
     loop = jit._LOOPS[cell]
     monkeypatch.setitem(jit._LOOPS, cell, lambda *a: looped.append(1) or loop(*a))
-    for limit in (2**17, 0):  # the default (loop) and nothing small enough (steps)
+    for limit in (2**17, 0):  # the default (loop) and nothing small enough (BLAS per step)
         monkeypatch.setattr(jit, "SMALL_LOOP_FLOPS", limit)
         states, _, caches = forward(cell, x, state0, p)
         assert len(looped) == 1  # the first run looped, the second stepped

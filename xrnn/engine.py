@@ -172,7 +172,11 @@ def backward(
     while end > 0:
         start = max(0, end - k)
         dAc = time_major(xp, dae[:, :, start:end])  # contiguous (n_a, m) block per step
-        for t in reversed(range(start, end)):
+        # a backend may run the chunk's steps itself (no lengths); else the engine steps
+        stepped = (
+            None if live is not None else ops.backward_steps(cell, W, trace, dAc, start, g, store)
+        )
+        for t in reversed(range(start, end)) if stepped is None else ():
             j = t - start
             up = (g[0] + dAc[j, ...], *g[1:])
             up_live = up if live is None else tuple(u * live[t, ...] for u in up)
@@ -187,6 +191,8 @@ def backward(
             g = (da_prev, *direct[1:])
             if live is not None:  # a finished sequence passes its gradient straight through
                 g = tuple(gi + u * dead[t, ...] for gi, u in zip(g, up, strict=True))
+        if stepped is not None:
+            g = stepped
         dgx_c, dra_c = store.columns(end - start)
         A_prev = columns(xp, public(xp, H[start:end, ...]))  # (n_a, K m), like dra_c
         X = columns(xp, xe[:, :, start:end])

@@ -235,6 +235,16 @@ class Ops:
         or return False and let the engine step (the reference always does)."""
         return False
 
+    def backward_steps(
+        self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+    ) -> tuple | None:
+        """Run the backward steps ``start + len(dA) - 1`` down to ``start`` of a chunk (no
+        lengths): ``dA`` (k, n_a, m) the upstream gradients of the chunk's outputs, ``g`` the
+        state gradients after its last step (the engine's own arrays: they may be
+        overwritten), gradients into ``store``'s columns; return the state gradients before
+        ``start`` — or None and let the engine step (the reference always does)."""
+        return None
+
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
         """Where ``keep`` (1, m) is true the sequence has ended: its state stays ``old``."""
         xp = self.xp

@@ -313,16 +313,69 @@ class JitOps(NumpyOps):
         return JitColumns(self.xp, rows, k, m, like, split)
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
-        """Every forward step in one compiled call when the steps are small (see
-        :data:`SMALL_LOOP_FLOPS`); False (the engine steps) otherwise."""
+        """Every forward step at once: in one compiled call when the steps are small (see
+        :data:`SMALL_LOOP_FLOPS`), else a lean loop of one BLAS GEMM into a reused buffer and
+        one step kernel per step (none of the engine's per-step bookkeeping)."""
+        if cell.name not in _LOOPS:
+            return False
         H = store.states[0]
         n_a, m = int(H.shape[1]), int(H.shape[2])
-        if 2 * cell.blocks * n_a * n_a * m > SMALL_LOOP_FLOPS or cell.name not in _LOOPS:
-            return False
-        WaT = np.ascontiguousarray(W.Wa.T)
         R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
-        _LOOPS[cell.name](WaT, GX, W, store, R)
+        if 2 * cell.blocks * n_a * n_a * m <= SMALL_LOOP_FLOPS:
+            _LOOPS[cell.name](np.ascontiguousarray(W.Wa.T), GX, W, store, R)
+        else:
+            _blas_loop(cell.name, W, GX, store, R)
         return True
+
+    def backward_steps(
+        self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+    ) -> tuple | None:
+        """A chunk's backward steps in a lean loop: per step one ``add(out=)``, one compiled
+        kernel writing into the chunk's columns and one ``matmul(out=)`` for ``Waᵀ dra``."""
+        if cell.name not in _LOOPS:
+            return None
+        H, S, m = trace.states[0], trace.saved, int(dA.shape[2])
+        WaT = W.Wa.T
+        g0 = g[0]
+        up = np.empty_like(g0)
+        for j in reversed(range(int(dA.shape[0]))):
+            t, j0 = start + j, j * m
+            np.add(g0, dA[j], out=up)
+            if cell.name == "lstm":
+                C = trace.states[1]
+                lstm_backward_step(up, g[1], S[t], C[t + 1], C[t], store.gx, j0)
+                np.matmul(WaT, store.gx[:, j0 : j0 + m], out=g0)
+            elif cell.name == "gru":
+                gru_backward_step(up, S[t], H[t], store.gx, store.ra, j0)
+                np.matmul(WaT, store.ra[:, j0 : j0 + m], out=g0)
+                g0 += up  # the direct part da∗Γz
+            else:
+                kernel = rnn_backward_step if cell.name == "rnn" else relu_backward_step
+                kernel(up, H[t + 1], store.gx, j0)
+                np.matmul(WaT, store.gx[:, j0 : j0 + m], out=g0)
+        return (g0, *g[1:])
+
+
+def _blas_loop(name: str, W: Any, GX: Any, store: Any, R: Any) -> None:
+    """The forward steps from Python with BLAS's GEMM: per step one ``matmul(out=)`` and one
+    compiled kernel, views taken once."""
+    Wa, H, T = W.Wa, store.states[0], int(GX.shape[0])
+    if name == "lstm":
+        C = store.states[1]
+        for t in range(T):
+            np.matmul(Wa, H[t], out=R)
+            lstm_forward_step(GX[t], R, C[t], C[t + 1], H[t + 1])
+    elif name == "gru":
+        S, bhn = store.saved, W.bh
+        for t in range(T):
+            np.matmul(Wa, H[t], out=R)
+            gru_forward_step(GX[t], R, bhn, H[t], S[t], H[t + 1])
+    else:
+        kernel = rnn_forward_step if name == "rnn" else relu_forward_step
+        for t in range(T):
+            h = H[t + 1]
+            np.matmul(Wa, H[t], out=h)
+            kernel(h, GX[t])
 
 
 def _register_rnn(name: str, forward_kernel: Any, backward_kernel: Any) -> None:
