@@ -177,12 +177,11 @@ def _lstm_backward(ops, cell, saved, prev, new, up, slot):
 def _gru_forward(ops, cell, W, gx, state, slot):
     n_a = int(state[0].shape[0])
     S = slot.saved  # [Γr; Γz; ñ; hn]
-    ra = torch.matmul(W.Wa, state[0])
     s = S[: 2 * n_a]
-    torch.add(gx[: 2 * n_a], ra[: 2 * n_a], out=s)
+    torch.addmm(gx[: 2 * n_a], W.Wa[: 2 * n_a], state[0], out=s)
     s.sigmoid_()
     n, hn = S[2 * n_a : 3 * n_a], S[3 * n_a :]
-    torch.add(ra[2 * n_a :], W.bh, out=hn)
+    torch.addmm(W.bh, W.Wa[2 * n_a :], state[0], out=hn)
     torch.addcmul(gx[2 * n_a :], s[:n_a], hn, out=n)
     n.tanh_()
     h = slot.states[0]
