@@ -25,6 +25,7 @@ import array_api_compat
 
 __all__ = [
     "BufferColumns",
+    "buffer_store",
     "BufferStore",
     "InPlaceOps",
     "ListColumns",
@@ -99,6 +100,22 @@ class BufferStore:
 
     def result(self) -> tuple[tuple, Any]:
         return tuple(self.states), self.saved
+
+
+def buffer_store(ops: Any, cell: Any, state0: tuple, GX: Any) -> BufferStore:
+    """A :class:`BufferStore` for ``ops``' kernels: the saved blocks are ``GX`` itself when the
+    cell's forward kernel is registered ``saved_in_gx``, else a fresh ``(T, rows, m)`` buffer."""
+    T = int(GX.shape[0])
+    kernel = ops.kernel(cell, "forward")
+    if getattr(kernel, "saved_in_gx", False):
+        saved = GX
+    elif cell.saved_blocks:
+        n_a, m = (int(s) for s in state0[0].shape)
+        shape = (T, cell.saved_blocks * n_a, m)
+        saved = ops.xp.empty(shape, dtype=GX.dtype, device=_device(GX))
+    else:
+        saved = None
+    return BufferStore(ops.xp, state0, T, saved)
 
 
 class BufferColumns:
@@ -293,16 +310,7 @@ class InPlaceOps(Ops):
     lib: Any = None
 
     def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
-        T = int(GX.shape[0])
-        kernel = self.kernel(cell, "forward")
-        if getattr(kernel, "saved_in_gx", False):
-            saved = GX
-        elif cell.saved_blocks:
-            n_a, m = (int(s) for s in state0[0].shape)
-            saved = self.lib.empty((T, cell.saved_blocks * n_a, m), dtype=GX.dtype)
-        else:
-            saved = None
-        return BufferStore(self.xp, state0, T, saved)
+        return buffer_store(self, cell, state0, GX)
 
     def add_bias(self, G: Any, b: Any) -> Any:
         G += b  # G is the engine's own fresh GEMM result: no second (T, k n_a, m) array

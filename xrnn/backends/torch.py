@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from xrnn.ops import BufferColumns, BufferStore, Ops
+from xrnn.ops import BufferColumns, Ops, buffer_store
 
 __all__ = ["TorchOps"]
 
@@ -39,16 +39,7 @@ class TorchOps(Ops):
     def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
         if _recording(GX, *state0):
             return super().forward_store(cell, state0, GX)
-        T = int(GX.shape[0])
-        kernel = self.kernel(cell, "forward")
-        if getattr(kernel, "saved_in_gx", False):
-            saved = GX
-        elif cell.saved_blocks:
-            n_a, m = (int(s) for s in state0[0].shape)
-            saved = torch.empty((T, cell.saved_blocks * n_a, m), dtype=GX.dtype, device=GX.device)
-        else:
-            saved = None
-        return BufferStore(self.xp, state0, T, saved)
+        return buffer_store(self, cell, state0, GX)
 
     def add_bias(self, G: Any, b: Any) -> Any:
         return G + b if _recording(G, b) else G.add_(b)
