@@ -176,23 +176,26 @@ def backward(
         stepped = (
             None if live is not None else ops.backward_steps(cell, W, trace, dAc, start, g, store)
         )
-        for t in reversed(range(start, end)) if stepped is None else ():
-            j = t - start
-            up = (g[0] + dAc[j, ...], *g[1:])
-            up_live = up if live is None else tuple(u * live[t, ...] for u in up)
-            prev = tuple(s[t, ...] for s in trace.states)
-            new = tuple(s[t + 1, ...] for s in trace.states)
-            saved_t = None if saved is None else saved[t, ...]
-            dgx, dra, direct = ops.backward_step(cell, saved_t, prev, new, up_live, store.slot(j))
-            store.put(j, dgx, dra)
-            da_prev = xp.matmul(WaT, dra)
-            if direct[0] is not None:
-                da_prev = da_prev + direct[0]
-            g = (da_prev, *direct[1:])
-            if live is not None:  # a finished sequence passes its gradient straight through
-                g = tuple(gi + u * dead[t, ...] for gi, u in zip(g, up, strict=True))
         if stepped is not None:
             g = stepped
+        else:
+            for t in reversed(range(start, end)):
+                j = t - start
+                up = (g[0] + dAc[j, ...], *g[1:])
+                up_live = up if live is None else tuple(u * live[t, ...] for u in up)
+                prev = tuple(s[t, ...] for s in trace.states)
+                new = tuple(s[t + 1, ...] for s in trace.states)
+                saved_t = None if saved is None else saved[t, ...]
+                dgx, dra, direct = ops.backward_step(
+                    cell, saved_t, prev, new, up_live, store.slot(j)
+                )
+                store.put(j, dgx, dra)
+                da_prev = xp.matmul(WaT, dra)
+                if direct[0] is not None:
+                    da_prev = da_prev + direct[0]
+                g = (da_prev, *direct[1:])
+                if live is not None:  # a finished sequence passes its gradient straight through
+                    g = tuple(gi + u * dead[t, ...] for gi, u in zip(g, up, strict=True))
         dgx_c, dra_c = store.columns(end - start)
         A_prev = columns(xp, public(xp, H[start:end, ...]))  # (n_a, K m), like dra_c
         X = columns(xp, xe[:, :, start:end])
