@@ -58,10 +58,6 @@ def _describe(value: Any) -> str:
 _NAMESPACES: dict[type, Any] = {}
 
 
-def _namespace(kind: type) -> Any:
-    return _NAMESPACES[kind]
-
-
 def _remember_namespace(value: Any, xp: Any) -> None:
     if array_api_compat.is_numpy_array(value) or array_api_compat.is_cupy_array(value):
         _NAMESPACES.setdefault(type(value), xp)
@@ -94,7 +90,7 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
     first: tuple[str, Any, Any, Any] | None = None  # name, xp, device, dtype
     items = [(n, v) for n, v in named if v is not None]
     for name, value in items:
-        xp = _namespace(type(value)) if type(value) in _NAMESPACES else None
+        xp = _NAMESPACES.get(type(value))
         if xp is None:
             if not array_api_compat.is_array_api_obj(value):
                 raise TypeError(
