@@ -18,7 +18,7 @@ the arrays' dtype at compile time, so float32 kernels never promote to double.
 Kernels are compiled on first use per dtype and layout and cached on disk (numba's
 ``cache=True``: ``__pycache__`` beside this file, or numba's user cache directory where that is
 read-only), so a later process loads them instead of compiling. Importing this module imports
-numba (about 0.3 s); :func:`xrnn.backends.get_ops` imports it on the first call with NumPy
+numba (about 0.2 s); :func:`xrnn.backends.get_ops` imports it on the first call with NumPy
 arrays, never at ``import xrnn``. ``XRNN_JIT=0`` in the environment (read at that first call)
 selects the pure-NumPy kernels instead.
 """
@@ -134,7 +134,7 @@ def relu_forward_step(h, gx):
     for i in range(h.shape[0]):
         for j in range(h.shape[1]):
             v = h[i, j] + gx[i, j]
-            h[i, j] = v - v if v < 0 else v  # NaN stays NaN, as in numpy.maximum
+            h[i, j] = one(v) - one(v) if v < 0 else v  # NaN stays NaN, as in numpy.maximum
 
 
 @_kernel
@@ -228,9 +228,10 @@ def gru_backward_step(da, s, a_prev, dgx, dra, j0):
 def small_gemm(WaT, A, R):
     """``R = WaT.T @ A``: ``WaT`` (n_a, rows) C-contiguous, ``A`` (n_a, m), ``R`` (rows, m)."""
     rows, m = R.shape
+    zero = one(A[0, 0]) - one(A[0, 0])  # 0 in A's type, whatever A holds
     for i in range(rows):
         for j in range(m):
-            R[i, j] = A[0, j] - A[0, j]
+            R[i, j] = zero
     if m == 1:  # the batch axis is too short to vectorise over: go along the rows instead
         for k in range(WaT.shape[0]):
             ak = A[k, 0]
