@@ -117,3 +117,31 @@ def test_torch_autograd_equals_xrnn_backward(cell, kw, xp):
         np.testing.assert_allclose(
             xp.to_numpy(g), xp.to_numpy(want[name]), rtol=1e-10, atol=1e-12, err_msg=name
         )
+
+
+@pytest.mark.backends("torch")
+@pytest.mark.parametrize("kw", MODES, ids=IDS)
+@pytest.mark.parametrize("cell", NAMES)
+def test_torch_autograd_when_only_some_tensors_require_grad(cell, kw, xp):
+    """The torch backend's in-place kernels step aside for every step whose inputs require a
+    gradient, even when its buffers were chosen from tensors that did not: only a recurrent
+    weight requiring one (forward), or only ``da`` (through xrnn's backward)."""
+    import torch
+
+    x, state0, p, R, kw, want = _with_expected(xp, cell, kw)
+    key = sorted(k for k in spec(cell).keys if k.startswith("W"))[0]
+    params = xp.params(p)
+    params[key] = params[key].detach().clone().requires_grad_(True)
+    states, _, _ = forward(cell, xp.asarray(x), tuple(xp.asarray(s) for s in state0), params, **kw)
+    (states[0] * xp.asarray(R)).sum().backward()
+    close = dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xp.to_numpy(params[key].grad), xp.to_numpy(want["d" + key]), **close)
+
+    _, _, caches = forward(
+        cell, xp.asarray(x), tuple(xp.asarray(s) for s in state0), xp.params(p), **kw
+    )
+    da = xp.asarray(R).clone().requires_grad_(True)
+    grads = backward(cell, da, caches)
+    torch.autograd.grad(grads["dx"].sum(), da)  # differentiable, no out= error
+    for k, v in grads.items():  # and the same values as without autograd
+        np.testing.assert_allclose(xp.to_numpy(v.detach()), xp.to_numpy(want[k]), **close)

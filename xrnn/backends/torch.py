@@ -55,8 +55,12 @@ class TorchOps(Ops):
             return super().gradient_columns(rows, k, m, like, split)
         return BufferColumns(self.xp, rows, k, m, like, split)
 
+    # A step whose inputs require a gradient (list storage; or buffers chosen from tensors that
+    # did not, e.g. only Wa or da requiring one) runs the reference; its results are copied
+    # into the buffers, which autograd records.
+
     def forward_step(self, cell: Any, W: Any, gx: Any, state: tuple, slot: Any) -> tuple:
-        if slot is None:  # list storage: autograd is recording
+        if slot is None or _recording(W.Wa, W.bh, gx, *state):
             ra = torch.matmul(W.Wa, state[0])
             return cell.forward_pointwise(self.xp, gx, ra, state, W)
         return super().forward_step(cell, W, gx, state, slot)
@@ -64,7 +68,7 @@ class TorchOps(Ops):
     def backward_step(
         self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any
     ) -> tuple:
-        if slot is None:
+        if slot is None or _recording(saved, *prev, *new, *up):
             return cell.backward_pointwise(self.xp, saved, prev, new, up)
         return super().backward_step(cell, saved, prev, new, up, slot)
 
