@@ -336,24 +336,27 @@ class JitOps(NumpyOps):
         if cell.name not in _LOOPS:
             return None
         H, S, m = trace.states[0], trace.saved, int(dA.shape[2])
-        WaT = W.Wa.T
-        g0 = g[0]
+        WaT, g0, gx, ra = W.Wa.T, g[0], store.gx, store.ra
         up = np.empty_like(g0)
-        for j in reversed(range(int(dA.shape[0]))):
-            t, j0 = start + j, j * m
-            np.add(g0, dA[j], out=up)
-            if cell.name == "lstm":
-                C = trace.states[1]
-                lstm_backward_step(up, g[1], S[t], C[t + 1], C[t], store.gx, j0)
-                np.matmul(WaT, store.gx[:, j0 : j0 + m], out=g0)
-            elif cell.name == "gru":
-                gru_backward_step(up, S[t], H[t], store.gx, store.ra, j0)
-                np.matmul(WaT, store.ra[:, j0 : j0 + m], out=g0)
+        steps = [(start + j, j * m) for j in reversed(range(int(dA.shape[0])))]
+        if cell.name == "lstm":
+            C, dc = trace.states[1], g[1]
+            for t, j0 in steps:
+                np.add(g0, dA[t - start], out=up)
+                lstm_backward_step(up, dc, S[t], C[t + 1], C[t], gx, j0)
+                np.matmul(WaT, gx[:, j0 : j0 + m], out=g0)
+        elif cell.name == "gru":
+            for t, j0 in steps:
+                np.add(g0, dA[t - start], out=up)
+                gru_backward_step(up, S[t], H[t], gx, ra, j0)
+                np.matmul(WaT, ra[:, j0 : j0 + m], out=g0)
                 g0 += up  # the direct part da∗Γz
-            else:
-                kernel = rnn_backward_step if cell.name == "rnn" else relu_backward_step
-                kernel(up, H[t + 1], store.gx, j0)
-                np.matmul(WaT, store.gx[:, j0 : j0 + m], out=g0)
+        else:
+            kernel = rnn_backward_step if cell.name == "rnn" else relu_backward_step
+            for t, j0 in steps:
+                np.add(g0, dA[t - start], out=up)
+                kernel(up, H[t + 1], gx, j0)
+                np.matmul(WaT, gx[:, j0 : j0 + m], out=g0)
         return (g0, *g[1:])
 
 

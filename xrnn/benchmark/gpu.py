@@ -158,6 +158,7 @@ def gpu_impls(cell, x, a0, p, da, *, cupy, torch) -> list[Impl]:
 def measure(cell, shape, dtype, impls: list[Impl], *, min_runs: int, budget_s: float) -> list:
     """One row per implementation: checked against the first (the NumPy run), then timed."""
     T = shape[3]
+    _, fb_flops = gemm_flops(cell, *shape)
     want = impls[0].output()
     tol = 1e-3 if dtype == "float32" else 1e-9
     rows = []
@@ -168,10 +169,9 @@ def measure(cell, shape, dtype, impls: list[Impl], *, min_runs: int, budget_s: f
         tf = impl.timer(impl.fwd, min_runs, budget_s)
         tb = impl.timer(impl.both, min_runs, budget_s)
         launches = impl.kernels(impl.both)
-        fl_f, fl_b = gemm_flops(cell, *shape)
         rows.append(
             dict(cell=cell, shape=shape, dtype=dtype, impl=impl.name, device=impl.device,
-                 fwd_ms=tf * 1e3, fb_ms=tb * 1e3, fb_gflops=fl_b / tb / 1e9,
+                 fwd_ms=tf * 1e3, fb_ms=tb * 1e3, fb_gflops=fb_flops / tb / 1e9,
                  kernels_per_step=None if launches is None else launches / T, max_abs_diff=err)
         )  # fmt: skip
     base = rows[0]["fb_ms"]
