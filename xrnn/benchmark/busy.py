@@ -12,21 +12,13 @@ and the busy/idle factor of the training time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
 
-from xrnn.benchmark.table import (
-    CONFIGS,
-    make_inputs,
-    optional_module,
-    timeit,
-    torch_nn_fns,
-    xrnn_fns,
-)
+from xrnn.benchmark.table import measure_in_process, optional_module
 
 # ratios within 5 % of each other are the same: medians of one run move that much on this
 # 2-core machine from run to run
@@ -34,23 +26,17 @@ NOISE = 0.05
 SPIN = "import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
 
 
-def _worker(impl: str, config: str, runs: int, budget: float) -> None:
-    """In this process: the median forward+backward seconds of ``impl`` on ``config``."""
-    x, a0, p, da = make_inputs("lstm", *CONFIGS[config], "float32")
-    if impl == "torch":
-        import torch
-
-        both = torch_nn_fns(torch, "lstm", x, a0, p, da)[1]
-    else:
-        both = xrnn_fns("lstm", x, a0, p, da)[1]
-    print(json.dumps(statistics.median(timeit(both, min_runs=runs, budget_s=budget))))
+# busy.py's names for the worker's implementations
+_IMPLS = {"xrnn": "xrnn-numpy", "torch": "torch.nn"}
 
 
 def _timed(impl: str, config: str, runs: int, budget: float) -> float:
-    argv = [sys.executable, "-m", "xrnn.benchmark.busy", "--worker", impl, config]
-    argv += ["--runs", str(runs), "--budget", str(budget)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
-    return float(out.stdout.strip().splitlines()[-1])
+    """The median forward+backward seconds of ``impl`` on ``config``, in a process of its own
+    (:mod:`xrnn.benchmark.worker`)."""
+    out = measure_in_process(
+        _IMPLS[impl], "lstm", config, "float32", min_runs=runs, budget=budget, parts=("fb",)
+    )
+    return statistics.median(out["fb"])
 
 
 def _train_seconds(steps: int | None) -> float:
@@ -70,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-train", action="store_true", help="skip the xrnn train timing")
     ap.add_argument("--runs", type=int, default=7, help="timed calls per measurement, at least")
     ap.add_argument("--budget", type=float, default=2.0, help="seconds per measurement")
-    ap.add_argument("--worker", nargs=2, metavar=("IMPL", "CONFIG"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker:
-        impl, config = args.worker
-        _worker(impl, config, args.runs, args.budget)
-        return 0
     configs = args.configs.split(",")
     impls = ["xrnn", "torch"] if optional_module("torch") is not None else ["xrnn"]
     print(f"{os.cpu_count()} cores; busy = {args.competitors} competing spinning process(es)")

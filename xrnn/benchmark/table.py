@@ -170,10 +170,14 @@ def optional_module(name: str) -> Any:
         return None
 
 
-def measure_in_process(impl, cell, config, dtype, *, min_runs, budget, memory=False) -> dict:
-    """One :mod:`xrnn.benchmark.worker` process: ``{"fwd": [s, ...], "fb": [...]}``."""
+def measure_in_process(
+    impl, cell, config, dtype, *, min_runs, budget, memory=False, parts=("fwd", "fb")
+) -> dict:
+    """One :mod:`xrnn.benchmark.worker` process: ``{"fwd": [s, ...], "fb": [...]}`` (the
+    ``parts`` asked for)."""
     cmd = [sys.executable, "-m", "xrnn.benchmark.worker", impl, cell, config, dtype]
-    cmd += ["--min-runs", str(min_runs), "--budget", str(budget)] + (["--memory"] * memory)
+    cmd += ["--min-runs", str(min_runs), "--budget", str(budget), "--parts", ",".join(parts)]
+    cmd += ["--memory"] * memory
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[1:])} failed:\n{done.stderr.strip()}")

@@ -1,9 +1,11 @@
 """One benchmark measurement in a process of its own.
 
-``python -m xrnn.benchmark.worker IMPL CELL CONFIG DTYPE [--min-runs N] [--budget S]`` times
-one implementation's forward and forward+backward calls and prints one JSON line:
+``python -m xrnn.benchmark.worker IMPL CELL CONFIG DTYPE [--min-runs N] [--budget S]
+[--parts fwd,fb]`` times one implementation's forward and forward+backward calls and prints one
+JSON line:
 ``{"fwd": [seconds, ...], "fb": [...], "peak_mb": ...}``. :mod:`xrnn.benchmark.table` runs one
-such process per measurement, so no library's threads outlive their own measurement: torch's
+such process per measurement (and :mod:`xrnn.benchmark.busy` too), so no library's threads
+outlive their own measurement: torch's
 OpenMP workers keep spinning for a while after each call and slow whatever runs next in the
 same process.
 
@@ -55,15 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-runs", type=int, default=7)
     ap.add_argument("--budget", type=float, default=2.0)
     ap.add_argument("--memory", action="store_true", help="also the forward's peak memory")
+    ap.add_argument(
+        "--parts", default="fwd,fb", help="what to time: fwd (forward), fb (forward+backward)"
+    )
     args = ap.parse_args(argv)
     if args.impl == "xrnn-numpy-nojit":
         os.environ["XRNN_JIT"] = "0"
     from xrnn.benchmark import table
 
     fwd, both = callables(args.impl, args.cell, args.config, args.dtype)
+    calls = {"fwd": fwd, "fb": both}
     result: dict[str, Any] = {
-        "fwd": table.timeit(fwd, min_runs=args.min_runs, budget_s=args.budget),
-        "fb": table.timeit(both, min_runs=args.min_runs, budget_s=args.budget),
+        part: table.timeit(calls[part], min_runs=args.min_runs, budget_s=args.budget)
+        for part in args.parts.split(",")
     }
     if args.memory:
         result["peak_mb"] = table.peak_memory_mb(fwd)
