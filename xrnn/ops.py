@@ -17,6 +17,7 @@ tested against.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -221,9 +222,22 @@ class Ops:
         reference, whose kernels never write into their arguments."""
         return a
 
-    def sum_all(self, a: Any) -> Any:
-        """The sum of all of ``a``'s elements, a 0-d array (the finiteness check)."""
-        return self.xp.sum(a)
+    def all_finite(self, values: list, conditions: list) -> bool:
+        """Whether every array in ``values`` is finite and every 0-d boolean in ``conditions``
+        holds, with one host read: each array summed on its device (one pass, no temporary;
+        a NaN/inf makes the sum non-finite), each condition counting 1 when false, and
+        ``Σ sum·0 + Σ failed`` read back — on a GPU one round trip per call rather than one
+        per array. A sum of finite values that overflows reads as a failure (the caller's
+        exact test then clears it)."""
+        xp = self.xp
+        with warnings.catch_warnings():  # NumPy warns when a sum overflows; torch when it
+            warnings.simplefilter("ignore", RuntimeWarning)  # reads a tensor requiring grad
+            warnings.simplefilter("ignore", UserWarning)
+            terms = [xp.sum(value) * 0 for value in values]
+            if conditions:
+                dtype = values[0].dtype if values else xp.float32
+                terms += [xp.astype(xp.logical_not(ok), dtype) for ok in conditions]
+            return float(xp.sum(xp.stack(terms))) == 0
 
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         """Storage for the ``dgx`` (and, with ``split``, ``dra``) column blocks of a chunk of

@@ -36,6 +36,10 @@ __all__ = [
 # keeps `xrnn train` 2.4× faster on a busy machine (xrnn bench --busy).
 SMALL_STEP_FLOPS = 2**21
 SMALL_TRAINING_STEP_FLOPS = 2**24
+# Below this OpenBLAS runs a GEMM on one thread by itself (interface/gemm.c: M·N·K under
+# 65536 · GEMM_MULTITHREAD_THRESHOLD, 4 by default): a limit would change nothing and cost
+# a call (threadpoolctl's limit()+restore, about 8 µs; charlm's forward takes 110 µs)
+SINGLE_THREAD_FLOPS = 2 * 65536 * 4
 USER_SETTINGS = (
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",
@@ -65,7 +69,11 @@ def step_threads(
     """A context for a time loop whose steps each do ``step_flops`` GEMM FLOPs: NumPy's BLAS
     on one thread when the steps are ``small``, else nothing changes (other libraries manage
     their own threads)."""
-    if step_flops >= small or not array_api_compat.is_numpy_namespace(xp):
+    if (
+        step_flops >= small
+        or step_flops < SINGLE_THREAD_FLOPS
+        or not array_api_compat.is_numpy_namespace(xp)
+    ):
         return contextlib.nullcontext()
     blas = _blas()
     return contextlib.nullcontext() if blas is None else blas.limit(limits=1)
