@@ -238,3 +238,39 @@ def test_the_compiled_finiteness_check_on_every_layout(dtype):
     huge = np.full((3, 3), np.finfo(dtype).max, dtype=dtype)
     assert ops.all_finite([huge, np.empty((0, 2), dtype)], [np.bool_(True)])
     assert not ops.all_finite([huge], [np.bool_(False)])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("m", "T"), [(1, 9), (3, 400), (16, 70), (1100, 2)])
+def test_the_input_side_equals_the_reference(m, T, dtype):
+    """``JitOps.input_side`` (one GEMM per chunk of 1024 columns, laid out time-major with the
+    bias in one pass; one GEMM for m = 1) against the engine's reference (a batched GEMM plus
+    the bias), from a strided ``x``: chunks that divide T, that don't, and of one step."""
+    import array_api_compat
+
+    from xrnn.ops import Ops
+
+    xp = array_api_compat.array_namespace(np.empty(0))
+    c = spec("lstm")
+    rng = np.random.default_rng(8)
+    n_x, n_a = 5, 3
+    p = {k: v.astype(dtype) for k, v in random_parameters("lstm", rng, n_x, n_a).items()}
+    W = c.stack(xp, p, n_a)
+    x = rng.normal(size=(n_x, T, m)).astype(dtype).transpose(0, 2, 1)  # (n_x, m, T), strided
+    want = Ops(xp).input_side(W, x)
+    got = _jit_ops().input_side(W, x)
+    assert got.shape == (T, c.blocks * n_a, m) and got.dtype == np.dtype(dtype)
+    assert got.flags.c_contiguous
+    tol = {"float64": 1e-13, "float32": 2e-6}[dtype]
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_chunk_buffer_rows_span_an_odd_number_of_cache_lines(itemsize):
+    from xrnn.ops import _pitch
+
+    for width in (1, 15, 16, 17, 1000, 1024, 2048, 4096):
+        pitch = _pitch(width, itemsize)
+        lines, rest = divmod(pitch * itemsize, 64)
+        assert pitch >= width and rest == 0 and lines % 2 == 1, (width, pitch)
+        assert pitch - width <= 2 * 64 // itemsize  # at most two lines of padding

@@ -36,7 +36,6 @@ from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import (
     columns,
-    input_side,
     output_layer_forward,
     public,
     reorder,
@@ -121,7 +120,7 @@ def forward(
     _, m, T = (int(s) for s in x.shape)
     order = reversal(xp, lengths, m, T) if reverse else None
     xe = reorder(xp, x, order)
-    GX = ops.add_bias(input_side(xp, W.Wx, xe), W.b)  # (T, k n_a, m)
+    GX = ops.input_side(W, xe)  # (T, k n_a, m)
     done = live = None
     if lengths is not None and not ops.all_full(lengths, T):
         steps = xp.arange(T, dtype=lengths.dtype, device=ctx.device)

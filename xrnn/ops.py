@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 
 import array_api_compat
 
+from xrnn.layout import input_side
+
 __all__ = [
     "BufferColumns",
     "buffer_store",
@@ -126,8 +128,12 @@ class BufferColumns:
 
     def __init__(self, xp: Any, rows: int, k: int, m: int, like: Any, split: bool) -> None:
         kw = {"dtype": like.dtype, "device": _device(like)}
-        self.gx = xp.empty((rows, k * m), **kw)
-        self.ra = xp.empty((rows, k * m), **kw) if split else None
+        shape = (rows, _pitch(k * m, xp.finfo(like.dtype).bits // 8))
+        # the whole buffers (C-contiguous, padded rows) and their (rows, k·m) views
+        self.gx_buffer = xp.empty(shape, **kw)
+        self.ra_buffer = xp.empty(shape, **kw) if split else None
+        self.gx = self.gx_buffer[:, : k * m]
+        self.ra = None if self.ra_buffer is None else self.ra_buffer[:, : k * m]
         self.m = m
         self._slot: tuple[Any, Any] = (None, None)
 
@@ -148,6 +154,16 @@ class BufferColumns:
     def columns(self, K: int) -> tuple[Any, Any]:
         dgx = self.gx[:, : K * self.m]
         return dgx, dgx if self.ra is None else self.ra[:, : K * self.m]
+
+
+def _pitch(width: int, itemsize: int) -> int:
+    """Elements per row of a ``width``-column buffer: a whole, odd number of 64-byte cache
+    lines. A power-of-two pitch (1024 float32 columns: the "long" benchmark's chunk) puts a
+    column's element of every row in the same cache set, and the backward kernels, which write
+    four gate rows per element down all 4n_a rows, ran 4× slower on that cache set's 8 ways."""
+    per_line = max(1, 64 // itemsize)
+    lines = -(-width // per_line)
+    return (lines + 1 - lines % 2) * per_line
 
 
 def _device(a: Any) -> Any:
@@ -198,6 +214,11 @@ class Ops:
     def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
         """Where the forward loop keeps states and saved blocks (``GX``: the input side)."""
         return ListStore(self.xp, state0)
+
+    def input_side(self, W: Any, x: Any) -> Any:
+        """``Wx x⟨t⟩ + b`` for every step: ``x`` (n_x, m, T) → (T, k n_a, m), the engine's
+        own array (the step kernels may write into it)."""
+        return self.add_bias(input_side(self.xp, W.Wx, x), W.b)
 
     def add_bias(self, G: Any, b: Any) -> Any:
         """``G + b`` (in place where the backend may: ``G`` is xrnn's own array)."""
