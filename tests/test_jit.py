@@ -243,9 +243,8 @@ def test_the_compiled_finiteness_check_on_every_layout(dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("m", "T"), [(1, 9), (3, 400), (16, 70), (1100, 2)])
 def test_the_input_side_equals_the_reference(m, T, dtype):
-    """``JitOps.input_side`` (one GEMM per chunk of 1024 columns, laid out time-major with the
-    bias in one pass; one GEMM for m = 1) against the engine's reference (a batched GEMM plus
-    the bias), from a strided ``x``: chunks that divide T, that don't, and of one step."""
+    """``JitOps.input_side`` (the compiled bias add) against the reference, from a strided
+    ``x``, for m = 1 (one GEMM) and larger batches (a GEMM per step)."""
     import array_api_compat
 
     from xrnn.ops import Ops
