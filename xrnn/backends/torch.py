@@ -83,6 +83,37 @@ class TorchOps(Ops):
         loop(W, GX, store)
         return True
 
+    def backward_steps(
+        self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+    ) -> tuple | None:
+        """A chunk's backward steps in a lean loop: the step's views taken once per chunk
+        (``unbind``), per step one ``add(out=)``, the cell's kernel into the chunk's columns
+        and one ``mm(out=)`` for ``Waᵀ dra`` (plus, for the GRU, its direct part)."""
+        kernel = self.kernel(cell, "backward")
+        states = [s[start : start + int(dA.shape[0]) + 1] for s in trace.states]
+        S = trace.saved
+        if (
+            kernel is None
+            or not isinstance(store, BufferColumns)
+            or _recording(W.Wa, dA, *g, *states, S)
+        ):
+            return None
+        steps = [s.unbind(0) for s in states]  # step t of the chunk is start + t
+        saved = (None,) * int(dA.shape[0]) if S is None else S[start:].unbind(0)
+        WaT, g0, rest = W.Wa.T, g[0], g[1:]
+        up = torch.empty_like(g0)
+        for j in reversed(range(int(dA.shape[0]))):
+            torch.add(g0, dA[j], out=up)
+            prev = tuple(s[j] for s in steps)
+            new = tuple(s[j + 1] for s in steps)
+            dgx, dra, direct = kernel(self, cell, saved[j], prev, new, (up, *rest), store.slot(j))
+            store.put(j, dgx, dra)
+            torch.mm(WaT, dra, out=g0)
+            if direct[0] is not None:  # the direct part (GRU: da∗Γz, written over `up`),
+                g0.add_(direct[0])  # added as the engine adds it: the same bits as stepping
+            rest = direct[1:]
+        return (g0, *rest)
+
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
         if _recording(*new, *old):
             return super().keep_finished(keep, new, old)
@@ -213,16 +244,17 @@ def _gru_backward(ops, cell, saved, prev, new, up, slot):
     dgx, dra = slot
     dr, dz, dn = _blocks(dgx, n_a, 3)
     da = up[0]  # the engine's temporary: its direct part da∗Γz overwrites it
-    one_minus_z = 1 - z
-    # dñ = da ∗ (1 − Γz) ∗ (1 − ñ²)
-    torch.mul(n, n, out=dn)
-    dn.neg_().add_(1).mul_(one_minus_z).mul_(da)
-    # dΓz = da ∗ (a⟨t-1⟩ − ñ) ∗ Γz(1 − Γz)
+    one = torch.ones((), dtype=da.dtype, device=da.device)
+    # dñ = da ∗ (1 − ñ²) ∗ (1 − Γz), the last factor as dñ − dñ∗Γz
+    torch.addcmul(one, n, n, value=-1, out=dn)
+    dn.mul_(da)
+    dn.addcmul_(dn, z, value=-1)
+    # dΓz = da ∗ (a⟨t-1⟩ − ñ) ∗ (Γz − Γz²)
     torch.sub(prev[0], n, out=dz)
-    dz.mul_(da).mul_(z).mul_(one_minus_z)
-    # dΓr = dñ ∗ hn ∗ Γr(1 − Γr)
+    dz.mul_(da).mul_(torch.addcmul(z, z, z, value=-1))
+    # dΓr = dñ ∗ hn ∗ (Γr − Γr²)
     torch.mul(dn, hn, out=dr)
-    dr.mul_(r).mul_(1 - r)
+    dr.mul_(torch.addcmul(r, r, r, value=-1))
     dra[: 2 * n_a].copy_(dgx[: 2 * n_a])
     torch.mul(dn, r, out=dra[2 * n_a :])
     da.mul_(z)
