@@ -29,6 +29,9 @@ def test_mid_sized_steps_run_blas_on_one_thread(monkeypatch):
         ):
             scope = threads.step_threads(xp, flops)
             assert isinstance(scope, contextlib.nullcontext) != limited, flops
+        # a training loop sets the limit once, for its tiniest steps too
+        tiny = threads.step_threads(xp, 1, small=threads.SMALL_TRAINING_STEP_FLOPS, floor=0)
+        assert not isinstance(tiny, contextlib.nullcontext)
     finally:
         threads._blas.cache_clear()
 

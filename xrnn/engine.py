@@ -34,14 +34,7 @@ from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
-from xrnn.layout import (
-    columns,
-    output_layer_forward,
-    public,
-    reorder,
-    reversal,
-    time_major,
-)
+from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
 from xrnn.params import parameter_items
 from xrnn.threads import step_flops, step_threads
 

@@ -64,16 +64,16 @@ def _blas() -> Any:
 
 
 def step_threads(
-    xp: Any, step_flops: float, small: float = SMALL_STEP_FLOPS
+    xp: Any,
+    step_flops: float,
+    small: float = SMALL_STEP_FLOPS,
+    floor: float = SINGLE_THREAD_FLOPS,
 ) -> contextlib.AbstractContextManager:
     """A context for a time loop whose steps each do ``step_flops`` GEMM FLOPs: NumPy's BLAS
-    on one thread when the steps are ``small``, else nothing changes (other libraries manage
-    their own threads)."""
-    if (
-        step_flops >= small
-        or step_flops < SINGLE_THREAD_FLOPS
-        or not array_api_compat.is_numpy_namespace(xp)
-    ):
+    on one thread when the steps are ``small`` (from ``floor`` up: smaller steps BLAS keeps
+    on one thread anyway), else nothing changes (other libraries manage their own
+    threads)."""
+    if step_flops >= small or step_flops < floor or not array_api_compat.is_numpy_namespace(xp):
         return contextlib.nullcontext()
     blas = _blas()
     return contextlib.nullcontext() if blas is None else blas.limit(limits=1)

@@ -116,7 +116,7 @@ def _one(x):
 
 
 @_kernel
-def rnn_forward_step(h, gx):  # h: Wa a⟨t-1⟩ in, a⟨t⟩ out; both C-contiguous (see _flat)
+def rnn_forward_step(h, gx):  # h: Wa a⟨t-1⟩ in, a⟨t⟩ out; both C-contiguous (flat loop)
     h1, gx1 = h.reshape(h.size), gx.reshape(gx.size)
     for p in range(h1.size):
         h1[p] = tanh(h1[p] + gx1[p])

@@ -233,9 +233,10 @@ def train(
     cursor = 0
     start = time.perf_counter()
     # the whole step (cell, output layer, optimiser) on one BLAS thread when its GEMMs are
-    # small, not only the cell's loops (xrnn.threads)
+    # small, not only the cell's loops (xrnn.threads); set once for the whole loop, so also
+    # for the tiniest steps (floor 0): the step's other GEMMs may be large enough for threads
     flops = step_flops(model.spec, hidden, batch_size)
-    with step_threads(model.xp, flops, small=SMALL_TRAINING_STEP_FLOPS):
+    with step_threads(model.xp, flops, small=SMALL_TRAINING_STEP_FLOPS, floor=0):
         for step in range(1, steps + 1):
             while len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
                 epoch = list(names)
