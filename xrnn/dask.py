@@ -35,26 +35,23 @@ from xrnn.cell import Cell
 __all__ = ["DaskCaches", "backward", "forward", "is_dask_call", "shard"]
 
 
-def _is_dask(a: Any) -> bool:
-    return a is not None and array_api_compat.is_dask_array(a)
-
-
 # Whether arrays of a type are Dask arrays, by type: every public call asks for a dozen arrays
 _DASK_TYPES: dict[type, bool] = {}
+
+
+def _is_dask(a: Any) -> bool:
+    if a is None:
+        return False
+    dask = _DASK_TYPES.get(type(a))
+    if dask is None:
+        dask = _DASK_TYPES.setdefault(type(a), array_api_compat.is_dask_array(a))
+    return dask
 
 
 def is_dask_call(*arrays: Any, parameters: Any = None) -> bool:
     """Whether a call's data arrays (or its parameters) are Dask arrays: this module runs it."""
     values = [*arrays, *(parameters.values() if isinstance(parameters, Mapping) else ())]
-    for v in values:
-        if v is None:
-            continue
-        dask = _DASK_TYPES.get(type(v))
-        if dask is None:
-            dask = _DASK_TYPES.setdefault(type(v), array_api_compat.is_dask_array(v))
-        if dask:
-            return True
-    return False
+    return any(_is_dask(v) for v in values)
 
 
 def _meta(a: Any) -> Any:

@@ -130,12 +130,30 @@ def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
 # --- RNN ---------------------------------------------------------------------------------------
 
 
-@TorchOps.register("rnn", "forward")
-def _rnn_forward(ops, cell, W, gx, state, slot):
-    h = slot.states[0]
-    torch.addmm(gx, W.Wa, state[0], out=h)
+def _tanh_(h: Any) -> None:
     h.tanh_()
-    return (h,), None
+
+
+def _relu_(h: Any) -> None:
+    h.clamp_(min=0)
+
+
+def _rnn_step(Wa, gx, a_prev, h, activate):
+    """One step into ``h``: ``Wa a⟨t-1⟩ + gx``, activated in place."""
+    torch.addmm(gx, Wa, a_prev, out=h)
+    activate(h)
+
+
+def _rnn_forward(activate: Any) -> Any:
+    def forward(ops, cell, W, gx, state, slot):
+        h = slot.states[0]
+        _rnn_step(W.Wa, gx, state[0], h, activate)
+        return (h,), None
+
+    return forward
+
+
+TorchOps.register("rnn", "forward")(_rnn_forward(_tanh_))
 
 
 @TorchOps.register("rnn", "backward")
@@ -146,12 +164,7 @@ def _rnn_backward(ops, cell, saved, prev, new, up, slot):
     return dp, dp, (None,)
 
 
-@TorchOps.register("rnn_relu", "forward")
-def _relu_forward(ops, cell, W, gx, state, slot):
-    h = slot.states[0]
-    torch.addmm(gx, W.Wa, state[0], out=h)
-    h.clamp_(min=0)
-    return (h,), None
+TorchOps.register("rnn_relu", "forward")(_rnn_forward(_relu_))
 
 
 @TorchOps.register("rnn_relu", "backward")
@@ -269,16 +282,11 @@ def _steps(a: Any, n_a: int, block: int, count: int = 1) -> tuple:
     return a[:, block * n_a : (block + count) * n_a].unbind(0)
 
 
-def _rnn_loop(kernel_name: str) -> Any:
+def _rnn_loop(activate: Any) -> Any:
     def loop(W, GX, store):
         H = store.states[0].unbind(0)
         for t, gx in enumerate(GX.unbind(0)):
-            h = H[t + 1]
-            torch.addmm(gx, W.Wa, H[t], out=h)
-            if kernel_name == "tanh":
-                h.tanh_()
-            else:
-                h.clamp_(min=0)
+            _rnn_step(W.Wa, gx, H[t], H[t + 1], activate)
 
     return loop
 
@@ -302,5 +310,5 @@ def _gru_loop(W, GX, store):
         _gru_step(Wrz, Wn, W.bh, gx_rz, gx_n, H[t], rz, r, z, n, hn, H[t + 1])
 
 
-_LOOPS = {"rnn": _rnn_loop("tanh"), "rnn_relu": _rnn_loop("relu"), "lstm": _lstm_loop,
+_LOOPS = {"rnn": _rnn_loop(_tanh_), "rnn_relu": _rnn_loop(_relu_), "lstm": _lstm_loop,
           "gru": _gru_loop}  # fmt: skip
