@@ -38,6 +38,23 @@ def test_backend_kernels_match_the_generic_reference(dtype, cell, kw, xp, monkey
     """NumPy's in-place and CuPy's fused kernels, with their buffer storage, compute what the
     reference (:class:`xrnn.ops.Ops`: the cell's own pointwise math, list storage) computes,
     in float64 and in float32 (where every result must stay float32)."""
+    _check_against_the_reference(xp, cell, dtype, kw, monkeypatch)
+
+
+@pytest.mark.backends("torch")
+@pytest.mark.parametrize("kw", [{}, {"lengths": [5, 2, 4], "reverse": True}])
+@pytest.mark.parametrize("cell", NAMES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_kernels_of_their_own_match_the_generic_reference(dtype, cell, kw, xp, monkeypatch):
+    """torch's own in-place kernels (CUDA tensors' path) on CPU tensors too, where those
+    otherwise run the compiled NumPy kernels on the tensors' memory."""
+    import xrnn.backends.torch as torch_backend
+
+    monkeypatch.setattr(torch_backend, "_compiled", lambda: None)
+    _check_against_the_reference(xp, cell, dtype, kw, monkeypatch)
+
+
+def _check_against_the_reference(xp, cell, dtype, kw, monkeypatch):
     import xrnn.engine
 
     got = _run_all(xp, cell, 7, dtype, **kw)

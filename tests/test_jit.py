@@ -256,8 +256,8 @@ def test_the_input_side_equals_the_reference(m, T, dtype):
     p = {k: v.astype(dtype) for k, v in random_parameters("lstm", rng, n_x, n_a).items()}
     W = c.stack(xp, p, n_a)
     x = rng.normal(size=(n_x, T, m)).astype(dtype).transpose(0, 2, 1)  # (n_x, m, T), strided
-    want = Ops(xp).input_side(W, x)
-    got = _jit_ops().input_side(W, x)
+    want = Ops(xp).input_side(c, W, x)
+    got = _jit_ops().input_side(c, W, x)
     assert got.shape == (T, c.blocks * n_a, m) and got.dtype == np.dtype(dtype)
     assert got.flags.c_contiguous
     tol = {"float64": 1e-13, "float32": 2e-6}[dtype]

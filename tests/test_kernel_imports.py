@@ -1,7 +1,8 @@
 """The kernels are written against the array API: no kernel module imports NumPy itself.
 
-Only ``xrnn/backends/numpy.py`` and ``xrnn/backends/jit.py`` (the NumPy backend, pure and
-compiled) and ``xrnn/host.py`` (host-side seeded draws
+Only ``xrnn/backends/numpy.py``, ``xrnn/backends/jit.py`` and ``xrnn/backends/lockstep.py``
+(the NumPy backend, pure and compiled, and the compiled loops' second thread) and
+``xrnn/host.py`` (host-side seeded draws
 and copies, no kernels) may; the application layers ``xrnn.charlm`` and ``xrnn.exercise`` use
 NumPy for host-side work — random draws and ``.npz`` files; the notebook's ``np.random``
 protocols — by design, and ``xrnn.benchmark`` times NumPy code (the exercise's loops).
@@ -13,7 +14,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xrnn"
-ALLOWED = {"backends/numpy.py", "backends/jit.py", "host.py", "exercise.py"}
+ALLOWED = {
+    "backends/numpy.py",
+    "backends/jit.py",
+    "backends/lockstep.py",
+    "host.py",
+    "exercise.py",
+}
 KERNEL_MODULES = sorted(
     p
     for p in PACKAGE.rglob("*.py")
@@ -69,6 +76,7 @@ LAYERS = [
         "xrnn.backends.numpy",
         "xrnn.backends.cupy",
         "xrnn.backends.torch",
+        "xrnn.backends.lockstep",  # BLAS from compiled code, the helper thread: no cell
     },
     {"xrnn.backends.jit"},  # compiled kernels over the NumPy backend's storage
     {"xrnn.layers"},

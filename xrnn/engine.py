@@ -35,6 +35,7 @@ from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
+from xrnn.ops import weight_gradients
 from xrnn.params import parameter_items
 from xrnn.threads import step_flops, step_threads
 
@@ -113,7 +114,7 @@ def forward(
     _, m, T = (int(s) for s in x.shape)
     order = reversal(xp, lengths, m, T) if reverse else None
     xe = reorder(xp, x, order)
-    GX = ops.input_side(W, xe)  # (T, k n_a, m)
+    GX = ops.input_side(cell, W, xe)  # (T, k n_a, m)
     done = live = None
     if lengths is not None and not ops.all_full(lengths, T):
         steps = xp.arange(T, dtype=lengths.dtype, device=ctx.device)
@@ -152,7 +153,7 @@ def backward(
     dbh : summed ``dra`` (k n_a, 1) for a cell with a recurrent-side bias, else None
     """
     xp, ops, cell = ctx.xp, get_ops(ctx.xp), trace.cell
-    xe, H, saved, live = trace.x, trace.states[0], trace.saved, trace.live
+    xe, H, live = trace.x, trace.states[0], trace.live
     n_x, m, T = (int(s) for s in xe.shape)
     n_a = int(H.shape[1])
     k = max(1, min(T, CHUNK_COLUMNS // m))
@@ -162,46 +163,32 @@ def backward(
     zeros = (xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in cell.states)
     g = tuple(zeros if dfinal is None else (ops.scratch(d) for d in dfinal))
     dae = reorder(xp, da, trace.order)
+    dead = None
     if live is not None:  # outputs past a sequence's length are constant zeros
         dae = dae * public(xp, live)
         dead = 1 - live
-    WaT, WxT = W.Wa.T, W.Wx.T
     weights: tuple | None = None  # (dWa, dWx, db, dbh), summed over the chunks
     dX: list[Any] = []
     end = T
     while end > 0:
         start = max(0, end - k)
         dAc = time_major(xp, dae[:, :, start:end])  # contiguous (n_a, m) block per step
-        # a backend may run the chunk's steps itself (no lengths); else the engine steps
-        stepped = (
-            None if live is not None else ops.backward_steps(cell, W, trace, dAc, start, g, store)
+        # a backend may run the whole chunk, steps and gradients, or only its steps (no
+        # lengths); else the engine steps
+        whole = (
+            None if live is not None else ops.backward_chunk(cell, W, trace, dAc, start, g, store)
         )
-        if stepped is not None:
-            g = stepped
+        if whole is not None:
+            g, part, dX_c = whole
         else:
-            for t in reversed(range(start, end)):
-                j = t - start
-                up = (g[0] + dAc[j, ...], *g[1:])
-                up_live = up if live is None else tuple(u * live[t, ...] for u in up)
-                prev = tuple(s[t, ...] for s in trace.states)
-                new = tuple(s[t + 1, ...] for s in trace.states)
-                saved_t = None if saved is None else saved[t, ...]
-                dgx, dra, direct = ops.backward_step(
-                    cell, saved_t, prev, new, up_live, store.slot(j)
-                )
-                store.put(j, dgx, dra)
-                da_prev = xp.matmul(WaT, dra)
-                if direct[0] is not None:
-                    da_prev = da_prev + direct[0]
-                g = (da_prev, *direct[1:])
-                if live is not None:  # a finished sequence passes its gradient straight through
-                    g = tuple(gi + u * dead[t, ...] for gi, u in zip(g, up, strict=True))
-        dgx_c, dra_c = store.columns(end - start)
-        A_prev = columns(xp, public(xp, H[start:end, ...]))  # (n_a, K m), like dra_c
-        X = columns(xp, xe[:, :, start:end])
-        part = weight_gradients(xp, dgx_c, dra_c, A_prev, X, cell.split_recurrent)
+            g = _chunk_steps(ctx, cell, W, trace, dAc, start, g, store, dead)
+            A_prev = columns(xp, public(xp, H[start:end, ...]))  # (n_a, K m), like the columns
+            X = columns(xp, xe[:, :, start:end])
+            dgx_c, dra_c = store.columns(end - start)
+            part = weight_gradients(xp, dgx_c, dra_c, A_prev, X, cell.split_recurrent)
+            dX_c = xp.matmul(W.Wx.T, dgx_c)
         weights = part if weights is None else tuple(map(_add, weights, part))
-        dX.append(xp.matmul(WxT, dgx_c))
+        dX.append(dX_c)
         end = start
     assert weights is not None  # T >= 1
     dX2 = dX[0] if len(dX) == 1 else xp.concat(dX[::-1], axis=1)
@@ -209,22 +196,42 @@ def backward(
     return (reorder(xp, dx, trace.order), g, *weights)
 
 
-def weight_gradients(
-    xp: Any, dgx: Any, dra: Any, A_prev: Any, X: Any, split: bool
-) -> tuple[Any, Any, Any, Any]:
-    """The stacked weight gradients over a block of (step, batch) columns.
-
-    ``dgx``/``dra`` (k n_a, K) are the steps' gradients of the input and recurrent sides,
-    ``A_prev`` (n_a, K) and ``X`` (n_x, K) the matching previous states and inputs. Returns
-    ``dWa = dra A_prevᵀ``, ``dWx = dgx Xᵀ``, ``db = Σ dgx`` and, for a cell with a
-    recurrent-side bias (``split``), ``dbh = Σ dra`` (else None).
-    """
-    return (
-        xp.matmul(dra, A_prev.T),
-        xp.matmul(dgx, X.T),
-        xp.sum(dgx, axis=1, keepdims=True),
-        xp.sum(dra, axis=1, keepdims=True) if split else None,
-    )
+def _chunk_steps(
+    ctx: Context,
+    cell: Cell,
+    W: Any,
+    trace: Trace,
+    dA: Any,
+    start: int,
+    g: tuple,
+    store: Any,
+    dead: Any,
+) -> tuple:
+    """A chunk's backward steps, its last step first — the backend's own loop where it has
+    one (without lengths), else step by step; returns the gradient carried into step
+    ``start - 1``. ``dead`` (T, 1, m): ``1 - live``, with lengths."""
+    xp, ops, live, saved = ctx.xp, get_ops(ctx.xp), trace.live, trace.saved
+    if live is None:
+        stepped = ops.backward_steps(cell, W, trace, dA, start, g, store)
+        if stepped is not None:
+            return stepped
+    WaT = W.Wa.T
+    for t in reversed(range(start, start + int(dA.shape[0]))):
+        j = t - start
+        up = (g[0] + dA[j, ...], *g[1:])
+        up_live = up if live is None else tuple(u * live[t, ...] for u in up)
+        prev = tuple(s[t, ...] for s in trace.states)
+        new = tuple(s[t + 1, ...] for s in trace.states)
+        saved_t = None if saved is None else saved[t, ...]
+        dgx, dra, direct = ops.backward_step(cell, saved_t, prev, new, up_live, store.slot(j))
+        store.put(j, dgx, dra)
+        da_prev = xp.matmul(WaT, dra)
+        if direct[0] is not None:
+            da_prev = da_prev + direct[0]
+        g = (da_prev, *direct[1:])
+        if live is not None:  # a finished sequence passes its gradient straight through
+            g = tuple(gi + u * dead[t, ...] for gi, u in zip(g, up, strict=True))
+    return g
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -370,7 +377,9 @@ def _state_names(cell: Cell, suffix: str) -> tuple[str, ...]:
 
 def call_scope(ctx: Context, cell: Cell, n_a: int, m: int) -> contextlib.ExitStack:
     """What a sequence call runs under: its arrays' device (CuPy launches on the current
-    device) and the BLAS thread policy for its step size (:mod:`xrnn.threads`)."""
+    device) and the BLAS thread policy for its step size (:mod:`xrnn.threads`). The caller
+    adds the library's own thread policy (:meth:`xrnn.ops.Ops.own_threads`) once it knows
+    whether the loops run step by step."""
     scope = contextlib.ExitStack()
     scope.enter_context(get_ops(ctx.xp).on_device(ctx.device))
     scope.enter_context(step_threads(ctx.xp, step_flops(cell, n_a, m)))
@@ -417,8 +426,11 @@ def run_forward(
         if s is not None:
             check_shape(name, s, (n_a, m), f"the shape of {names[0]}")
     n_y = cell.validate(parameters, n_x, n_a)
-    with call_scope(ctx, cell, n_a, m):
+    ops = get_ops(xp)
+    with call_scope(ctx, cell, n_a, m) as scope:
         lengths, in_range = check_lengths(ctx, lengths, m, T)
+        stepped = lengths is not None and not ops.all_full(lengths, T)
+        scope.enter_context(ops.own_threads(ctx.device, [a for _, a in named], stepped))
         if check_finite:  # values and lengths' range: one host read
             check_values(ctx, named, [in_range])
         state0 = tuple(
@@ -511,7 +523,10 @@ def run_backward(
     if dfinal is not None:
         for name, d in zip(final_names, dfinal, strict=True):
             check_shape(name, d, (n_a, m), "(n_a, m) of the final state")
-    with call_scope(ctx, cell, n_a, m):
+    ops = get_ops(ctx.xp)
+    with call_scope(ctx, cell, n_a, m) as scope:
+        arrays = [a for _, a in named]
+        scope.enter_context(ops.own_threads(ctx.device, arrays, trace.live is not None))
         if check_finite:
             check_values(ctx, named)
         W = cell.stack(ctx.xp, parameters, n_a)

@@ -17,6 +17,7 @@ tested against.
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "ListStore",
     "Ops",
     "Slot",
+    "weight_gradients",
 ]
 
 
@@ -104,6 +106,15 @@ class BufferStore:
     def result(self) -> tuple[tuple, Any]:
         return tuple(self.states), self.saved
 
+    def viewed(self, view: Callable[[Any], Any]) -> BufferStore:
+        """This store with every buffer seen through ``view`` (the same memory as another
+        library's arrays: a torch CPU tensor's ``.numpy()``)."""
+        twin = copy.copy(self)
+        twin.states = [view(s) for s in self.states]
+        twin.saved = None if self.saved is None else view(self.saved)
+        twin._slot = None
+        return twin
+
 
 def buffer_store(ops: Any, cell: Any, state0: tuple, GX: Any) -> BufferStore:
     """A :class:`BufferStore` for ``ops``' kernels: the saved blocks are ``GX`` itself when the
@@ -136,6 +147,19 @@ class BufferColumns:
         self.ra = None if self.ra_buffer is None else self.ra_buffer[:, : k * m]
         self.m = m
         self._slot: tuple[Any, Any] = (None, None)
+        self._scratch: dict[tuple, Any] = {}  # shared with viewed() twins
+
+    def scratch(self, name: str, shape: tuple, dtype: Any, fill: float | None = None) -> Any:
+        """A work array of the buffers' library and device, made on first request and handed
+        out again to every later chunk of the pass (a fresh array is page-faulted in anew),
+        filled with ``fill`` once when given."""
+        key = (name, shape, dtype)
+        if key not in self._scratch:
+            xp = array_api_compat.array_namespace(self.gx_buffer)
+            kw = {"dtype": dtype, "device": _device(self.gx_buffer)}
+            made = xp.empty(shape, **kw) if fill is None else xp.full(shape, fill, **kw)
+            self._scratch[key] = made
+        return self._scratch[key]
 
     def slot(self, j: int) -> tuple[Any, Any]:
         cols = slice(j * self.m, (j + 1) * self.m)
@@ -154,6 +178,35 @@ class BufferColumns:
     def columns(self, K: int) -> tuple[Any, Any]:
         dgx = self.gx[:, : K * self.m]
         return dgx, dgx if self.ra is None else self.ra[:, : K * self.m]
+
+    def viewed(self, view: Callable[[Any], Any]) -> BufferColumns:
+        """These buffers seen through ``view`` (see :meth:`BufferStore.viewed`)."""
+        twin = copy.copy(self)
+        width = int(self.gx.shape[1])
+        twin.gx_buffer = view(self.gx_buffer)
+        twin.ra_buffer = None if self.ra_buffer is None else view(self.ra_buffer)
+        twin.gx = twin.gx_buffer[:, :width]
+        twin.ra = None if twin.ra_buffer is None else twin.ra_buffer[:, :width]
+        twin._slot = (None, None)
+        return twin
+
+
+def weight_gradients(
+    xp: Any, dgx: Any, dra: Any, A_prev: Any, X: Any, split: bool
+) -> tuple[Any, Any, Any, Any]:
+    """The stacked weight gradients over a block of (step, batch) columns.
+
+    ``dgx``/``dra`` (k n_a, K) are the steps' gradients of the input and recurrent sides,
+    ``A_prev`` (n_a, K) and ``X`` (n_x, K) the matching previous states and inputs. Returns
+    ``dWa = dra A_prevᵀ``, ``dWx = dgx Xᵀ``, ``db = Σ dgx`` and, for a cell with a
+    recurrent-side bias (``split``), ``dbh = Σ dra`` (else None).
+    """
+    return (
+        xp.matmul(dra, A_prev.T),
+        xp.matmul(dgx, X.T),
+        xp.sum(dgx, axis=1, keepdims=True),
+        xp.sum(dra, axis=1, keepdims=True) if split else None,
+    )
 
 
 def _pitch(width: int, itemsize: int) -> int:
@@ -209,15 +262,24 @@ class Ops:
         device, CuPy, enters it); nothing for the others."""
         return contextlib.nullcontext()
 
+    def own_threads(
+        self, device: Any, arrays: list, stepped: bool
+    ) -> contextlib.AbstractContextManager:
+        """A scope for a sequence call on ``arrays`` (``stepped``: the engine runs its loops
+        step by step, with lengths): how the library's own threads are used meanwhile
+        (unchanged here; torch CPU tensors run the compiled NumPy kernels with torch's held
+        at one, :mod:`xrnn.backends.torch`)."""
+        return contextlib.nullcontext()
+
     # --- storage --------------------------------------------------------------------------
 
     def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
         """Where the forward loop keeps states and saved blocks (``GX``: the input side)."""
         return ListStore(self.xp, state0)
 
-    def input_side(self, W: Any, x: Any) -> Any:
-        """``Wx x⟨t⟩ + b`` for every step: ``x`` (n_x, m, T) → (T, k n_a, m), the engine's
-        own array (the step kernels may write into it)."""
+    def input_side(self, cell: Any, W: Any, x: Any) -> Any:
+        """``Wx x⟨t⟩ + b`` for every step of ``cell``'s loop: ``x`` (n_x, m, T) → (T, k n_a,
+        m), the engine's own array (the step kernels may write into it)."""
         return self.add_bias(input_side(self.xp, W.Wx, x), W.b)
 
     def add_bias(self, G: Any, b: Any) -> Any:
@@ -295,6 +357,15 @@ class Ops:
         state gradients after its last step (the engine's own arrays: they may be
         overwritten), gradients into ``store``'s columns; return the state gradients before
         ``start`` — or None and let the engine step (the reference always does)."""
+        return None
+
+    def backward_chunk(
+        self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+    ) -> tuple[tuple, tuple, Any] | None:
+        """Like :meth:`backward_steps`, and the chunk's gradients too: return ``(g, weights,
+        dX)`` — the state gradients before ``start``, :func:`weight_gradients` over the
+        chunk's columns and ``dX = Wxᵀ dgx`` (n_x, k m) — or None and let the engine run the
+        steps (:meth:`backward_steps`) and the GEMMs itself (the reference always does)."""
         return None
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:

@@ -33,8 +33,9 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from xrnn.backends import lockstep
 from xrnn.backends.numpy import NumpyOps
-from xrnn.layout import input_side
+from xrnn.layout import input_side, time_major
 from xrnn.ops import BufferColumns
 
 __all__ = ["JitOps"]
@@ -150,17 +151,32 @@ def relu_backward_step(da, a, dp, j0):
 def lstm_forward_step(g, r, c_prev, c, h):
     """``g`` (4n_a, m): the input side ``Wx x⟨t⟩ + b`` in, the gates ``[Γf; Γu; Γo; c̃]`` out;
     ``r`` (4n_a, m) ``Wa a⟨t-1⟩``; ``c_prev``, ``c``, ``h`` (n_a, m). All C-contiguous."""
+    lstm_forward_units(g, r, c_prev, c, h, 0, c.shape[0])
+
+
+@_kernel
+def lstm_forward_units(g, r, c_prev, c, h, u0, u1):
+    """:func:`lstm_forward_step` for the hidden units ``u0 ≤ i < u1`` only, whose four gate
+    blocks of ``Wa a⟨t-1⟩`` are all ``r`` holds: (4(u1 - u0), m)."""
+    m = c.shape[1]
     g1, r1 = g.reshape(g.size), r.reshape(r.size)
     cp1, c1, h1 = c_prev.reshape(c_prev.size), c.reshape(c.size), h.reshape(h.size)
-    n = np.uintp(c1.size)  # gate k of element p lies at k·n + p (unsigned: no wraparound)
-    for p in range(c1.size):
-        q = np.uintp(p)
-        f = sigmoid(g1[q] + r1[q])
-        u = sigmoid(g1[n + q] + r1[n + q])
-        o = sigmoid(g1[2 * n + q] + r1[2 * n + q])
-        cc = tanh(g1[3 * n + q] + r1[3 * n + q])
+    # gate k of element p lies at k·n + p in g, k·nu + p - base in r; every offset unsigned
+    # (no wraparound check) and precomputed (with ``2 * n`` in the loop LLVM did not vectorise)
+    n, nu, base = np.uintp(c1.size), np.uintp((u1 - u0) * m), np.uintp(u0 * m)
+    n2, n3, nu2, nu3 = n + n, n + n + n, nu + nu, nu + nu + nu
+    for p in range((u1 - u0) * m):
+        k = np.uintp(p)
+        q = base + k
+        f = sigmoid(g1[q] + r1[k])
+        u = sigmoid(g1[n + q] + r1[nu + k])
+        o = sigmoid(g1[n2 + q] + r1[nu2 + k])
+        cc = tanh(g1[n3 + q] + r1[nu3 + k])
         ct = f * cp1[q] + u * cc
-        g1[q], g1[n + q], g1[2 * n + q], g1[3 * n + q] = f, u, o, cc
+        g1[q] = f
+        g1[n + q] = u
+        g1[n2 + q] = o
+        g1[n3 + q] = cc
         c1[q] = ct
         h1[q] = o * tanh(ct)
 
@@ -170,15 +186,21 @@ def lstm_backward_step(da, dc, g, c, c_prev, dp, j0):
     """``dc`` (n_a, m): ``dc⟨t⟩`` in, ``dc⟨t-1⟩`` out; ``dp``: the chunk's (4n_a, k·m) buffer,
     columns ``j0 + j`` get ``[dΓf; dΓu; dΓo; dc̃]`` (the corrected equations of
     :mod:`xrnn.lstm`)."""
-    n, u0 = c.shape[0], np.uintp(j0)
-    for i in range(n):
+    lstm_backward_units(da, dc, g, c, c_prev, dp, j0, 0, c.shape[0])
+
+
+@_kernel
+def lstm_backward_units(da, dc, g, c, c_prev, dp, j0, u0, u1):
+    """:func:`lstm_backward_step` for the hidden units ``u0 ≤ i < u1`` only."""
+    n, c0 = c.shape[0], np.uintp(j0)
+    for i in range(u0, u1):
         for j in range(c.shape[1]):
             f, u, o, cc = g[i, j], g[n + i, j], g[2 * n + i, j], g[3 * n + i, j]
             d, cp = da[i, j], c_prev[i, j]
             k = one(d)
             tc = tanh(c[i, j])
             dct = dc[i, j] + d * o * (k - tc * tc)
-            q = u0 + np.uintp(j)  # unsigned: no wraparound check, the loop vectorises
+            q = c0 + np.uintp(j)  # unsigned: no wraparound check, the loop vectorises
             dp[i, q] = dct * cp * f * (k - f)
             dp[n + i, q] = dct * cc * u * (k - u)
             dp[2 * n + i, q] = d * tc * o * (k - o)
@@ -307,6 +329,180 @@ def gru_forward_loop(WaT, GX, bhn, H, S, R):
 SMALL_LOOP_FLOPS = 2**17
 
 
+# --- the LSTM's loops on two threads in lockstep (xrnn.backends.lockstep) ----------------------
+# Thread ``thread`` (0: the caller, 1: the helper) owns the hidden units [u0, u1): its rows of
+# each step's recurrent GEMM (BLAS on one thread) and its units' pointwise math. The threads
+# meet once per step, where each needs rows the other wrote.
+
+
+@_kernel
+def lstm_forward_lockstep(blas, thread, flags, Wp, GX, H, C, R, u0, u1):
+    """This thread's half of :func:`lstm_forward_loop`: ``Wp`` (4(u1 - u0), n_a) holds Wa's
+    rows of its units' four gates, ``R`` (4(u1 - u0), m) is its scratch."""
+    n_a, m = H.shape[1], H.shape[2]
+    for t in range(GX.shape[0]):
+        if not lockstep.wait_for(flags, 1 - thread, t):  # a⟨t-1⟩ complete
+            return
+        lockstep.gemm(
+            blas, False, False, Wp.shape[0], m, n_a, Wp, 0, n_a, H, t * n_a * m, m, 0.0, R, 0, m
+        )
+        lstm_forward_units(GX[t], R, C[t], C[t + 1], H[t + 1], u0, u1)
+        lockstep.publish(flags, thread, t + 1)
+
+
+@_kernel
+def lstm_chunk_lockstep(
+    blas, thread, flags, Wa, Wx, dA, start, S, C, H, XE, g0, dc, up, dp, P, A, X, ones, dWa, dWx,
+    db, dX, u0, u1,
+):  # fmt: skip
+    """This thread's half of a chunk of the LSTM's backward pass (:meth:`JitOps.backward_chunk`):
+    the steps ``start + k - 1`` down to ``start`` — rows [u0, u1) of ``g0`` (da⟨t⟩ carried back,
+    (n_a, m)), ``dc`` and ``up``, the chunk's ``dp`` columns of its units' gates —, then its
+    half of the chunk's gradients: rows of ``dWa = dp A_prevᵀ``, ``dWx = dp Xᵀ``, ``db = dp 1``,
+    columns of ``dX = Wxᵀ dp``. ``Wa`` (4n_a, n_a), ``Wx`` (4n_a, n_x) C-contiguous; ``P`` (2,
+    2, n_a, m): each thread's partial ``Waᵀ dΓ``, two buffers each, by step parity; ``A`` (n_a,
+    k m), ``X`` (n_x, k m): the chunk's previous states and inputs as columns, filled here."""
+    k, n_a, m, pitch = dA.shape[0], g0.shape[0], g0.shape[1], dp.shape[1]
+    rows, n_x, K = 4 * n_a, X.shape[0], k * m
+    other = 1 - thread
+    # this thread's rows of A and X; the other's are complete once it has met this thread
+    # after the first step
+    a0, a1 = (0, n_a // 2) if thread == 0 else (n_a // 2, n_a)
+    x0, x1 = (0, n_x // 2) if thread == 0 else (n_x // 2, n_x)
+    for j in range(k):
+        for i in range(a0, a1):
+            for c in range(m):
+                A[i, j * m + c] = H[start + j, i, c]
+    for i in range(x0, x1):
+        for c in range(m):
+            for j in range(k):
+                X[i, j * m + c] = XE[i, c, start + j]
+    for s in range(k):
+        j = k - 1 - s
+        t = start + j
+        for i in range(u0, u1):
+            for c in range(m):
+                up[i, c] = g0[i, c] + dA[j, i, c]
+        lstm_backward_units(up, dc, S[t], C[t + 1], C[t], dp, j * m, u0, u1)
+        # this thread's part of da⟨t-1⟩ = Waᵀ dΓ⟨t⟩, over the gate rows it has just written:
+        # no GEMM reads rows the other core wrote (splitting by output rows instead, the
+        # GEMMs' reads of the other half took 22 rather than 17 µs a step on the "long" config)
+        mine, theirs = P[thread, s % 2], P[other, s % 2]
+        for b in range(4):
+            row = b * n_a + u0
+            lockstep.gemm(
+                blas, True, False, n_a, m, u1 - u0, Wa, row * n_a, n_a, dp, row * pitch + j * m,
+                pitch, 0.0 if b == 0 else 1.0, mine, 0, m,
+            )  # fmt: skip
+        lockstep.publish(flags, thread, s + 1)
+        if not lockstep.wait_for(flags, other, s + 1):
+            return
+        # the other thread writes its other buffer next step and this one only after it has
+        # waited for this thread's next step, by which this thread has read it
+        for i in range(u0, u1):
+            for c in range(m):
+                g0[i, c] = mine[i, c] + theirs[i, c]
+    # every dΓ of the chunk is written (the last meeting): the gradients, by halves
+    r0, r1 = (0, rows // 2) if thread == 0 else (rows // 2, rows)
+    c0, c1 = (0, K // 2) if thread == 0 else (K // 2, K)
+    h = r1 - r0
+    lockstep.gemm(
+        blas, False, True, h, n_a, K, dp, r0 * pitch, pitch, A, 0, K, 0.0, dWa, r0 * n_a, n_a
+    )
+    lockstep.gemm(
+        blas, False, True, h, n_x, K, dp, r0 * pitch, pitch, X, 0, K, 0.0, dWx, r0 * n_x, n_x
+    )
+    lockstep.gemm(blas, False, False, h, 1, K, dp, r0 * pitch, pitch, ones, 0, 1, 0.0, db, r0, 1)
+    if c1 > c0:  # a one-column chunk leaves thread 0 none
+        lockstep.gemm(
+            blas, True, False, n_x, c1 - c0, rows, Wx, 0, n_x, dp, c0, pitch, 0.0, dX, c0, K
+        )
+
+
+@_kernel
+def input_side_lockstep(blas, thread, flags, Wx, b, XE, G):
+    """This thread's half of the steps of :meth:`JitOps.input_side`: ``G[t] = Wx XE[t] + b``,
+    ``XE`` (T, n_x, m) time-major, ``b`` (rows, 1)."""
+    T, rows, m = G.shape
+    n_x = XE.shape[1]
+    half = T // 2
+    first, last = (0, half) if thread == 0 else (half, T)
+    for t in range(first, last):
+        lockstep.gemm(
+            blas, False, False, rows, m, n_x, Wx, 0, n_x, XE, t * n_x * m, m, 0.0, G,
+            t * rows * m, m,
+        )  # fmt: skip
+        for i in range(rows):
+            bi = b[i, 0]
+            for j in range(m):
+                G[t, i, j] += bi
+
+
+# Steps from this many recurrent-GEMM FLOPs up run in lockstep where they can (the "long"
+# config's 2.1 M: 25 → 14 µs a forward step; below it, the step limits BLAS to one thread,
+# xrnn.threads); up to LOCKSTEP_MAX_FLOPS, above which BLAS's own threads keep up
+LOCKSTEP_MIN_FLOPS = 2**21
+LOCKSTEP_MAX_FLOPS = 2**24
+
+
+def _lockstep(cell: Any, dtype: Any, n_a: int, m: int) -> Any:
+    """The BLAS handle for ``cell``'s loops over these steps in lockstep, or None: they run
+    on one thread (cells other than the LSTM, too small or too large steps, no helper)."""
+    if cell.name != "lstm":
+        return None
+    flops = 2 * 4 * n_a * n_a * m
+    if not LOCKSTEP_MIN_FLOPS <= flops <= LOCKSTEP_MAX_FLOPS or n_a < 2:
+        return None
+    if not lockstep.available(dtype):
+        return None
+    blas = lockstep.blas()
+    return None if blas is None else blas.handle(dtype)
+
+
+def _lstm_forward_lockstep(blas: Any, W: Any, GX: Any, store: Any) -> bool:
+    H, C = store.states
+    n_a, m = int(H.shape[1]), int(H.shape[2])
+    halves = ((0, n_a // 2), (n_a // 2, n_a))
+    gates = W.Wa.reshape(4, n_a, n_a)
+    flags = lockstep.new_flags()
+
+    def args(thread: int) -> tuple:
+        u0, u1 = halves[thread]
+        Wp = np.ascontiguousarray(gates[:, u0:u1, :]).reshape(4 * (u1 - u0), n_a)
+        R = np.empty((4 * (u1 - u0), m), dtype=GX.dtype)
+        return (blas, thread, flags, Wp, GX, H, C, R, u0, u1)
+
+    return lockstep.run(lstm_forward_lockstep, args(0), args(1), flags)
+
+
+def _lstm_chunk_lockstep(
+    blas: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+) -> tuple[tuple, tuple, Any] | None:
+    g0, dc = g
+    n_a, m = int(g0.shape[0]), int(g0.shape[1])
+    K, dtype = int(dA.shape[0]) * m, g0.dtype
+    XE = trace.x
+    rows, n_x = 4 * n_a, int(XE.shape[0])
+    Wa, Wx = np.ascontiguousarray(W.Wa), np.ascontiguousarray(W.Wx)
+    up, P = np.empty_like(g0), np.empty((2, 2, n_a, m), dtype=dtype)
+    A, X = store.scratch("A", (n_a, K), dtype), store.scratch("X", (n_x, K), dtype)
+    ones = store.scratch("ones", (K, 1), dtype, fill=1)
+    dWa, dWx = np.empty((rows, n_a), dtype), np.empty((rows, n_x), dtype)
+    db, dX = np.empty((rows, 1), dtype), np.empty((n_x, K), dtype)
+    flags = lockstep.new_flags()
+    S, C, H, dp = trace.saved, trace.states[1], trace.states[0], store.gx_buffer
+
+    def args(thread: int, u0: int, u1: int) -> tuple:
+        return (
+            blas, thread, flags, Wa, Wx, dA, start, S, C, H, XE, g0, dc, up, dp, P, A, X, ones,
+            dWa, dWx, db, dX, u0, u1,
+        )  # fmt: skip
+
+    if not lockstep.run(lstm_chunk_lockstep, args(0, 0, n_a // 2), args(1, n_a // 2, n_a), flags):
+        return None
+    return g, (dWa, dWx, db, None), dX
+
+
 # --- registered per cell -----------------------------------------------------------------------
 
 
@@ -341,15 +537,40 @@ class JitOps(NumpyOps):
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         return JitColumns(self.xp, rows, k, m, like, split)
 
-    def input_side(self, W: Any, x: Any) -> Any:
+    def input_side(self, cell: Any, W: Any, x: Any) -> Any:
         """The reference's GEMM (batched over steps; one GEMM for m = 1), then
-        :func:`add_bias` (NumPy's broadcast add took 3.5× as long). One GEMM for all steps
-        would be faster on its own (1.2 ms vs 1.9 on the "long" config), but its (rows, T·m)
-        product is a second array of GX's size to relay out, and a fresh array's first touch
-        costs its page faults — here as much as the GEMM — on every call."""
+        :func:`add_bias` (NumPy's broadcast add took 3.5× as long) — or, where the cell's loop
+        runs in lockstep, both halves of the steps at once, on the loop's two threads, so that
+        no BLAS thread is left spinning beside them (:mod:`xrnn.backends.lockstep`). One GEMM
+        for all steps would be faster on its own (1.2 ms vs 1.9 on the "long" config), but
+        its (rows, T·m) product is a second array of GX's size to relay out, and a fresh
+        array's first touch costs its page faults — here as much as the GEMM — on every
+        call."""
+        n_x, m, T = (int(s) for s in x.shape)
+        blas = _lockstep(cell, x.dtype, int(W.Wa.shape[1]), m) if T >= 2 else None
+        if blas is not None:
+            G = np.empty((T, int(W.Wx.shape[0]), m), dtype=x.dtype)
+            XE, Wx = time_major(np, x), np.ascontiguousarray(W.Wx)
+            flags = lockstep.new_flags()
+            args = [(blas, thread, flags, Wx, W.b, XE, G) for thread in (0, 1)]
+            if lockstep.run(input_side_lockstep, args[0], args[1], flags):
+                return G
         G = input_side(np, W.Wx, x)
         add_bias(G, W.b)
         return G
+
+    def backward_chunk(
+        self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+    ) -> tuple[tuple, tuple, Any] | None:
+        """The LSTM's mid-sized steps: the chunk's steps and its gradients on two threads in
+        lockstep, one hand-over for both (see :meth:`input_side`); else None (the engine
+        runs :meth:`backward_steps` and BLAS's GEMMs)."""
+        if cell.name != "lstm":
+            return None
+        blas = _lockstep(cell, dA.dtype, int(g[0].shape[0]), int(dA.shape[2]))
+        if blas is None or not isinstance(store, BufferColumns):
+            return None
+        return _lstm_chunk_lockstep(blas, W, trace, dA, start, g, store)
 
     def all_finite(self, values: list, conditions: list) -> bool:
         """:func:`finite` on each contiguous array (about 0.3 µs a call where the sum costs
@@ -365,12 +586,17 @@ class JitOps(NumpyOps):
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
         """Every forward step at once: in one compiled call when the steps are small (see
-        :data:`SMALL_LOOP_FLOPS`), else a lean loop of one BLAS GEMM into a reused buffer and
-        one step kernel per step (none of the engine's per-step bookkeeping)."""
+        :data:`SMALL_LOOP_FLOPS`), on two threads in lockstep for the LSTM's mid-sized steps
+        (:data:`LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS GEMM into a reused buffer
+        and one step kernel per step (none of the engine's per-step bookkeeping)."""
         if cell.name not in _LOOPS:
             return False
         H = store.states[0]
         n_a, m = int(H.shape[1]), int(H.shape[2])
+        if cell.name == "lstm":
+            blas = _lockstep(cell, GX.dtype, n_a, m)
+            if blas is not None and _lstm_forward_lockstep(blas, W, GX, store):
+                return True
         R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
         if 2 * cell.blocks * n_a * n_a * m <= SMALL_LOOP_FLOPS:
             _LOOPS[cell.name](np.ascontiguousarray(W.Wa.T), GX, W, store, R)

@@ -13,14 +13,27 @@ below hands the work to the reference, unchanged.
 Each kernel computes what its cell's ``forward_pointwise``/``backward_pointwise`` computes (the
 reference they are tested against, ``tests/test_backends.py``); σ is ``torch.sigmoid`` (stable,
 one op) where the reference spells it ``½ tanh(x/2) + ½``: the same function to rounding.
+
+CPU tensors: where the compiled NumPy kernels are on (:func:`xrnn.backends.jit_enabled`), the
+loops, the input side and the chunks' GEMMs run the NumPy backend's compiled code
+(:class:`xrnn.backends.jit.JitOps`) on the tensors' own memory — ``Tensor.numpy()`` is a view,
+no copy — so CPU tensors run at NumPy's speed (torch's per-op dispatch costs several
+microseconds a step; ``xrnn bench``). The torch kernels below serve every other device, and CPU
+tensors with ``XRNN_JIT=0``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import threading
+from functools import cache
 from typing import Any
 
+import array_api_compat
 import torch
 
+from xrnn.backends import get_ops, jit_enabled
 from xrnn.ops import BufferColumns, BufferStore, Ops, buffer_store
 
 __all__ = ["TorchOps"]
@@ -32,9 +45,108 @@ def _recording(*tensors: Any) -> bool:
     )
 
 
+def _numpy(t: Any) -> Any:
+    """A CPU tensor's memory as a NumPy array (a view)."""
+    return None if t is None else t.detach().numpy()
+
+
+@cache
+def _compiled() -> Any:
+    """The compiled NumPy backend, or None where it is off."""
+    if not jit_enabled():
+        return None
+    return get_ops(array_api_compat.array_namespace(_numpy(torch.empty(0))))
+
+
+# Set while a call runs with the compiled NumPy kernels (TorchOps.own_threads): per thread, as
+# torch's thread count is held at one for exactly those calls
+_compiled_call = threading.local()
+
+
+def _on_cpu(*tensors: Any) -> Any:
+    """The compiled NumPy backend for work on these tensors' memory, inside a call that runs on
+    it (:meth:`TorchOps.own_threads`; autograd not recording is the caller's test); else
+    None."""
+    if not getattr(_compiled_call, "active", False):
+        return None
+    if any(t is not None and t.device.type != "cpu" for t in tensors):
+        return None
+    return _compiled()
+
+
+@contextlib.contextmanager
+def _compiled_scope() -> Any:
+    """A call on the compiled kernels: torch on one thread meanwhile."""
+    before, was = torch.get_num_threads(), getattr(_compiled_call, "active", False)
+    _compiled_call.active = True
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        _compiled_call.active = was
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def _trace(trace: Any) -> Any:
+    """A trace's arrays as NumPy views (the order stays: the compiled steps do not read it)."""
+    return dataclasses.replace(
+        trace,
+        states=tuple(_numpy(s) for s in trace.states),
+        saved=_numpy(trace.saved),
+        x=_numpy(trace.x),
+    )
+
+
+def _carried(g: tuple, arrays: tuple, done: tuple) -> tuple:
+    """The tensors of ``g`` where the compiled kernels wrote into their memory (``arrays``,
+    their views), new tensors for the arrays they returned instead."""
+    return tuple(
+        t if d is a else torch.from_numpy(d) for t, a, d in zip(g, arrays, done, strict=True)
+    )
+
+
+def _weights(W: Any) -> Any:
+    return dataclasses.replace(
+        W, **{f.name: _numpy(getattr(W, f.name)) for f in dataclasses.fields(W)}
+    )
+
+
 class TorchOps(Ops):
     """Torch storage and in-place step kernels where autograd is not recording; the reference
-    (:class:`xrnn.ops.Ops`) where it is."""
+    (:class:`xrnn.ops.Ops`) where it is; the compiled NumPy kernels on CPU tensors' memory
+    (see the module notes)."""
+
+    def own_threads(self, device: Any, arrays: list, stepped: bool) -> Any:
+        """A call on CPU tensors that records nothing and whose loops run whole (not
+        ``stepped``, as the engine steps them with lengths) runs the compiled NumPy kernels,
+        with torch on one thread meanwhile: torch's parallel copies and sums between them left
+        its OpenMP threads spinning for a while after each, and beside them BLAS's and the
+        lockstep loops' threads (two pools on two cores) ran config A's LSTM forward+backward
+        in 111 ms instead of 40. A stepped call keeps torch's threads and its own kernels."""
+        if (
+            stepped
+            or getattr(device, "type", None) != "cpu"
+            or _compiled() is None
+            or _recording(*arrays)
+        ):
+            return contextlib.nullcontext()
+        return _compiled_scope()
+
+    def all_full(self, lengths: Any, T: int) -> bool:
+        """CPU tensors' lengths are host memory, read in place (``Tensor.numpy()``: no copy, no
+        device round trip), and full lengths skip the masking, as NumPy's do; on a device the
+        reference's answer, without a read."""
+        if lengths.device.type != "cpu":
+            return False
+        return bool((_numpy(lengths) == T).all())
+
+    def input_side(self, cell: Any, W: Any, x: Any) -> Any:
+        twin = None if _recording(x, W.Wx, W.b) else _on_cpu(x, W.Wx)
+        if twin is None:
+            return super().input_side(cell, W, x)
+        return torch.from_numpy(twin.input_side(cell, _weights(W), _numpy(x)))
 
     def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
         if _recording(GX, *state0):
@@ -80,6 +192,11 @@ class TorchOps(Ops):
         # buffers only where GX and the initial states record nothing (forward_store)
         if loop is None or not isinstance(store, BufferStore) or _recording(W.Wa, W.bh):
             return False
+        twin = _on_cpu(GX, W.Wa)
+        if twin is not None and twin.forward_loop(
+            cell, _weights(W), _numpy(GX), store.viewed(_numpy)
+        ):
+            return True
         loop(W, GX, store)
         return True
 
@@ -98,6 +215,14 @@ class TorchOps(Ops):
             or _recording(W.Wa, dA, *g, *states, S)
         ):
             return None
+        twin = _on_cpu(dA, W.Wa)
+        if twin is not None:
+            arrays = tuple(_numpy(d) for d in g)
+            done = twin.backward_steps(
+                cell, _weights(W), _trace(trace), _numpy(dA), start, arrays, store.viewed(_numpy)
+            )
+            if done is not None:
+                return _carried(g, arrays, done)
         steps = [s.unbind(0) for s in states]  # step t of the chunk is start + t
         saved = (None,) * int(dA.shape[0]) if S is None else S[start:].unbind(0)
         WaT, g0, rest = W.Wa.T, g[0], g[1:]
@@ -113,6 +238,28 @@ class TorchOps(Ops):
                 g0.add_(direct[0])  # added as the engine adds it: the same bits as stepping
             rest = direct[1:]
         return (g0, *rest)
+
+    def backward_chunk(
+        self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+    ) -> tuple[tuple, tuple, Any] | None:
+        """The compiled NumPy backend's whole chunk on CPU tensors' memory where it has one
+        (see the module notes), else None: :meth:`backward_steps` and torch's GEMMs."""
+        twin = _on_cpu(dA, W.Wa)
+        if (
+            twin is None
+            or not isinstance(store, BufferColumns)
+            or _recording(W.Wa, W.Wx, dA, *g, *trace.states, trace.saved, trace.x)
+        ):
+            return None
+        arrays = tuple(_numpy(d) for d in g)
+        done = twin.backward_chunk(
+            cell, _weights(W), _trace(trace), _numpy(dA), start, arrays, store.viewed(_numpy)
+        )
+        if done is None:
+            return None
+        carried, weights, dX = done
+        tensors = tuple(None if w is None else torch.from_numpy(w) for w in weights)
+        return _carried(g, arrays, carried), tensors, torch.from_numpy(dX)
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
         if _recording(*new, *old):

@@ -1,0 +1,225 @@
+"""The LSTM's loops on two threads in lockstep (xrnn/backends/lockstep.py and its loops in
+xrnn/backends/jit.py): BLAS's GEMM called from compiled code, the lockstep forward, backward,
+input side and whole backward chunks against the one-thread path, the fallbacks (a busy helper, the
+XRNN_LOCKSTEP switch), a failing half, OpenBLAS's thread count restored, a forked child, and
+torch CPU tensors running the same compiled code."""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+import xrnn
+from xrnn.backends import jit_enabled
+
+pytestmark = pytest.mark.skipif(not jit_enabled(), reason="compiled kernels off (XRNN_JIT=0)")
+
+
+def _usable() -> tuple[bool, str]:
+    if not jit_enabled():
+        return False, "compiled kernels off"
+    from xrnn.backends import lockstep
+
+    if lockstep.blas() is None:
+        return False, "NumPy's BLAS is not an OpenBLAS with a C GEMM entry point"
+    if not lockstep.available("float32"):
+        return False, "fewer than two CPUs, or BLAS held to one thread"
+    return True, ""
+
+
+USABLE, WHY = _usable() if jit_enabled() else (False, "compiled kernels off")
+needs_lockstep = pytest.mark.skipif(not USABLE, reason=WHY or "lockstep unavailable")
+
+
+@pytest.fixture
+def lockstep():
+    from xrnn.backends import lockstep
+
+    return lockstep
+
+
+@pytest.fixture
+def counted(lockstep, monkeypatch):
+    """Every call of lockstep.run that ran (True), by kernel name; the loops at any size."""
+    from xrnn.backends import jit
+
+    ran: list[str] = []
+    run = lockstep.run
+
+    def counting(kernel, mine, helpers, flags):
+        done = run(kernel, mine, helpers, flags)
+        if done:
+            ran.append(kernel.__name__)
+        return done
+
+    monkeypatch.setattr(lockstep, "run", counting)
+    monkeypatch.setattr(jit, "LOCKSTEP_MIN_FLOPS", 0)
+    return ran
+
+
+# --- BLAS's GEMM from compiled code ------------------------------------------------------------
+
+
+@pytest.mark.skipif(not USABLE, reason=WHY or "lockstep unavailable")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("ta", "tb"), [(False, False), (True, False), (False, True)])
+def test_gemm_equals_numpy_on_offset_blocks(lockstep, dtype, ta, tb):
+    import numba
+
+    @numba.njit
+    def call(blas, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
+        lockstep.gemm(blas, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
+
+    rng = np.random.default_rng(3)
+    M, N, K = 7, 5, 6
+    A = rng.normal(size=(12, 9)).astype(dtype)  # blocks inside bigger arrays, offset
+    B = rng.normal(size=(11, 8)).astype(dtype)
+    C = rng.normal(size=(10, 7)).astype(dtype)
+    a_block = A[2 : 2 + (K if ta else M), 1 : 1 + (M if ta else K)]
+    b_block = B[3 : 3 + (N if tb else K), 2 : 2 + (K if tb else N)]
+    opA = a_block.T if ta else a_block
+    opB = b_block.T if tb else b_block
+    want = C.copy()
+    want[1 : 1 + M, 1 : 1 + N] = opA @ opB + 0.5 * C[1 : 1 + M, 1 : 1 + N]
+    blas = lockstep.blas().handle(dtype)
+    got = C.copy()
+    call(blas, ta, tb, M, N, K, A, 2 * 9 + 1, 9, B, 3 * 8 + 2, 8, 0.5, got, 1 * 7 + 1, 7)
+    tol = {"float32": 1e-5, "float64": 1e-13}[dtype]
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+# --- the loops against the one-thread path -------------------------------------------------------
+
+
+def _lstm_call(n_a, m, T, dtype, seed=0, reverse=False, dfinal=False, xp=np):
+    rng = np.random.default_rng(seed)
+    n_x = 5
+    p = {k: v.astype(dtype) for k, v in xrnn.initialize_lstm(n_x, n_a, seed=seed).items()}
+    x = rng.normal(size=(n_x, m, T)).astype(dtype)
+    a0 = rng.normal(size=(n_a, m)).astype(dtype)
+    c0 = rng.normal(size=(n_a, m)).astype(dtype)
+    da = rng.normal(size=(n_a, m, T)).astype(dtype)
+    if xp is not np:
+        p = {k: xp.from_numpy(v) for k, v in p.items()}
+        x, a0, c0, da = (xp.from_numpy(v) for v in (x, a0, c0, da))
+    a, _, c, caches = xrnn.lstm_forward(x, a0, p, c0=c0, reverse=reverse)
+    kw = {"dfinal": (a0 * 0.5, c0 * 0.25)} if dfinal else {}
+    g = xrnn.lstm_backward(da, caches, **kw)
+    out = {"a": a, "c": c, **g}
+    return {k: np.asarray(v) for k, v in out.items() if v is not None}
+
+
+@needs_lockstep
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("n_a", "m", "T", "kw"),
+    [
+        (8, 4, 6, {}),
+        (7, 3, 300, {"reverse": True}),  # odd halves, several backward chunks
+        (12, 1, 40, {"dfinal": True}),  # one column a step
+        (33, 17, 9, {}),
+    ],
+)
+def test_lockstep_loops_equal_the_one_thread_path(counted, monkeypatch, dtype, n_a, m, T, kw):
+    got = _lstm_call(n_a, m, T, dtype, **kw)
+    assert {
+        "lstm_forward_lockstep",
+        "lstm_chunk_lockstep",
+        "input_side_lockstep",
+    } <= set(counted)
+    counted.clear()
+    monkeypatch.setenv("XRNN_LOCKSTEP", "0")
+    want = _lstm_call(n_a, m, T, dtype, **kw)
+    assert counted == []  # the switch turns it off
+    tol = {"float32": 2e-5, "float64": 1e-12}[dtype]
+    for k in want:
+        assert got[k].dtype == np.dtype(dtype), k
+        np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=k)
+
+
+@needs_lockstep
+def test_a_busy_helper_leaves_the_call_on_one_thread(counted, lockstep):
+    want = _lstm_call(8, 4, 6, "float64")  # the helper exists
+    counted.clear()
+    helper = lockstep._helper
+    assert helper.busy.acquire(blocking=False)  # as if another Python thread's loop held it
+    try:
+        got = _lstm_call(8, 4, 6, "float64")
+    finally:
+        helper.busy.release()
+    assert counted == []
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-13, err_msg=k)
+
+
+@needs_lockstep
+def test_a_failing_half_stops_the_other_and_is_raised(lockstep):
+    flags = lockstep.new_flags()
+
+    def kernel(thread, flags):
+        if thread == 1:
+            raise RuntimeError("the helper's half failed")
+        # the caller's half waits for a step the helper never finishes: the abort ends it
+        assert not lockstep.wait_for(flags, 1, 1)
+
+    with pytest.raises(RuntimeError, match="the helper's half failed"):
+        lockstep.run(kernel, (0, flags), (1, flags), flags)
+    # and the helper serves the next call
+    fresh = lockstep.new_flags()
+    assert lockstep.run(lambda *a: None, (), (), fresh)
+
+
+@needs_lockstep
+def test_openblas_threads_are_restored(counted, lockstep):
+    before = lockstep.blas().threads()
+    _lstm_call(8, 4, 6, "float32")
+    assert counted
+    assert lockstep.blas().threads() == before
+
+
+def _child(queue):
+    try:
+        out = _lstm_call(8, 4, 6, "float64")
+        queue.put(float(out["dWf"].sum()))
+    except BaseException as exc:  # reported to the parent
+        queue.put(repr(exc))
+
+
+@needs_lockstep
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX's, where it is imported
+def test_a_forked_child_gets_its_own_helper(counted):
+    want = float(_lstm_call(8, 4, 6, "float64")["dWf"].sum())  # the parent's helper runs
+    assert counted
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(queue,))
+    child.start()
+    child.join(120)
+    if child.is_alive():  # hung waiting for a helper thread it does not have
+        child.kill()
+    assert child.exitcode == 0, "the forked child hung or failed"
+    got = queue.get(timeout=5)
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-12), got
+
+
+# --- torch CPU tensors ---------------------------------------------------------------------------
+
+
+@needs_lockstep
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
+def test_torch_cpu_tensors_run_the_compiled_kernels(counted):
+    import torch
+
+    threads = torch.get_num_threads()
+    want = _lstm_call(9, 4, 7, "float32")
+    counted.clear()
+    got = _lstm_call(9, 4, 7, "float32", xp=torch)
+    assert {"lstm_forward_lockstep", "lstm_chunk_lockstep"} <= set(counted)
+    assert torch.get_num_threads() == threads  # held at one during the calls only
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, err_msg=k)
