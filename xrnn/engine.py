@@ -34,8 +34,8 @@ from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
-from xrnn.layout import columns, output_layer_forward, public, reorder, reversal, time_major
-from xrnn.ops import weight_gradients
+from xrnn.layout import output_layer_forward, public, reorder, reversal, time_major
+from xrnn.ops import chunk_gradients, weight_gradients
 from xrnn.params import parameter_items
 from xrnn.threads import step_flops, step_threads
 
@@ -182,11 +182,7 @@ def backward(
             g, part, dX_c = whole
         else:
             g = _chunk_steps(ctx, cell, W, trace, dAc, start, g, store, dead)
-            A_prev = columns(xp, public(xp, H[start:end, ...]))  # (n_a, K m), like the columns
-            X = columns(xp, xe[:, :, start:end])
-            dgx_c, dra_c = store.columns(end - start)
-            part = weight_gradients(xp, dgx_c, dra_c, A_prev, X, cell.split_recurrent)
-            dX_c = xp.matmul(W.Wx.T, dgx_c)
+            part, dX_c = chunk_gradients(xp, cell, W, trace, store, start, end - start)
         weights = part if weights is None else tuple(map(_add, weights, part))
         dX.append(dX_c)
         end = start
@@ -430,7 +426,8 @@ def run_forward(
     with call_scope(ctx, cell, n_a, m) as scope:
         lengths, in_range = check_lengths(ctx, lengths, m, T)
         stepped = lengths is not None and not ops.all_full(lengths, T)
-        scope.enter_context(ops.own_threads(ctx.device, [a for _, a in named], stepped))
+        arrays = [a for _, a in named]
+        scope.enter_context(ops.own_threads(ctx.device, arrays, cell, n_a, m, stepped))
         if check_finite:  # values and lengths' range: one host read
             check_values(ctx, named, [in_range])
         state0 = tuple(
@@ -526,7 +523,8 @@ def run_backward(
     ops = get_ops(ctx.xp)
     with call_scope(ctx, cell, n_a, m) as scope:
         arrays = [a for _, a in named]
-        scope.enter_context(ops.own_threads(ctx.device, arrays, trace.live is not None))
+        stepped = trace.live is not None
+        scope.enter_context(ops.own_threads(ctx.device, arrays, cell, n_a, m, stepped))
         if check_finite:
             check_values(ctx, named)
         W = cell.stack(ctx.xp, parameters, n_a)

@@ -25,11 +25,12 @@ from typing import Any, ClassVar
 
 import array_api_compat
 
-from xrnn.layout import input_side
+from xrnn.layout import columns, input_side, public
 
 __all__ = [
     "BufferColumns",
     "buffer_store",
+    "chunk_gradients",
     "BufferStore",
     "InPlaceOps",
     "ListColumns",
@@ -209,6 +210,20 @@ def weight_gradients(
     )
 
 
+def chunk_gradients(
+    xp: Any, cell: Any, W: Any, trace: Any, store: Any, start: int, k: int
+) -> tuple[tuple, Any]:
+    """The gradients from a backward chunk's ``k`` steps from ``start``, whose gradient
+    columns ``store`` holds: :func:`weight_gradients` against the trace's previous states and
+    inputs laid out as columns, and the input gradient ``dX = Wxᵀ dgx`` (n_x, k m)."""
+    end = start + k
+    A_prev = columns(xp, public(xp, trace.states[0][start:end, ...]))  # (n_a, k m)
+    X = columns(xp, trace.x[:, :, start:end])
+    dgx, dra = store.columns(k)
+    weights = weight_gradients(xp, dgx, dra, A_prev, X, cell.split_recurrent)
+    return weights, xp.matmul(W.Wx.T, dgx)
+
+
 def _pitch(width: int, itemsize: int) -> int:
     """Elements per row of a ``width``-column buffer: a whole, odd number of 64-byte cache
     lines. A power-of-two pitch (1024 float32 columns: the "long" benchmark's chunk) puts a
@@ -263,12 +278,13 @@ class Ops:
         return contextlib.nullcontext()
 
     def own_threads(
-        self, device: Any, arrays: list, stepped: bool
+        self, device: Any, arrays: list, cell: Any, n_a: int, m: int, stepped: bool
     ) -> contextlib.AbstractContextManager:
-        """A scope for a sequence call on ``arrays`` (``stepped``: the engine runs its loops
-        step by step, with lengths): how the library's own threads are used meanwhile
-        (unchanged here; torch CPU tensors run the compiled NumPy kernels with torch's held
-        at one, :mod:`xrnn.backends.torch`)."""
+        """A scope for a sequence call of ``cell`` (``n_a`` units, batch ``m``) on ``arrays``
+        (``stepped``: the engine runs its loops step by step, as with lengths): how the
+        library's own threads are used meanwhile (unchanged here; torch CPU tensors whose
+        loops run in lockstep borrow the compiled NumPy kernels with torch's held at one,
+        :mod:`xrnn.backends.torch`)."""
         return contextlib.nullcontext()
 
     # --- storage --------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from numba.extending import overload
 from xrnn.backends import lockstep
 from xrnn.backends.numpy import NumpyOps
 from xrnn.layout import input_side, time_major
-from xrnn.ops import BufferColumns
+from xrnn.ops import BufferColumns, chunk_gradients
 
 __all__ = ["JitOps"]
 
@@ -559,18 +559,36 @@ class JitOps(NumpyOps):
         add_bias(G, W.b)
         return G
 
+    def lends_to_torch(self, cell: Any, dtype: Any, n_a: int, m: int) -> bool:
+        """Whether torch CPU tensors of ``cell``'s call (``dtype``, ``n_a`` units, batch
+        ``m``) run these kernels on their memory (:mod:`xrnn.backends.torch`): steps up to
+        :data:`LOCKSTEP_MAX_FLOPS` (above it torch's own kernels keep up, and its threads are
+        better left alone)."""
+        return (
+            dtype is not None
+            and cell.name in _LOOPS
+            and 2 * cell.blocks * n_a * n_a * m <= LOCKSTEP_MAX_FLOPS
+        )
+
     def backward_chunk(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
     ) -> tuple[tuple, tuple, Any] | None:
-        """The LSTM's mid-sized steps: the chunk's steps and its gradients on two threads in
-        lockstep, one hand-over for both (see :meth:`input_side`); else None (the engine
-        runs :meth:`backward_steps` and BLAS's GEMMs)."""
-        if cell.name != "lstm":
+        """A whole chunk: for the LSTM's mid-sized steps, its steps and its gradients on two
+        threads in lockstep, one hand-over for both (see :meth:`input_side`); else the lean
+        loop of :meth:`backward_steps` and NumPy's GEMMs — what the engine would do, here so
+        that torch CPU tensors borrowing these kernels get NumPy's GEMMs too."""
+        if cell.name not in _LOOPS or not isinstance(store, BufferColumns):
             return None
         blas = _lockstep(cell, dA.dtype, int(g[0].shape[0]), int(dA.shape[2]))
-        if blas is None or not isinstance(store, BufferColumns):
+        if blas is not None:
+            whole = _lstm_chunk_lockstep(blas, W, trace, dA, start, g, store)
+            if whole is not None:
+                return whole
+        carried = self.backward_steps(cell, W, trace, dA, start, g, store)
+        if carried is None:
             return None
-        return _lstm_chunk_lockstep(blas, W, trace, dA, start, g, store)
+        weights, dX = chunk_gradients(self.xp, cell, W, trace, store, start, int(dA.shape[0]))
+        return carried, weights, dX
 
     def all_finite(self, values: list, conditions: list) -> bool:
         """:func:`finite` on each contiguous array (about 0.3 µs a call where the sum costs

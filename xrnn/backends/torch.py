@@ -14,12 +14,11 @@ Each kernel computes what its cell's ``forward_pointwise``/``backward_pointwise`
 reference they are tested against, ``tests/test_backends.py``); σ is ``torch.sigmoid`` (stable,
 one op) where the reference spells it ``½ tanh(x/2) + ½``: the same function to rounding.
 
-CPU tensors: where the compiled NumPy kernels are on (:func:`xrnn.backends.jit_enabled`), the
-loops, the input side and the chunks' GEMMs run the NumPy backend's compiled code
-(:class:`xrnn.backends.jit.JitOps`) on the tensors' own memory — ``Tensor.numpy()`` is a view,
-no copy — so CPU tensors run at NumPy's speed (torch's per-op dispatch costs several
-microseconds a step; ``xrnn bench``). The torch kernels below serve every other device, and CPU
-tensors with ``XRNN_JIT=0``.
+CPU tensors, steps up to config A's size (:meth:`xrnn.backends.jit.JitOps.lends_to_torch`): the
+input side, the loops and the backward chunks run the NumPy backend's compiled code (its
+lockstep loops included, :mod:`xrnn.backends.lockstep`) on the tensors' own memory —
+``Tensor.numpy()`` is a view, no copy — so they run at NumPy's speed; torch's per-op dispatch
+costs microseconds a step. The torch kernels below serve every other call and device.
 """
 
 from __future__ import annotations
@@ -89,6 +88,9 @@ def _compiled_scope() -> Any:
             torch.set_num_threads(before)
 
 
+_NUMPY_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+
+
 def _trace(trace: Any) -> Any:
     """A trace's arrays as NumPy views (the order stays: the compiled steps do not read it)."""
     return dataclasses.replace(
@@ -118,18 +120,24 @@ class TorchOps(Ops):
     (:class:`xrnn.ops.Ops`) where it is; the compiled NumPy kernels on CPU tensors' memory
     (see the module notes)."""
 
-    def own_threads(self, device: Any, arrays: list, stepped: bool) -> Any:
-        """A call on CPU tensors that records nothing and whose loops run whole (not
-        ``stepped``, as the engine steps them with lengths) runs the compiled NumPy kernels,
-        with torch on one thread meanwhile: torch's parallel copies and sums between them left
-        its OpenMP threads spinning for a while after each, and beside them BLAS's and the
-        lockstep loops' threads (two pools on two cores) ran config A's LSTM forward+backward
-        in 111 ms instead of 40. A stepped call keeps torch's threads and its own kernels."""
+    def own_threads(
+        self, device: Any, arrays: list, cell: Any, n_a: int, m: int, stepped: bool
+    ) -> Any:
+        """A call on CPU tensors that records nothing, whose loops run whole (not ``stepped``
+        by the engine, as with lengths) and whose steps the compiled NumPy kernels take
+        (:meth:`xrnn.backends.jit.JitOps.lends_to_torch`: up to config A's size) runs those
+        kernels on the tensors' memory, with torch on one thread meanwhile: torch's parallel
+        copies and sums between them left its OpenMP threads spinning for a while after each,
+        and beside them BLAS's and the lockstep loops' threads (two pools on two cores) ran
+        config A's LSTM forward+backward in 111 ms instead of 40. Every other call keeps
+        torch's threads and its own kernels (config B's: with torch's glue on one thread,
+        xrnn on torch tensors took 1.5× NumPy's time)."""
+        twin = None if stepped or getattr(device, "type", None) != "cpu" else _compiled()
+        dtype = next((a.dtype for a in arrays if a is not None), None)
         if (
-            stepped
-            or getattr(device, "type", None) != "cpu"
-            or _compiled() is None
+            twin is None
             or _recording(*arrays)
+            or not twin.lends_to_torch(cell, _NUMPY_DTYPES.get(dtype), n_a, m)
         ):
             return contextlib.nullcontext()
         return _compiled_scope()
