@@ -375,19 +375,24 @@ def run(kernel: Any, mine: tuple, helpers: tuple, flags: Any) -> bool:
     if not helper.busy.acquire(blocking=False):
         return False
     threads = b.threads()
+    b.set_threads(1)  # each thread's GEMM stays on it
+    helper.jobs.put((kernel, helpers, flags))
+    error = None
     try:
-        b.set_threads(1)  # each thread's GEMM stays on it
-        helper.jobs.put((kernel, helpers, flags))
-        try:
-            kernel(*mine)
-        except BaseException:
-            flags[ABORT] = 1  # the helper stops waiting for us
-            helper.done.get()
-            raise
-        error = helper.done.get()
-        if error is not None:
-            raise error
-        return True
+        kernel(*mine)
+    except BaseException:
+        flags[ABORT] = 1  # the helper stops waiting for us
+        raise
     finally:
-        b.set_threads(threads)
+        try:
+            error = helper.done.get()
+        except BaseException:  # interrupted while the helper works on: it finishes alone,
+            flags[ABORT] = 1  # holding its lock, and a later call starts another helper
+            _helper = None
+            raise
+        finally:
+            b.set_threads(threads)
         helper.busy.release()
+    if error is not None:
+        raise error
+    return True

@@ -223,14 +223,6 @@ class TorchOps(Ops):
             or _recording(W.Wa, dA, *g, *states, S)
         ):
             return None
-        twin = _on_cpu(dA, W.Wa)
-        if twin is not None:
-            arrays = tuple(_numpy(d) for d in g)
-            done = twin.backward_steps(
-                cell, _weights(W), _trace(trace), _numpy(dA), start, arrays, store.viewed(_numpy)
-            )
-            if done is not None:
-                return _carried(g, arrays, done)
         steps = [s.unbind(0) for s in states]  # step t of the chunk is start + t
         saved = (None,) * int(dA.shape[0]) if S is None else S[start:].unbind(0)
         WaT, g0, rest = W.Wa.T, g[0], g[1:]
