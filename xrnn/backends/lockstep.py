@@ -59,9 +59,10 @@ __all__ = [
 # The flags array (new_flags): int64, one counter per thread a cache line apart (no false
 # sharing), the abort flag and the address of the C library's sched_yield (0: none)
 FLAGS, ABORT, YIELD = 24, 16, 17
-# A wait spins this many times, then yields the core at every check: on a core another
-# program holds, the thread it waits for runs sooner (LSTM "long" forward loop, one competing
-# process spinning: 70 ms spinning only, 6 ms yielding after 100 spins; idle 2.8 ms either way)
+# A wait spins this many times, then yields the core at every check: where another thread
+# holds a core, the one it waits for runs sooner (the "long" LSTM's forward loop beside an
+# OpenBLAS worker still spinning after a threaded GEMM: 70 ms waiting by spinning only, 6 ms
+# yielding after 100 checks, 2.8 ms without that worker either way)
 SPINS = 200
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
