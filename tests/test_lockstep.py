@@ -31,8 +31,8 @@ def _usable() -> tuple[bool, str]:
     return True, ""
 
 
-USABLE, WHY = _usable() if jit_enabled() else (False, "compiled kernels off")
-needs_lockstep = pytest.mark.skipif(not USABLE, reason=WHY or "lockstep unavailable")
+USABLE, WHY = _usable()
+needs_lockstep = pytest.mark.skipif(not USABLE, reason=WHY)
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def counted(lockstep, monkeypatch):
 # --- BLAS's GEMM from compiled code ------------------------------------------------------------
 
 
-@pytest.mark.skipif(not USABLE, reason=WHY or "lockstep unavailable")
+@needs_lockstep
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("ta", "tb"), [(False, False), (True, False), (False, True)])
 def test_gemm_equals_numpy_on_offset_blocks(lockstep, dtype, ta, tb):

@@ -282,8 +282,8 @@ class Ops:
     ) -> contextlib.AbstractContextManager:
         """A scope for a sequence call of ``cell`` (``n_a`` units, batch ``m``) on ``arrays``
         (``stepped``: the engine runs its loops step by step, as with lengths): how the
-        library's own threads are used meanwhile (unchanged here; torch CPU tensors whose
-        loops run in lockstep borrow the compiled NumPy kernels with torch's held at one,
+        library's own threads are used meanwhile (unchanged here; torch CPU tensors up to
+        config A's step size borrow the compiled NumPy kernels with torch's held at one,
         :mod:`xrnn.backends.torch`)."""
         return contextlib.nullcontext()
 

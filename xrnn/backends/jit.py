@@ -432,10 +432,7 @@ def input_side_lockstep(blas, thread, flags, Wx, b, XE, G):
             blas, False, False, rows, m, n_x, Wx, 0, n_x, XE, t * n_x * m, m, 0.0, G,
             t * rows * m, m,
         )  # fmt: skip
-        for i in range(rows):
-            bi = b[i, 0]
-            for j in range(m):
-                G[t, i, j] += bi
+        add_bias(G[t : t + 1], b)
 
 
 # Steps from this many recurrent-GEMM FLOPs up run in lockstep where they can (the "long"
@@ -453,10 +450,7 @@ def _lockstep(cell: Any, dtype: Any, n_a: int, m: int) -> Any:
     flops = 2 * 4 * n_a * n_a * m
     if not LOCKSTEP_MIN_FLOPS <= flops <= LOCKSTEP_MAX_FLOPS or n_a < 2:
         return None
-    if not lockstep.available(dtype):
-        return None
-    blas = lockstep.blas()
-    return None if blas is None else blas.handle(dtype)
+    return lockstep.available(dtype)
 
 
 def _lstm_forward_lockstep(blas: Any, W: Any, GX: Any, store: Any) -> bool:

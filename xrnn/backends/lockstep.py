@@ -24,7 +24,8 @@ What this module provides, for :mod:`xrnn.backends.jit`'s loops:
 The loop runs in lockstep only where it can: OpenBLAS with a C GEMM entry point, at least two
 CPUs for this process, BLAS allowed more than one thread (a user who set one thread gets
 one), and the helper idle (a second Python thread calling xrnn meanwhile runs serially).
-:func:`available` says so; the loops fall back to their one-thread form otherwise.
+:func:`available` says so (and hands out the GEMM); the loops fall back to their one-thread
+form otherwise.
 """
 
 from __future__ import annotations
@@ -355,13 +356,16 @@ def _enough_cpus() -> bool:
     return _cpus() >= 2
 
 
-def available(dtype: Any) -> bool:
-    """Whether a loop over ``dtype`` arrays may run in lockstep now (see the module notes;
-    the helper being idle is checked by :func:`run` itself)."""
+def available(dtype: Any) -> tuple[int, bool] | None:
+    """The GEMM handle (:meth:`Blas.handle`) for a loop over ``dtype`` arrays that may run in
+    lockstep now, else None (see the module notes; the helper being idle is checked by
+    :func:`run` itself)."""
     if os.environ.get("XRNN_LOCKSTEP", "1").strip() == "0" or not _enough_cpus():
-        return False
+        return None
     b = blas()
-    return b is not None and b.handle(dtype) is not None and b.threads() >= 2
+    if b is None or b.threads() < 2:
+        return None
+    return b.handle(dtype)
 
 
 def run(kernel: Any, mine: tuple, helpers: tuple, flags: Any) -> bool:

@@ -62,15 +62,11 @@ def _compiled() -> Any:
 _compiled_call = threading.local()
 
 
-def _on_cpu(*tensors: Any) -> Any:
-    """The compiled NumPy backend for work on these tensors' memory, inside a call that runs on
-    it (:meth:`TorchOps.own_threads`; autograd not recording is the caller's test); else
-    None."""
-    if not getattr(_compiled_call, "active", False):
-        return None
-    if any(t is not None and t.device.type != "cpu" for t in tensors):
-        return None
-    return _compiled()
+def _twin() -> Any:
+    """The compiled NumPy backend inside a call that runs on it (:meth:`TorchOps.own_threads`:
+    CPU tensors, which a call never mixes with others; autograd not recording is the caller's
+    test), else None."""
+    return _compiled() if getattr(_compiled_call, "active", False) else None
 
 
 @contextlib.contextmanager
@@ -151,7 +147,7 @@ class TorchOps(Ops):
         return bool((_numpy(lengths) == T).all())
 
     def input_side(self, cell: Any, W: Any, x: Any) -> Any:
-        twin = None if _recording(x, W.Wx, W.b) else _on_cpu(x, W.Wx)
+        twin = None if _recording(x, W.Wx, W.b) else _twin()
         if twin is None:
             return super().input_side(cell, W, x)
         return torch.from_numpy(twin.input_side(cell, _weights(W), _numpy(x)))
@@ -200,7 +196,7 @@ class TorchOps(Ops):
         # buffers only where GX and the initial states record nothing (forward_store)
         if loop is None or not isinstance(store, BufferStore) or _recording(W.Wa, W.bh):
             return False
-        twin = _on_cpu(GX, W.Wa)
+        twin = _twin()
         if twin is not None and twin.forward_loop(
             cell, _weights(W), _numpy(GX), store.viewed(_numpy)
         ):
@@ -244,7 +240,7 @@ class TorchOps(Ops):
     ) -> tuple[tuple, tuple, Any] | None:
         """The compiled NumPy backend's whole chunk on CPU tensors' memory where it has one
         (see the module notes), else None: :meth:`backward_steps` and torch's GEMMs."""
-        twin = _on_cpu(dA, W.Wa)
+        twin = _twin()
         if (
             twin is None
             or not isinstance(store, BufferColumns)
