@@ -33,6 +33,9 @@ PARAMETER_KEYS = {
     "Wc",
     "bc",
     "Wy",
+    "pf",
+    "pi",
+    "po",
 }
 
 
@@ -63,6 +66,9 @@ def run(case: dict, backend: Any, dtype: str = "float64") -> dict[str, Any]:
     elif name == "gru_forward_backward":
         out = xrnn.gru_forward(d["x"], d["a0"], parameters)
         out = (*out, xrnn.gru_backward(d["da"], out[2]))
+    elif name == "peephole_lstm_forward_backward":
+        out = xrnn.forward("peephole_lstm", d["x"], d["a0"], parameters, c0=d["c0"])
+        out = (*out, xrnn.backward(d["da"], out[3]))
     else:
         raise KeyError(f"golden.json names an unknown case {name!r}")
     return dict(zip(case["outputs"], out, strict=True))

@@ -68,6 +68,8 @@ def _check_against_the_reference(xp, cell, dtype, kw, monkeypatch):
 
 
 def test_every_cell_has_numpy_and_cupy_kernels():
+    """Every cell written per backend has its kernels there; every cell written as
+    elementwise math has generated ones."""
     from xrnn.backends.cupy import CupyOps
     from xrnn.backends.numpy import NumpyOps
 
@@ -80,9 +82,22 @@ def test_every_cell_has_numpy_and_cupy_kernels():
         from xrnn.backends.jit import JitOps
 
         kinds.append(JitOps)
+    written = [c for c in NAMES if not hasattr(type(spec(c)), "programs")]
     for ops in kinds:
-        for cell in NAMES:
+        for cell in written:
             assert {(cell, "forward"), (cell, "backward")} <= set(ops.kernels), (ops, cell)
+    # a cell written as elementwise math: kernels generated for the compiled backends (NumPy's
+    # compiled path, CuPy); the pure-NumPy and torch backends run its math on whole arrays
+    from xrnn.backends.cupy import all_sources
+
+    traced = [c for c in NAMES if c not in written]
+    assert traced
+    for cell in traced:
+        assert {f"{cell}_fwd", f"{cell}_bwd"} <= set(all_sources())
+        if jit_enabled():
+            from xrnn.backends.jit import JitOps
+
+            assert JitOps(None).kernel(spec(cell), "forward") is not None
 
 
 def test_numpy_and_cupy_get_their_own_ops(xp):

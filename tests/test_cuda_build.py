@@ -1,9 +1,11 @@
 """Every fused CuPy kernel compiled for the GPU without a GPU (``nox -s gpu-build``).
 
-For each kernel of :data:`xrnn.backends.cupy.SOURCES`, both dtypes, CuPy's three argument
-layouts and 32-/64-bit indexing, CuPy's own generated source is compiled by NVRTC for sm_80 and
-sm_90, to PTX and to a cubin; a float32 kernel whose PTX holds a double-precision instruction
-fails. Planted bugs (an unsuffixed literal, a syntax error) show that both checks bite.
+For each kernel of :data:`xrnn.backends.cupy.SOURCES` and every kernel generated from a
+registered cell's elementwise math (:func:`xrnn.backends.cupy.all_sources`), both dtypes,
+CuPy's three argument layouts and 32-/64-bit indexing, CuPy's own generated source is compiled
+by NVRTC for sm_80 and sm_90, to PTX and to a cubin; a float32 kernel whose PTX holds a
+double-precision instruction fails. Planted bugs (an unsuffixed literal, a syntax error) show
+that both checks bite.
 
 The session sets ``XRNN_GPU_BUILD=1`` and installs the pinned CuPy and NVRTC wheels; there a
 missing or moved CuPy is a failure, never a skip. Elsewhere (the CPU matrix) the module skips.
@@ -25,8 +27,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+SOURCES = cupy_backend.all_sources()
+
+
 def _cases():
-    for key in cupy_backend.SOURCES:
+    for key in SOURCES:
         for dtype in ("float32", "float64"):
             for layout in LAYOUTS:
                 for bits in (32, 64):
@@ -37,8 +42,8 @@ def _cases():
 
 @pytest.mark.parametrize(("key", "dtype", "layout", "bits"), list(_cases()))
 def test_kernel_compiles_for_every_architecture(key, dtype, layout, bits):
-    code = kernel_code(cupy_backend.SOURCES[key], dtype, layout, bits == 32)
-    assert f'extern "C" __global__ void {cupy_backend.SOURCES[key].name}(' in code
+    code = kernel_code(SOURCES[key], dtype, layout, bits == 32)
+    assert f'extern "C" __global__ void {SOURCES[key].name}(' in code
     for arch in ARCHS:
         ptx = compile_kernel(code, arch, "ptx")
         assert f".target sm_{arch}" in ptx.decode()

@@ -84,13 +84,13 @@ def _step_mismatches(ops, cell_name: str, dtype: str, seed: int = 0) -> list[str
 
     up = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in cell.states)
     dgx_ref, dra_ref, direct_ref = cell.backward_pointwise(
-        xp, saved_ref, state, new_ref, tuple(u.copy() for u in up)
+        xp, saved_ref, state, new_ref, tuple(u.copy() for u in up), W
     )
-    columns = ops.gradient_columns(cell.blocks * n_a, 3, m, state[0], cell.split_recurrent)
+    columns = ops.gradient_columns(cell.gradient_rows(n_a), 3, m, state[0], cell.split_recurrent)
     columns.gx[...] = np.nan
     if columns.ra is not None:
         columns.ra[...] = np.nan
-    dgx, dra, direct = ops.backward_step(cell, saved_ref, state, new_ref, up, columns.slot(1))
+    dgx, dra, direct = ops.backward_step(cell, saved_ref, state, new_ref, up, columns.slot(1), W)
     columns.put(1, dgx, dra)
     compare("backward dgx", columns.gx[:, m : 2 * m], dgx_ref)
     if columns.ra is not None:

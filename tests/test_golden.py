@@ -32,20 +32,25 @@ def test_golden_layouts(case, xp):
     """Return tuples and cache layouts of the spec: 4-/10-tuples, (step_caches, x) pairs."""
     outputs = run(case, xp)
     if "cache" in outputs:
-        size = xrnn.CELLS[case["name"].split("_")[0]].cache_size
+        size = _cell(case).cache_size
         assert len(outputs["cache"]) == size
         assert outputs["cache"][-1] is not None
     if "caches" in outputs:
         steps, x = outputs["caches"]
         assert len(outputs["caches"]) == 2
         assert len(steps) == x.shape[2]
-        size = xrnn.CELLS[case["name"].split("_")[0]].cache_size
+        size = _cell(case).cache_size
         assert all(len(steps[t]) == size for t in range(len(steps)))
         # step t's cache holds that step's input and hidden state
         a = outputs["a"]
         last = len(steps) - 1
         np.testing.assert_array_equal(xp.to_numpy(steps[last][0]), xp.to_numpy(a[:, :, last]))
         np.testing.assert_array_equal(xp.to_numpy(steps[-1][-2]), xp.to_numpy(x[:, :, last]))
+
+
+def _cell(case):
+    """The cell a case runs: the longest registered name its name starts with."""
+    return xrnn.CELLS[max((n for n in xrnn.CELLS if case["name"].startswith(n)), key=len)]
 
 
 def test_lstm_forward_without_output_layer(xp):

@@ -1,7 +1,8 @@
 """The kernels are written against the array API: no kernel module imports NumPy itself.
 
-Only ``xrnn/backends/numpy.py``, ``xrnn/backends/jit.py`` and ``xrnn/backends/lockstep.py``
-(the NumPy backend, pure and compiled, and the compiled loops' second thread) and
+Only ``xrnn/backends/numpy.py``, ``xrnn/backends/jit.py``, ``xrnn/backends/lockstep.py`` and
+``xrnn/backends/generated.py`` (the NumPy backend, pure and compiled, the compiled loops' second
+thread, and the kernels generated from a cell's elementwise math) and
 ``xrnn/host.py`` (host-side seeded draws
 and copies, no kernels) may; the application layers ``xrnn.charlm`` and ``xrnn.exercise`` use
 NumPy for host-side work — random draws and ``.npz`` files; the notebook's ``np.random``
@@ -18,6 +19,7 @@ ALLOWED = {
     "backends/numpy.py",
     "backends/jit.py",
     "backends/lockstep.py",
+    "backends/generated.py",
     "host.py",
     "exercise.py",
 }

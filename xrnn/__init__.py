@@ -1,4 +1,4 @@
-"""xrnn: RNN, LSTM and GRU kernels written once against the Python array API.
+"""xrnn: RNN, LSTM, GRU and your own recurrent cells, written once against the array API.
 
 The functional API of the classic "Building your Recurrent Neural Network – Step by Step"
 exercise — same names, argument order, return tuples and cache layouts — with the exercise's
@@ -8,10 +8,12 @@ tensors, JAX, array-api-strict. Results keep the input's library, device and dty
 """
 
 from xrnn.activations import sigmoid, softmax
+from xrnn.api import backward, cell_backward, cell_forward, forward, initialize
 from xrnn.backends import available_backends
-from xrnn.cell import CELLS, get_cell
+from xrnn.cell import CELLS, get_cell, register
+from xrnn.cells import ElementwiseCell
 from xrnn.gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward, initialize_gru
-from xrnn.layers import GRU, LSTM, RNN
+from xrnn.layers import GRU, LSTM, RNN, RecurrentLayer
 from xrnn.lstm import (
     initialize_lstm,
     lstm_backward,
@@ -38,18 +40,25 @@ def __getattr__(name: str):
 
 __all__ = [
     "CELLS",
+    "ElementwiseCell",
     "GRU",
     "LSTM",
     "RNN",
+    "RecurrentLayer",
     "available_backends",
+    "backward",
+    "cell_backward",
+    "cell_forward",
     "charlm",
     "dask",
     "exercise",
+    "forward",
     "get_cell",
     "gru_backward",
     "gru_cell_backward",
     "gru_cell_forward",
     "gru_forward",
+    "initialize",
     "initialize_gru",
     "initialize_lstm",
     "initialize_rnn",
@@ -58,6 +67,7 @@ __all__ = [
     "lstm_cell_backward",
     "lstm_cell_forward",
     "lstm_forward",
+    "register",
     "rnn_backward",
     "rnn_cell_backward",
     "rnn_cell_forward",

@@ -44,12 +44,16 @@ class Stacked:
     bh : array of shape (n_a, 1), or None
         A bias the cell adds on the recurrent side inside its pointwise math (the GRU's
         ``b_hn``); None for the others.
+    V : array of shape (v n_a, 1), or None
+        The cell's per-unit vectors (:attr:`Cell.vectors`, e.g. peephole weights) stacked in
+        order, used inside its pointwise math; None for a cell without any.
     """
 
     Wa: Any
     Wx: Any
     b: Any
     bh: Any = None
+    V: Any = None
 
 
 class Cell(ABC):
@@ -72,6 +76,11 @@ class Cell(ABC):
     split_recurrent : bool
         The step's ``dra`` differs from its ``dgx`` (the GRU); the engine then keeps both and
         passes the summed ``dra`` to :meth:`unstack` for the recurrent-side bias.
+    vectors : tuple of str
+        Keys of per-unit parameters of shape (n_a, 1) that act elementwise inside the
+        pointwise math, outside the stacked GEMMs (peephole weights, diagonal recurrent
+        weights). The backward step appends each one's per-element gradient as ``n_a`` more
+        rows of ``dgx``; the engine sums them over steps and batch (:meth:`unstack_vectors`).
     cache_size : int
         Length of the exercise's per-step cache tuple; ``cache_layout`` names its items.
     family : str
@@ -85,12 +94,23 @@ class Cell(ABC):
     blocks: int
     saved_blocks: int = 0
     split_recurrent: bool = False
+    vectors: tuple[str, ...] = ()
     cache_size: int
     cache_layout: str
 
     @property
     def family(self) -> str:
         return self.name.split("_")[0]
+
+    @property
+    def forward_name(self) -> str:
+        """The public function that runs the cell over a sequence, for messages."""
+        return f"{self.family}_forward"
+
+    @property
+    def backward_name(self) -> str:
+        """The public function that runs the cell's backward pass, for messages."""
+        return f"{self.family}_backward"
 
     @property
     def bias_keys(self) -> tuple[str, ...]:
@@ -123,6 +143,14 @@ class Cell(ABC):
         """Stacked gradients back to the cell's keys, ``"d" + key``. ``dbh`` is the summed
         ``dra`` (k n_a, 1) where the cell has a recurrent-side bias, else None."""
 
+    def gradient_rows(self, n_a: int) -> int:
+        """Rows of a backward step's ``dgx``: the gate blocks, then one block per vector."""
+        return (self.blocks + len(self.vectors)) * n_a
+
+    def unstack_vectors(self, dV: Any, n_a: int) -> dict[str, Any]:
+        """The vectors' gradients, ``"d" + key``, from their stacked sum ``dV`` (v n_a, 1)."""
+        return {"d" + key: dV[i * n_a : (i + 1) * n_a, :] for i, key in enumerate(self.vectors)}
+
     # --- PyTorch's layout -----------------------------------------------------------------
 
     @abstractmethod
@@ -150,9 +178,10 @@ class Cell(ABC):
 
     @abstractmethod
     def backward_pointwise(
-        self, xp: Any, saved: Any, prev: tuple, new: tuple, up: tuple
+        self, xp: Any, saved: Any, prev: tuple, new: tuple, up: tuple, W: Stacked | None = None
     ) -> tuple[Any, Any, tuple]:
-        """Gradients of one step from the upstream gradients ``up`` of the new state.
+        """Gradients of one step from the upstream gradients ``up`` of the new state (``W``:
+        the step's weights, for a cell whose math reads its vectors).
 
         Returns ``(dgx, dra, direct)``: ``dgx``/``dra`` (k n_a, m) as in the module notes
         (``dra`` may be ``dgx`` itself), and ``direct``, the gradient of each previous state

@@ -35,7 +35,7 @@ from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
 from xrnn.layout import output_layer_forward, public, reorder, reversal, time_major
-from xrnn.ops import chunk_gradients, weight_gradients
+from xrnn.ops import chunk_gradients, vector_rows, weight_gradients
 from xrnn.params import parameter_items
 from xrnn.threads import step_flops, step_threads
 
@@ -135,7 +135,7 @@ def forward(
 
 def backward(
     ctx: Context, W: Any, trace: Trace, da: Any, dfinal: tuple | None = None
-) -> tuple[Any, tuple, Any, Any, Any, Any]:
+) -> tuple[Any, tuple, Any, Any, Any, Any, Any]:
     """Backpropagation through time over ``trace``.
 
     Parameters
@@ -151,13 +151,14 @@ def backward(
     dstate0 : tuple of arrays of shape (n_a, m)
     dWa, dWx, db : stacked gradients
     dbh : summed ``dra`` (k n_a, 1) for a cell with a recurrent-side bias, else None
+    dV : the vectors' summed gradients (v n_a, 1) for a cell with vectors, else None
     """
     xp, ops, cell = ctx.xp, get_ops(ctx.xp), trace.cell
     xe, H, live = trace.x, trace.states[0], trace.live
     n_x, m, T = (int(s) for s in xe.shape)
     n_a = int(H.shape[1])
     k = max(1, min(T, CHUNK_COLUMNS // m))
-    store = ops.gradient_columns(cell.blocks * n_a, k, m, H, cell.split_recurrent)
+    store = ops.gradient_columns(cell.gradient_rows(n_a), k, m, H, cell.split_recurrent)
     # g[1:] are the engine's own arrays (dfinal copied where kernels write in place): a step
     # kernel may overwrite them
     zeros = (xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in cell.states)
@@ -167,7 +168,7 @@ def backward(
     if live is not None:  # outputs past a sequence's length are constant zeros
         dae = dae * public(xp, live)
         dead = 1 - live
-    weights: tuple | None = None  # (dWa, dWx, db, dbh), summed over the chunks
+    weights: tuple | None = None  # (dWa, dWx, db, dbh, dV), summed over the chunks
     dX: list[Any] = []
     end = T
     while end > 0:
@@ -219,8 +220,10 @@ def _chunk_steps(
         prev = tuple(s[t, ...] for s in trace.states)
         new = tuple(s[t + 1, ...] for s in trace.states)
         saved_t = None if saved is None else saved[t, ...]
-        dgx, dra, direct = ops.backward_step(cell, saved_t, prev, new, up_live, store.slot(j))
+        dgx, dra, direct = ops.backward_step(cell, saved_t, prev, new, up_live, store.slot(j), W)
         store.put(j, dgx, dra)
+        if cell.vectors:  # the vectors' rows stay in the store, summed with the chunk
+            dra = dra[: int(WaT.shape[1]), :]
         da_prev = xp.matmul(WaT, dra)
         if direct[0] is not None:
             da_prev = da_prev + direct[0]
@@ -493,8 +496,8 @@ def run_backward(
         steps = StepCaches.from_tuples(cell, steps, x)
     if steps.cell is not cell:
         raise ValueError(
-            f"caches come from {steps.cell.family}_forward, not {forward_name}; pass them to "
-            f"{steps.cell.family}_backward"
+            f"caches come from {steps.cell.forward_name}, not {forward_name}; pass them to "
+            f"{steps.cell.backward_name}"
         )
     if lazy:
         return sharded.backward(
@@ -528,10 +531,12 @@ def run_backward(
         if check_finite:
             check_values(ctx, named)
         W = cell.stack(ctx.xp, parameters, n_a)
-        dx, dstate0, dWa, dWx, db, dbh = backward(ctx, W, trace, da, dfinal)
+        dx, dstate0, dWa, dWx, db, dbh, dV = backward(ctx, W, trace, da, dfinal)
         grads = {"dx": dx}
         grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dstate0, strict=True)})
         grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))
+        if dV is not None:
+            grads.update(cell.unstack_vectors(dV, n_a))
     return grads
 
 
@@ -620,7 +625,8 @@ def _cell_backward(
     n_x, _ = shape_of("cache xt", xt, ("n_x", "m"))
     cell.validate(parameters, n_x, n_a)
     W = cell.stack(xp, parameters, n_a)
-    dgx, dra, direct = cell.backward_pointwise(xp, saved, tuple(prev), tuple(new), tuple(dnew))
+    dgx, dra, direct = cell.backward_pointwise(xp, saved, tuple(prev), tuple(new), tuple(dnew), W)
+    dgx, dra, dV = vector_rows(xp, cell, dgx, dra)
     da_prev = xp.matmul(W.Wa.T, dra)
     if direct[0] is not None:
         da_prev = da_prev + direct[0]
@@ -628,4 +634,6 @@ def _cell_backward(
     grads.update({f"d{n}_prev": d for n, d in zip(cell.states[1:], direct[1:], strict=True)})
     weights = weight_gradients(xp, dgx, dra, prev[0], xt, cell.split_recurrent)
     grads.update(cell.unstack(*weights, n_a))
+    if dV is not None:
+        grads.update(cell.unstack_vectors(dV, n_a))
     return grads

@@ -100,7 +100,7 @@ class GRUCell(GatedCell):
         a = n + z * (state[0] - n)  # (1 − Γz) ∗ ñ + Γz ∗ a⟨t-1⟩
         return (a,), xp.concat([s, n, hn], axis=0)
 
-    def backward_pointwise(self, xp, saved, prev, new, up):
+    def backward_pointwise(self, xp, saved, prev, new, up, W=None):
         """With ``da`` the upstream gradient of ``a⟨t⟩``:
         ``dñ = da∗(1−Γz)∗(1−ñ²)``, ``dΓz = da∗(a⟨t-1⟩−ñ)∗Γz(1−Γz)``,
         ``dΓr = dñ∗hn∗Γr(1−Γr)``, ``dhn = dñ∗Γr``; ``a⟨t-1⟩`` also gets ``da∗Γz`` directly."""

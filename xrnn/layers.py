@@ -62,6 +62,10 @@ class RecurrentLayer:
         Start from these parameters (the structure of the :attr:`parameters` attribute)
         instead of drawing them; ``dtype``, ``like`` and ``seed``'s initialisation are then
         unused.
+    cell : str or Cell, optional
+        The cell of a ``RecurrentLayer`` made directly (any registered cell, e.g.
+        ``RecurrentLayer(3, 5, cell="peephole_lstm")``); :class:`RNN`, :class:`LSTM` and
+        :class:`GRU` set their own.
 
     Attributes
     ----------
@@ -111,7 +115,12 @@ class RecurrentLayer:
         seed: int = 0,
         generator: Any = None,
         parameters: Any = None,
+        cell: Any = None,
     ) -> None:
+        if cell is not None:
+            self.cell = get_cell(cell)
+        elif not hasattr(self, "cell"):
+            raise TypeError("RecurrentLayer needs cell= (a registered cell's name or a cell)")
         positive_int("n_x", n_x)
         positive_int("n_a", n_a)
         positive_int("num_layers", num_layers)
@@ -198,6 +207,8 @@ class RecurrentLayer:
             out += ", bias=False"
         if self.dropout:
             out += f", dropout={self.dropout}"
+        if type(self) is RecurrentLayer:
+            out += f", cell={self.cell.name!r}"
         return out
 
     def __repr__(self) -> str:
@@ -384,7 +395,7 @@ class RecurrentLayer:
                     cell,
                     g if D == 1 else g[d * n_a : (d + 1) * n_a, ...],
                     caches[d],
-                    f"{cell.family}_forward",
+                    cell.forward_name,
                     dfinal=None if dfinal[0] is None else dfinal,
                     check_finite=check_finite,
                 )
@@ -473,8 +484,10 @@ class GRU(RecurrentLayer):
 def layer_for(cell: Any, n_x: int, n_a: int, **kw: Any) -> RecurrentLayer:
     """The layer class of a registered cell (or its name), e.g. for ``xrnn.charlm``."""
     spec = get_cell(cell)
-    if spec.family == "rnn":
-        nonlinearity = next(k for k, c in NONLINEARITIES.items() if c is spec)
+    nonlinearity = next((k for k, c in NONLINEARITIES.items() if c is spec), None)
+    if nonlinearity is not None:
         return RNN(n_x, n_a, nonlinearity=nonlinearity, **kw)
-    classes: dict[str, type[RecurrentLayer]] = {"lstm": LSTM, "gru": GRU}
-    return classes[spec.family](n_x, n_a, **kw)
+    for layer in (LSTM, GRU):
+        if layer.cell is spec:
+            return layer(n_x, n_a, **kw)
+    return RecurrentLayer(n_x, n_a, cell=spec, **kw)

@@ -79,7 +79,7 @@ class LSTMCell(GatedCell):
         a = s[2 * n_a :, :] * xp.tanh(c)
         return (a, c), xp.concat([s, cct], axis=0)
 
-    def backward_pointwise(self, xp, saved, prev, new, up):
+    def backward_pointwise(self, xp, saved, prev, new, up, W=None):
         """The corrected equations (erratum 1): with ``dc = dc⟨t⟩ + da∗Γo∗(1 − tanh²(c⟨t⟩))``
         (the tanh′ factor multiplies only the ``da`` term),
         ``dΓo = da∗tanh(c⟨t⟩)∗Γo(1−Γo)``, ``dc̃ = dc∗Γu∗(1−c̃²)``, ``dΓu = dc∗c̃∗Γu(1−Γu)``,

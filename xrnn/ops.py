@@ -37,6 +37,7 @@ __all__ = [
     "ListStore",
     "Ops",
     "Slot",
+    "vector_rows",
     "weight_gradients",
 ]
 
@@ -215,13 +216,25 @@ def chunk_gradients(
 ) -> tuple[tuple, Any]:
     """The gradients from a backward chunk's ``k`` steps from ``start``, whose gradient
     columns ``store`` holds: :func:`weight_gradients` against the trace's previous states and
-    inputs laid out as columns, and the input gradient ``dX = Wxᵀ dgx`` (n_x, k m)."""
+    inputs laid out as columns, plus the vectors' summed gradient (:func:`vector_rows`), and
+    the input gradient ``dX = Wxᵀ dgx`` (n_x, k m)."""
     end = start + k
     A_prev = columns(xp, public(xp, trace.states[0][start:end, ...]))  # (n_a, k m)
     X = columns(xp, trace.x[:, :, start:end])
-    dgx, dra = store.columns(k)
+    dgx, dra, dV = vector_rows(xp, cell, *store.columns(k))
     weights = weight_gradients(xp, dgx, dra, A_prev, X, cell.split_recurrent)
-    return weights, xp.matmul(W.Wx.T, dgx)
+    return (*weights, dV), xp.matmul(W.Wx.T, dgx)
+
+
+def vector_rows(xp: Any, cell: Any, dgx: Any, dra: Any) -> tuple[Any, Any, Any]:
+    """A backward step's (or chunk's) ``dgx``/``dra`` column blocks split into the gate rows
+    and the vectors' rows (:attr:`xrnn.cell.Cell.vectors`): ``(dgx, dra, dV)`` with ``dV``
+    (v n_a, 1) the vectors' gradients summed over the columns, None for a cell without any."""
+    if not cell.vectors:
+        return dgx, dra, None
+    rows = cell.blocks * int(dgx.shape[0]) // (cell.blocks + len(cell.vectors))
+    dV = xp.sum(dgx[rows:, :], axis=1, keepdims=True)
+    return dgx[:rows, :], dra[:rows, :], dV
 
 
 def _pitch(width: int, itemsize: int) -> int:
@@ -353,12 +366,12 @@ class Ops:
         return cell.forward_pointwise(self.xp, gx, ra, state, W)
 
     def backward_step(
-        self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any
+        self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any, W: Any = None
     ) -> tuple:
         fused = self.kernel(cell, "backward")
         if fused is not None:
             return fused(self, cell, saved, prev, new, up, slot)
-        return cell.backward_pointwise(self.xp, saved, prev, new, up)
+        return cell.backward_pointwise(self.xp, saved, prev, new, up, W)
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
         """Run every forward step at once into ``store`` (no lengths to mask) and return True,

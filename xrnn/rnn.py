@@ -72,7 +72,7 @@ class RNNCell(Cell):
     def forward_pointwise(self, xp, gx, ra, state, W):
         return (xp.tanh(gx + ra),), None
 
-    def backward_pointwise(self, xp, saved, prev, new, up):
+    def backward_pointwise(self, xp, saved, prev, new, up, W=None):
         a = new[0]
         dz = up[0] * (1 - a * a)
         return dz, dz, (None,)
@@ -95,7 +95,7 @@ class ReluRNNCell(RNNCell):
         z = gx + ra
         return (xp.where(z > 0, z, xp.zeros_like(z)),), None
 
-    def backward_pointwise(self, xp, saved, prev, new, up):
+    def backward_pointwise(self, xp, saved, prev, new, up, W=None):
         a = new[0]
         dz = xp.where(a > 0, up[0], xp.zeros_like(a))  # the subgradient 0 at a = 0, as PyTorch
         return dz, dz, (None,)

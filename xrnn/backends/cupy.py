@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from xrnn.ops import InPlaceOps
 
-__all__ = ["SOURCES", "CupyOps", "KernelSource"]
+__all__ = ["SOURCES", "CupyOps", "KernelSource", "all_sources", "traced_sources"]
 
 
 class KernelSource(NamedTuple):
@@ -113,6 +113,114 @@ SOURCES: dict[str, KernelSource] = {
 }
 
 
+# --- kernels generated from a cell's traced elementwise math (xrnn.cells.trace) -----------------
+
+
+def traced_sources(cell: Any) -> dict[str, KernelSource]:
+    """``{"forward": ..., "backward": ...}``: the fused step kernels of a cell with traced
+    elementwise math, written from its programs. Each input the math uses is a parameter
+    ``<name>_`` copied into a local first (an output may be the same array as an input: the
+    upstream gradient ``u1_`` and the direct gradient ``w1`` the backward writes over it);
+    outputs ``n<q>``/``s<q>`` (new states, saved values) forward, ``dz<q>``/``dv<q>`` (the
+    chunk buffer's gate and vector rows) and ``w<q>`` (direct state gradients) backward."""
+    forward, backward = cell.programs
+    sig, k, v = cell.signature, cell.blocks, len(cell.vectors)
+    n = len(cell.states)
+    f_sig = sig["forward"]
+    z_names = f_sig[:k]
+    ins = []
+    head = []
+    for q, z in enumerate(z_names):
+        if z in forward.used:
+            ins += [f"gx{q}_", f"r{q}_"]
+            head.append(f"T {z} = gx{q}_ + r{q}_;")
+    for name in f_sig[k:]:
+        if name in forward.used:
+            ins.append(f"{name}_")
+            head.append(f"T {name} = {name}_;")
+    outs = [f"n{q}" for q in range(n)] + [f"s{q}" for q in range(len(forward.outputs[1]))]
+    body = forward.c({x: x for x in f_sig}, ([f"n{q}" for q in range(n)], outs[n:]))
+    fwd = KernelSource(
+        _param_list(ins),
+        _param_list(outs),
+        "\n".join(head + body),
+        f"xrnn_{cell.name}_forward_step",
+    )
+    b_sig = sig["backward"]
+    ins = [f"{name}_" for name in b_sig if name in backward.used]
+    head = [f"T {name} = {name}_;" for name in b_sig if name in backward.used]
+    direct = ["w0" if backward.outputs[2][0] is not None else None]
+    direct += [f"w{q}" for q in range(1, n)]
+    results = ([f"dz{q}" for q in range(k)], [f"dv{q}" for q in range(v)], direct)
+    body = backward.c({x: x for x in b_sig}, results)
+    outs = [*results[0], *results[1], *(w for w in direct if w is not None)]
+    bwd = KernelSource(
+        _param_list(ins),
+        _param_list(outs),
+        "\n".join(head + body),
+        f"xrnn_{cell.name}_backward_step",
+    )
+    return {"forward": fwd, "backward": bwd}
+
+
+def _param_list(names: list[str]) -> str:
+    return ", ".join(f"T {name}" for name in names)
+
+
+def all_sources() -> dict[str, KernelSource]:
+    """:data:`SOURCES` and the generated kernels of every registered cell with traced math
+    (``<cell>_fwd``, ``<cell>_bwd``): what ``nox -s gpu-build`` compiles."""
+    from xrnn.cell import CELLS
+
+    out = dict(SOURCES)
+    for cell in CELLS.values():
+        if hasattr(type(cell), "programs"):
+            made = traced_sources(cell)
+            out[f"{cell.name}_fwd"], out[f"{cell.name}_bwd"] = made["forward"], made["backward"]
+    return out
+
+
+def _traced_forward(ops, cell, W, gx, state, slot):
+    """A traced cell's forward step: the recurrent GEMM, then its generated kernel."""
+    kernel = ops.traced(cell, "forward")
+    n_a, k = int(state[0].shape[0]), cell.blocks
+    R = ops.lib.matmul(W.Wa, state[0])
+    pieces: dict[str, Any] = {}
+    for q in range(k):
+        pieces[f"gx{q}_"] = gx[q * n_a : (q + 1) * n_a]
+        pieces[f"r{q}_"] = R[q * n_a : (q + 1) * n_a]
+    for q in range(len(cell.vectors)):
+        pieces[f"v{q}_"] = W.V[q * n_a : (q + 1) * n_a]
+    for q, s in enumerate(state):
+        pieces[f"p{q}_"] = s
+        pieces[f"n{q}"] = slot.states[q]
+    for q in range(cell.saved_blocks):
+        pieces[f"s{q}"] = slot.saved[q * n_a : (q + 1) * n_a]
+    kernel(*(pieces[name] for name in kernel.params))
+    return slot.states, slot.saved
+
+
+def _traced_backward(ops, cell, saved, prev, new, up, slot, W):
+    """A traced cell's backward step into the chunk's column block."""
+    kernel = ops.traced(cell, "backward")
+    n_a, k = int(prev[0].shape[0]), cell.blocks
+    dp = slot[0]
+    names = cell.signature["backward"]
+    pieces: dict[str, Any] = {}
+    for q in range(cell.saved_blocks):
+        pieces[f"{names[q]}_"] = saved[q * n_a : (q + 1) * n_a]
+    for q in range(len(cell.vectors)):
+        pieces[f"v{q}_"] = W.V[q * n_a : (q + 1) * n_a]
+    for q in range(len(cell.states)):
+        pieces[f"p{q}_"], pieces[f"n{q}_"] = prev[q], new[q]
+        pieces[f"u{q}_"] = pieces[f"w{q}"] = up[q]
+    for q in range(k + len(cell.vectors)):
+        pieces[f"dz{q}" if q < k else f"dv{q - k}"] = dp[q * n_a : (q + 1) * n_a]
+    kernel(*(pieces[name] for name in kernel.params))
+    direct = up[0] if "w0" in kernel.params else None
+    return dp, dp, (direct, *up[1:])
+
+
 def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
     return [a[i * n_a : (i + 1) * n_a] for i in range(k)]
 
@@ -132,6 +240,7 @@ class CupyOps(InPlaceOps):
             lib = cupy
         self.lib = lib  # the library itself: matmul with out=, copyto with where=
         self._fused: dict[str, Any] | None = None
+        self._traced: dict[tuple, _Traced] = {}
 
     @property
     def fused(self) -> dict[str, Any]:
@@ -146,6 +255,40 @@ class CupyOps(InPlaceOps):
     def on_device(self, device: Any) -> Any:
         # CuPy launches kernels and allocates on the *current* device: enter the arrays' own
         return self.lib.cuda.Device(getattr(device, "id", device))
+
+    def traced(self, cell: Any, direction: str) -> Any:
+        """The generated kernel of a cell with traced math (:func:`traced_sources`) as a
+        ``lib.ElementwiseKernel``, built on first use, with ``.params``: its parameter names
+        in order."""
+        key = (type(cell), cell.name, direction)
+        made = self._traced.get(key)
+        if made is None:
+            source = traced_sources(cell)[direction]
+            made = self.lib.ElementwiseKernel(*source)
+            names = [p.split()[1] for p in f"{source.in_params}, {source.out_params}".split(",")]
+            made = self._traced[key] = _Traced(made, tuple(names))
+        return made
+
+    def kernel(self, cell: Any, direction: str) -> Any:
+        found = super().kernel(cell, direction)
+        if found is None and direction == "forward" and hasattr(type(cell), "programs"):
+            return _traced_forward
+        return found
+
+    def backward_step(
+        self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any, W: Any = None
+    ) -> tuple:
+        if super().kernel(cell, "backward") is None and hasattr(type(cell), "programs"):
+            return _traced_backward(self, cell, saved, prev, new, up, slot, W)
+        return super().backward_step(cell, saved, prev, new, up, slot, W)
+
+
+class _Traced(NamedTuple):
+    kernel: Any
+    params: tuple[str, ...]
+
+    def __call__(self, *args: Any) -> Any:
+        return self.kernel(*args)
 
 
 def _register_rnn(name: str) -> None:

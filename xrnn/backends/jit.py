@@ -494,7 +494,7 @@ def _lstm_chunk_lockstep(
 
     if not lockstep.run(lstm_chunk_lockstep, args(0, 0, n_a // 2), args(1, n_a // 2, n_a), flags):
         return None
-    return g, (dWa, dWx, db, None), dX
+    return g, (dWa, dWx, db, None, None), dX
 
 
 # --- registered per cell -----------------------------------------------------------------------
@@ -526,7 +526,21 @@ class JitColumns(BufferColumns):
 
 
 class JitOps(NumpyOps):
-    """NumPy storage with the compiled step kernels above."""
+    """NumPy storage with the compiled step kernels above, and those generated from a cell's
+    elementwise math (:mod:`xrnn.backends.generated`) for every other cell that has it."""
+
+    def kernel(self, cell: Any, direction: str) -> Any:
+        found = super().kernel(cell, direction)
+        if found is None and direction == "forward" and _traced(cell):
+            return _generated_forward_step
+        return found
+
+    def backward_step(
+        self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any, W: Any = None
+    ) -> tuple:
+        if super().kernel(cell, "backward") is None and _traced(cell):
+            return _generated_backward_step(cell, saved, prev, new, up, slot, W)
+        return super().backward_step(cell, saved, prev, new, up, slot, W)
 
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
         return JitColumns(self.xp, rows, k, m, like, split)
@@ -571,7 +585,9 @@ class JitOps(NumpyOps):
         threads in lockstep, one hand-over for both (see :meth:`input_side`); else the lean
         loop of :meth:`backward_steps` and NumPy's GEMMs — what the engine would do, here so
         that torch CPU tensors borrowing these kernels get NumPy's GEMMs too."""
-        if cell.name not in _LOOPS or not isinstance(store, BufferColumns):
+        if not isinstance(store, BufferColumns) or (
+            cell.name not in _LOOPS and _generated(cell, dA.dtype) is None
+        ):
             return None
         blas = _lockstep(cell, dA.dtype, int(g[0].shape[0]), int(dA.shape[2]))
         if blas is not None:
@@ -602,7 +618,7 @@ class JitOps(NumpyOps):
         (:data:`LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS GEMM into a reused buffer
         and one step kernel per step (none of the engine's per-step bookkeeping)."""
         if cell.name not in _LOOPS:
-            return False
+            return _generated_forward_loop(cell, W, GX, store)
         H = store.states[0]
         n_a, m = int(H.shape[1]), int(H.shape[2])
         if cell.name == "lstm":
@@ -622,7 +638,7 @@ class JitOps(NumpyOps):
         """A chunk's backward steps in a lean loop: per step one ``add(out=)``, one compiled
         kernel writing into the chunk's columns and one ``matmul(out=)`` for ``Waᵀ dra``."""
         if cell.name not in _LOOPS:
-            return None
+            return _generated_backward_steps(cell, W, trace, dA, start, g, store)
         H, S, m = trace.states[0], trace.saved, int(dA.shape[2])
         WaT, g0, gx, ra = W.Wa.T, g[0], store.gx_buffer, store.ra_buffer
         up = np.empty_like(g0)
@@ -646,6 +662,97 @@ class JitOps(NumpyOps):
                 kernel(up, H[t + 1], gx, j0)
                 np.matmul(WaT, gx[:, j0 : j0 + m], out=g0)
         return (g0, *g[1:])
+
+
+# --- cells with traced elementwise math (xrnn.backends.generated) --------------------------------
+
+
+def _traced(cell: Any) -> bool:
+    """Whether ``cell`` has traced elementwise math to generate kernels from."""
+    return hasattr(type(cell), "programs")
+
+
+def _generated(cell: Any, dtype: Any) -> Any:
+    """The generated kernels of ``cell`` for ``dtype``, or None (a cell without traced math)."""
+    if not _traced(cell):
+        return None
+    from xrnn.backends import generated
+
+    return generated.compiled(cell, dtype)
+
+
+def _vectors(W: Any) -> tuple:
+    return () if W.V is None else (W.V,)
+
+
+def _saved(S: Any, t: Any) -> tuple:
+    return () if S is None else (S[t],)
+
+
+def _generated_forward_step(ops, cell, W, gx, state, slot):
+    kernels = _generated(cell, gx.dtype)
+    R = W.Wa @ state[0]
+    prev = tuple(np.ascontiguousarray(s) for s in state)  # the caller's initial states
+    saved = () if slot.saved is None else (slot.saved,)
+    kernels.forward_step(gx, R, *_vectors(W), *prev, *slot.states, *saved)
+    return slot.states, slot.saved
+
+
+def _generated_backward_step(cell, saved, prev, new, up, slot, W):
+    kernels = _generated(cell, up[0].dtype)
+    S = () if saved is None else (np.ascontiguousarray(saved),)
+    prev = tuple(np.ascontiguousarray(p) for p in prev)
+    new = tuple(np.ascontiguousarray(p) for p in new)
+    kernels.backward_step(*up, *S, *_vectors(W), *prev, *new, slot.gx, slot.j0)
+    return slot[0], slot[0], (up[0] if kernels.direct_hidden else None, *up[1:])
+
+
+def _generated_forward_loop(cell: Any, W: Any, GX: Any, store: Any) -> bool:
+    """Every forward step of a generated cell: one compiled loop for small steps, else a lean
+    loop of BLAS's GEMM into a reused buffer and the compiled step (as :func:`_blas_loop`)."""
+    kernels = _generated(cell, GX.dtype)
+    if kernels is None:
+        return False
+    states, S = store.states, store.saved
+    n_a, m = int(states[0].shape[1]), int(states[0].shape[2])
+    R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
+    V = _vectors(W)
+    if 2 * cell.blocks * n_a * n_a * m <= SMALL_LOOP_FLOPS:
+        WaT = np.ascontiguousarray(W.Wa.T)
+        kernels.forward_loop(WaT, GX, *V, *states, *(() if S is None else (S,)), R)
+        return True
+    Wa = W.Wa
+    for t in range(int(GX.shape[0])):
+        np.matmul(Wa, states[0][t], out=R)
+        kernels.forward_step(
+            GX[t], R, *V, *(s[t] for s in states), *(s[t + 1] for s in states), *_saved(S, t)
+        )
+    return True
+
+
+def _generated_backward_steps(
+    cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+) -> tuple | None:
+    """A chunk's backward steps of a generated cell in a lean loop (see
+    :meth:`JitOps.backward_steps`)."""
+    kernels = _generated(cell, dA.dtype)
+    if kernels is None or not isinstance(store, JitColumns):
+        return None
+    states, S, m = trace.states, trace.saved, int(dA.shape[2])
+    WaT, g0, gx = W.Wa.T, g[0], store.gx_buffer
+    rows, V = cell.blocks * int(g0.shape[0]), _vectors(W)
+    up = np.empty_like(g0)
+    for j in reversed(range(int(dA.shape[0]))):
+        t, j0 = start + j, j * m
+        np.add(g0, dA[j], out=up)
+        kernels.backward_step(
+            up, *g[1:], *_saved(S, t), *V, *(s[t] for s in states), *(s[t + 1] for s in states),
+            gx, j0,
+        )  # fmt: skip
+        np.matmul(WaT, gx[:rows, j0 : j0 + m], out=g0)
+        if kernels.direct_hidden:
+            g0 += up
+    return (g0, *g[1:])
 
 
 def _blas_loop(name: str, W: Any, GX: Any, store: Any, R: Any) -> None:

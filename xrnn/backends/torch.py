@@ -176,17 +176,17 @@ class TorchOps(Ops):
     # into the buffers, which autograd records.
 
     def forward_step(self, cell: Any, W: Any, gx: Any, state: tuple, slot: Any) -> tuple:
-        if slot is None or _recording(W.Wa, W.bh, gx, *state):
+        if slot is None or _recording(W.Wa, W.bh, W.V, gx, *state):
             ra = torch.matmul(W.Wa, state[0])
             return cell.forward_pointwise(self.xp, gx, ra, state, W)
         return super().forward_step(cell, W, gx, state, slot)
 
     def backward_step(
-        self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any
+        self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any, W: Any = None
     ) -> tuple:
-        if slot is None or _recording(saved, *prev, *new, *up):
-            return cell.backward_pointwise(self.xp, saved, prev, new, up)
-        return super().backward_step(cell, saved, prev, new, up, slot)
+        if slot is None or _recording(saved, *prev, *new, *up, None if W is None else W.V):
+            return cell.backward_pointwise(self.xp, saved, prev, new, up, W)
+        return super().backward_step(cell, saved, prev, new, up, slot, W)
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
         """Every forward step with each step's views taken at once (``unbind``): slicing a

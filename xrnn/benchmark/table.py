@@ -66,8 +66,7 @@ def timeit(fn, *, sync=None, min_runs: int, budget_s: float) -> list[float]:
 
 def make_inputs(cell, n_x, n_a, m, T, dtype, seed=0):
     rng = np.random.default_rng(seed)
-    init = getattr(xrnn, f"initialize_{cell}")
-    p = {k: v.astype(dtype) for k, v in init(n_x, n_a, seed=seed).items()}
+    p = {k: v.astype(dtype) for k, v in xrnn.initialize(cell, n_x, n_a, seed=seed).items()}
     x = rng.normal(size=(n_x, m, T)).astype(dtype)
     a0 = (0.1 * rng.normal(size=(n_a, m))).astype(dtype)
     da = rng.normal(size=(n_a, m, T)).astype(dtype)
@@ -75,13 +74,14 @@ def make_inputs(cell, n_x, n_a, m, T, dtype, seed=0):
 
 
 def xrnn_fns(cell, x, a0, p, da):
-    fwd_f, bwd_f = getattr(xrnn, f"{cell}_forward"), getattr(xrnn, f"{cell}_backward")
+    """xrnn's forward and forward+backward of any registered cell (the generic API, which
+    runs what ``<cell>_forward``/``<cell>_backward`` run)."""
 
     def fwd():
-        return fwd_f(x, a0, p)
+        return xrnn.forward(cell, x, a0, p)
 
     def both():
-        return bwd_f(da, fwd_f(x, a0, p)[-1])
+        return xrnn.backward(da, xrnn.forward(cell, x, a0, p)[-1])
 
     return fwd, both
 
