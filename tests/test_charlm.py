@@ -206,7 +206,10 @@ def test_evaluate_refuses_unknown_characters():
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"lr": 0}, "lr must be a positive number"),
         ({"lr": float("nan")}, "lr must be a positive number"),
-        ({"cell": "tcn"}, "cell must be one of 'gru', 'lstm', 'peephole_lstm', 'rnn', 'rnn_relu'; got 'tcn'"),
+        (
+            {"cell": "tcn"},
+            "cell must be one of 'gru', 'lstm', 'peephole_lstm', 'rnn', 'rnn_relu'; got 'tcn'",
+        ),
         ({"cell": ["lstm"]}, "cell must be one of"),
         ({"optimizer": "rmsprop"}, "optimizer must be 'adam' or 'sgd'"),
         ({"layers": 0}, "layers must be a positive integer"),

@@ -66,19 +66,32 @@ def _xrnn_imports(path: Path) -> set[str]:
 # Each layer imports only from layers below it (charlm may use everything below it, never the
 # top-level package, which lazily imports charlm).
 LAYERS = [
-    {"xrnn.activations", "xrnn.backends", "xrnn.host", "xrnn.inputs", "xrnn.layout", "xrnn.ops"},
+    {
+        "xrnn.activations",
+        "xrnn.backends",
+        "xrnn.host",
+        "xrnn.inputs",
+        "xrnn.layout",
+        "xrnn.ops",
+        "xrnn.cells.trace",  # a cell's math traced: no array, no cell
+    },
     {"xrnn.threads"},
     {"xrnn.params"},
     {"xrnn.cell"},
+    {"xrnn.cells.elementwise"},  # the contract of cells written as elementwise math
     {"xrnn.engine", "xrnn.dask"},  # each calls the other (the Dask path runs the engine per chunk)
     {
         "xrnn.rnn",
         "xrnn.lstm",
         "xrnn.gru",
+        "xrnn.cells.peephole_lstm",
+        "xrnn.cells",
+        "xrnn.api",  # the generic functions over any cell
         "xrnn.backends.numpy",
         "xrnn.backends.cupy",
         "xrnn.backends.torch",
         "xrnn.backends.lockstep",  # BLAS from compiled code, the helper thread: no cell
+        "xrnn.backends.generated",  # kernels generated from a cell's traced math: no cell
     },
     {"xrnn.backends.jit"},  # compiled kernels over the NumPy backend's storage
     {"xrnn.layers"},
@@ -109,6 +122,47 @@ def test_imports_point_down_the_layers(module):
             continue  # get_ops: the registry's lazy import of a backend when first asked for
         assert _layer(imported) <= _layer(module), f"{module} imports {imported} from above"
         assert imported != "xrnn", f"{module} imports the top-level package"
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """The ``xrnn`` modules ``path`` imports when it is imported: its top-level statements
+    (an import inside a function runs only when called)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("xrnn"):
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}  # from pkg import module
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("xrnn")}
+    return names
+
+
+def test_no_import_cycles():
+    """Importing any module of the package never comes back to itself through the
+    module-level imports of others (a cycle would leave one of them half-initialised)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    # (a package's __init__ importing its own submodules is no cycle: Python registers the
+    # package before running it, and a submodule that needs it finds it there)
+    graph = {m: {i for i in _module_level_imports(p) if i in modules} for m, p in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for nxt in sorted(graph[module]):
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt) :] + [nxt] if nxt in path else [module, nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
 
 
 def test_charlm_does_not_import_the_top_level_package():

@@ -15,23 +15,28 @@ template per kernel around those programs and compiles it with numba, per cell a
 
 The math is the compiled scalar namespace of :mod:`xrnn.backends.jit` (its fast float32
 ``tanh``); every constant is a global of the kernel's float type, so float32 kernels compute in
-float32. Kernels compile on a cell's first call per dtype in a process (numba cannot cache
-generated source on disk).
+float32. The generated source is a module written to a cache directory (:func:`cache_dir`) and
+imported from there, so numba caches the compiled kernels on disk beside it: a cell's kernels
+compile on its first call per dtype, and later processes load them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+import tempfile
 import threading
+import types
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
-import numba
 import numpy as np
 
-from xrnn.backends import jit
-
 __all__ = ["Compiled", "compiled"]
-
-_kernel = numba.njit(nogil=True, error_model="numpy")
 
 
 class Compiled(NamedTuple):
@@ -41,6 +46,7 @@ class Compiled(NamedTuple):
     backward_step: Any
     forward_loop: Any
     direct_hidden: bool  # the backward writes a direct gradient of a⟨t-1⟩ into U0
+    saved_in_gx: bool  # the forward writes the saved values over GX (:func:`saves_in_gx`)
 
 
 _CACHE: dict[tuple, Compiled] = {}
@@ -76,29 +82,50 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     P = [f"P{i}" for i in range(n)]
     N = [f"N{i}" for i in range(n)]
     U = [f"U{i}" for i in range(n)]
-    S = ["S"] if s else []
+    in_gx = saves_in_gx(cell)
+    S = ["S"] if s and not in_gx else []
     V = ["V"] if v else []
     sig = cell.signature
 
-    # forward step: each input the math uses read once, per row (vectors) or per element
+    # forward step: every array C-contiguous and read flat, element k of block q at q·n·m + k
+    # (unsigned offsets computed once: no wraparound check, the loop vectorises whatever m);
+    # each input the math uses read once, per row (vectors) or per element; the saved values
+    # written over the input side where they fit (read first, element by element)
     f_sig = sig["forward"]
-    reads = {z: f"(GX[{q} * n + i, j] + R[{q} * n + i, j])" for q, z in enumerate(f_sig[:k])}
-    reads.update({name: f"P{q}[i, j]" for q, name in enumerate(f_sig[k + v :])})
+    reads = {z: f"(gx[o{q} + k] + r[o{q} + k])" for q, z in enumerate(f_sig[:k])}
+    reads.update({name: f"P{q}f[k]" for q, name in enumerate(f_sig[k + v :])})
     rows = {name: f"V[{q} * n + i, 0]" for q, name in enumerate(f_sig[k : k + v])}
+    saved_to = "gx" if in_gx else "Sf"
     stores = (
-        [f"N{q}[i, j]" for q in range(n)],
-        [f"S[{q} * n + i, j]" for q in range(len(forward.outputs[1]))],
+        [f"N{q}f[k]" for q in range(n)],
+        [f"{saved_to}[o{q} + k]" for q in range(len(forward.outputs[1]))],
     )
     body = forward.python({name: name for name in f_sig}, stores, const)
-    lines = [
-        f"def forward_step(GX, R, {_args(V, P, N, S)}):",
+    head = [
         "    n, m = N0.shape",
-        "    for i in range(n):",
-        *(f"        {x} = {e}" for x, e in rows.items() if x in forward.used),
-        "        for j in range(m):",
-        *(f"            {x} = {e}" for x, e in reads.items() if x in forward.used),
-        *(f"            {line}" for line in body),
+        "    size = n * m",
+        "    gx, r = GX.reshape(GX.size), R.reshape(R.size)",
+        *(f"    {a}f = {a}.reshape(size)" for a in P + N),
+        *(["    Sf = S.reshape(S.size)"] if S else []),
+        *(f"    o{q} = np.uintp({q} * size)" for q in range(max(k, s))),
     ]
+    inner = [*(f"{x} = {e}" for x, e in reads.items() if x in forward.used), *body]
+    if v:  # a vector's value per row, over that row's m elements
+        loop = [
+            "    for i in range(n):",
+            *(f"        {x} = {e}" for x, e in rows.items() if x in forward.used),
+            "        base = np.uintp(i * m)",
+            "        for j in range(m):",
+            "            k = base + np.uintp(j)",
+            *(f"            {line}" for line in inner),
+        ]
+    else:
+        loop = [
+            "    for e in range(size):",
+            "        k = np.uintp(e)",
+            *(f"        {line}" for line in inner),
+        ]
+    lines = [f"def forward_step(GX, R, {_args(V, P, N, S)}):", *head, *loop]
 
     # backward step: the upstream gradients are read before the direct gradients overwrite
     # them; gate and vector rows go to the chunk buffer's columns c0 + j (unsigned: no
@@ -120,7 +147,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     body = backward.python({name: name for name in b_sig}, results, const)
     lines += [
         "",
-        f"def backward_step({_args(U, S, V, P, N)}, DP, j0):",
+        f"def backward_step({_args(U, ['S'] if s else [], V, P, N)}, DP, j0):",
         "    n, m = N0.shape",
         "    c0 = np.uintp(j0)",
         "    for i in range(n):",
@@ -140,26 +167,85 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "        small_gemm(WaT, H0[t], R)",
         f"        forward_step(GX[t], R, {step_args})",
     ]
-    source = "\n".join(lines) + "\n"
-    scope: dict[str, Any] = {
-        "np": np,
-        "sigmoid": jit.sigmoid,
-        "tanh": jit.tanh,
-        "exp": np.exp,
-        "log": np.log,
-        "sqrt": np.sqrt,
-        "maximum": np.maximum,
-        "minimum": np.minimum,
-        "small_gemm": jit.small_gemm,
-        **dict(consts.values()),
-    }
-    code = compile(source, f"<xrnn kernels of the {cell.name!r} cell, {dtype.name}>", "exec")
-    exec(code, scope)
-    forward_step = _kernel(scope["forward_step"])
-    scope["forward_step"] = forward_step
+    head = [
+        f"# The compiled kernels of xrnn's {cell.name!r} cell for {dtype.name}, generated from",
+        "# its elementwise math by xrnn.backends.generated (rewritten whenever they differ).",
+        "import numba",
+        "import numpy as np",
+        "",
+        "from xrnn.backends.jit import sigmoid, small_gemm, tanh",
+        "",
+        "exp, log, sqrt, maximum, minimum = np.exp, np.log, np.sqrt, np.maximum, np.minimum",
+        *(f"{name} = np.{dtype.name}({float(value)!r})" for name, value in consts.values()),
+        "",
+    ]
+    body = "\n".join("@kernel\n" + x if x.startswith("def ") else x for x in lines) + "\n"
+
+    def source(cached: bool) -> str:
+        kernel = f"kernel = numba.njit(cache={cached}, nogil=True, error_model='numpy')"
+        return "\n".join([*head, kernel, ""]) + body
+
+    module = _load(source, f"{cell.name}_{dtype.name}")
     return Compiled(
-        forward_step, _kernel(scope["backward_step"]), _kernel(scope["forward_loop"]), direct_hidden
+        module.forward_step, module.backward_step, module.forward_loop, direct_hidden, in_gx
     )
+
+
+def saves_in_gx(cell: Any) -> bool:
+    """Whether ``cell``'s forward kernels write its saved values over the input side ``GX``
+    (no second buffer of the steps' size, as the LSTM's hand-written kernels do): where they
+    need no more rows than the gates have."""
+    return 0 < cell.saved_blocks <= cell.blocks
+
+
+def cache_dir() -> Path | None:
+    """Where generated kernel modules are written, so that numba caches their compiled code
+    beside them (``__pycache__``) and a later process loads it: ``XRNN_KERNEL_CACHE``, else
+    ``xrnn/`` under numba's cache directory (``NUMBA_CACHE_DIR``) or the user's cache
+    directory (``$XDG_CACHE_HOME`` or ``~/.cache``). None (compile in memory, every process)
+    where none can be made."""
+    chosen = os.environ.get("XRNN_KERNEL_CACHE") or None
+    if chosen is None:
+        base = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+        if base is None:
+            base = os.path.join(os.path.expanduser("~"), ".cache")
+        chosen = os.path.join(base, "xrnn")
+    path = Path(chosen, "kernels")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
+
+
+def _load(source: Callable[[bool], str], name: str) -> Any:
+    """The generated module ``source(cached)``: imported from a file of the kernel cache,
+    written there first unless it holds exactly this source (numba's cache needs a source
+    file); else executed in memory, uncached."""
+    stem = "xrnn_kernels_" + re.sub(r"\W", "_", name)
+    text = source(True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    where = cache_dir()
+    if where is not None:
+        path = where / f"{stem}_{digest}.py"
+        try:
+            if not path.is_file() or path.read_text("utf-8") != text:
+                handle, scratch = tempfile.mkstemp(dir=where, suffix=".tmp")
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    out.write(text)
+                os.replace(scratch, path)
+            spec = importlib.util.spec_from_file_location(f"{stem}_{digest}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            # under its own name in sys.modules: numba's cached code refers to its module by name
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            return module
+        except OSError:
+            pass  # a read-only or vanished cache: compile in memory instead
+    module = types.ModuleType(stem)
+    exec(compile(source(False), f"<{stem}>", "exec"), module.__dict__)
+    return module
 
 
 def _args(*groups: list) -> str:

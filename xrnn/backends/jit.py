@@ -532,7 +532,9 @@ class JitOps(NumpyOps):
     def kernel(self, cell: Any, direction: str) -> Any:
         found = super().kernel(cell, direction)
         if found is None and direction == "forward" and _traced(cell):
-            return _generated_forward_step
+            from xrnn.backends.generated import saves_in_gx
+
+            return _generated_forward_in_gx if saves_in_gx(cell) else _generated_forward_step
         return found
 
     def backward_step(
@@ -693,9 +695,17 @@ def _generated_forward_step(ops, cell, W, gx, state, slot):
     kernels = _generated(cell, gx.dtype)
     R = W.Wa @ state[0]
     prev = tuple(np.ascontiguousarray(s) for s in state)  # the caller's initial states
-    saved = () if slot.saved is None else (slot.saved,)
+    saved = () if slot.saved is None or kernels.saved_in_gx else (slot.saved,)
     kernels.forward_step(gx, R, *_vectors(W), *prev, *slot.states, *saved)
     return slot.states, slot.saved
+
+
+def _generated_forward_in_gx(ops, cell, W, gx, state, slot):
+    # slot.saved is GX[t] itself (the store lends it): the input side in, the saved values out
+    return _generated_forward_step(ops, cell, W, slot.saved, state, slot)
+
+
+_generated_forward_in_gx.saved_in_gx = True  # type: ignore[attr-defined]
 
 
 def _generated_backward_step(cell, saved, prev, new, up, slot, W):
@@ -713,7 +723,8 @@ def _generated_forward_loop(cell: Any, W: Any, GX: Any, store: Any) -> bool:
     kernels = _generated(cell, GX.dtype)
     if kernels is None:
         return False
-    states, S = store.states, store.saved
+    states = store.states
+    S = None if kernels.saved_in_gx else store.saved  # else the store's saved blocks are GX
     n_a, m = int(states[0].shape[1]), int(states[0].shape[2])
     R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
     V = _vectors(W)
