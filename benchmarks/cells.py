@@ -13,7 +13,6 @@ import argparse
 import statistics
 import time
 
-import xrnn
 from xrnn.benchmark import table
 
 
