@@ -3,7 +3,7 @@
 ``python benchmarks/phases.py`` times, for configs A and B in float32 (medians), the pieces of
 ``xrnn.lstm_forward``/``lstm_backward`` on NumPy separately, with the same kernels the public
 functions call, and the per-step recurrent GEMMs alone; then forward+backward time and page
-faults for several BPTT chunk sizes (``xrnn.engine.CHUNK_COLUMNS``). The README quotes it.
+faults for several BPTT chunk sizes (``xrnn.tuning.CHUNK_COLUMNS``). The README quotes it.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ def chunk_sizes(name: str = "A") -> None:
 
     n_x, n_a, m, T = bench.CONFIGS[name]
     x, a0, p, da = bench.make_inputs("lstm", n_x, n_a, m, T, "float32")
-    default = xrnn.engine.CHUNK_COLUMNS
+    default = xrnn.tuning.CHUNK_COLUMNS
     try:
         for columns in (512, 1024, 2048, 4096):
-            xrnn.engine.CHUNK_COLUMNS = columns
+            xrnn.tuning.CHUNK_COLUMNS = columns
 
             def both():
                 return xrnn.lstm_backward(da, xrnn.lstm_forward(x, a0, p)[-1])
@@ -82,7 +82,7 @@ def chunk_sizes(name: str = "A") -> None:
                 flush=True,
             )
     finally:
-        xrnn.engine.CHUNK_COLUMNS = default
+        xrnn.tuning.CHUNK_COLUMNS = default
 
 
 def main() -> int:

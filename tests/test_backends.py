@@ -191,7 +191,7 @@ def test_chunked_backward_equals_one_chunk(cell, chunk, xp, monkeypatch):
 
     kw = {"lengths": [5, 2, 4], "reverse": True}
     whole = _run_all(xp, cell, 4, **kw)
-    monkeypatch.setattr(xrnn.engine, "CHUNK_COLUMNS", chunk * 3)
+    monkeypatch.setattr(xrnn.tuning, "CHUNK_COLUMNS", chunk * 3)
     parts = _run_all(xp, cell, 4, **kw)
     for k in whole:
         np.testing.assert_allclose(parts[k], whole[k], rtol=1e-12, atol=1e-14, err_msg=k)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from cells import NAMES, random_parameters, spec
 
+from xrnn import tuning
 from xrnn.backends import jit_enabled
 
 pytestmark = pytest.mark.skipif(not jit_enabled(), reason="compiled kernels off (XRNN_JIT=0)")
@@ -211,7 +212,7 @@ def test_the_compiled_forward_loop_equals_stepping(cell, dtype, m, monkeypatch):
 
         monkeypatch.setattr(jit, "_generated", counting)
     for limit in (2**17, 0):  # the default (loop) and nothing small enough (BLAS per step)
-        monkeypatch.setattr(jit, "SMALL_LOOP_FLOPS", limit)
+        monkeypatch.setattr(tuning, "SMALL_LOOP_FLOPS", limit)
         states, _, caches = forward(cell, x, state0, p)
         assert len(looped) == 1  # the first run looped, the second stepped
         trace = caches[0].trace

@@ -74,6 +74,7 @@ LAYERS = [
         "xrnn.layout",
         "xrnn.ops",
         "xrnn.cells.trace",  # a cell's math traced: no array, no cell
+        "xrnn.tuning",  # the loops' thresholds
     },
     {"xrnn.threads"},
     {"xrnn.params"},

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import xrnn
+from xrnn import tuning
 from xrnn.backends import jit_enabled
 
 pytestmark = pytest.mark.skipif(not jit_enabled(), reason="compiled kernels off (XRNN_JIT=0)")
@@ -45,7 +46,6 @@ def lockstep():
 @pytest.fixture
 def counted(lockstep, monkeypatch):
     """Every call of lockstep.run that ran (True), by kernel name; the loops at any size."""
-    from xrnn.backends import jit
 
     ran: list[str] = []
     run = lockstep.run
@@ -57,7 +57,7 @@ def counted(lockstep, monkeypatch):
         return done
 
     monkeypatch.setattr(lockstep, "run", counting)
-    monkeypatch.setattr(jit, "LOCKSTEP_MIN_FLOPS", 0)
+    monkeypatch.setattr(tuning, "LOCKSTEP_MIN_FLOPS", 0)
     return ran
 
 

@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from xrnn import threads
+from xrnn import threads, tuning
 
 
 def test_mid_sized_steps_run_blas_on_one_thread(monkeypatch):
@@ -22,15 +22,15 @@ def test_mid_sized_steps_run_blas_on_one_thread(monkeypatch):
             pytest.skip("threadpoolctl finds no BLAS library")
         xp = np  # NumPy's namespace check accepts the module itself
         for flops, limited in (
-            (threads.SINGLE_THREAD_FLOPS / 2, False),
-            (threads.SINGLE_THREAD_FLOPS, True),
-            (threads.SMALL_STEP_FLOPS / 2, True),
-            (threads.SMALL_STEP_FLOPS, False),
+            (tuning.SINGLE_THREAD_FLOPS / 2, False),
+            (tuning.SINGLE_THREAD_FLOPS, True),
+            (tuning.SMALL_STEP_FLOPS / 2, True),
+            (tuning.SMALL_STEP_FLOPS, False),
         ):
             scope = threads.step_threads(xp, flops)
             assert isinstance(scope, contextlib.nullcontext) != limited, flops
         # a training loop sets the limit once, for its tiniest steps too
-        tiny = threads.step_threads(xp, 1, small=threads.SMALL_TRAINING_STEP_FLOPS, floor=0)
+        tiny = threads.step_threads(xp, 1, small=tuning.SMALL_TRAINING_STEP_FLOPS, floor=0)
         assert not isinstance(tiny, contextlib.nullcontext)
     finally:
         threads._blas.cache_clear()
@@ -40,7 +40,7 @@ def test_a_users_thread_setting_is_left_alone(monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
     threads._blas.cache_clear()
     try:
-        scope = threads.step_threads(np, threads.SMALL_STEP_FLOPS / 2)
+        scope = threads.step_threads(np, tuning.SMALL_STEP_FLOPS / 2)
         assert isinstance(scope, contextlib.nullcontext)
     finally:
         threads._blas.cache_clear()

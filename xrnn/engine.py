@@ -8,7 +8,7 @@ exercise's tuples.
 Buffers are time-major with a feature-major ``(features, m)`` block per step (:mod:`xrnn.ops`
 stores them): the input side ``GX = Wx x + b`` of all steps is one batched GEMM before the loop,
 so each step does one recurrent GEMM ``Wa a⟨t-1⟩`` and the cell's pointwise math. The backward
-loop runs from the last step down in chunks of ``CHUNK_COLUMNS`` step × batch columns; after
+loop runs from the last step down in chunks of ``tuning.CHUNK_COLUMNS`` step × batch columns; after
 each chunk the weight, bias and input gradients of the chunk are 2-D GEMMs over its columns::
 
     dWa += dRA A_prevᵀ,   dWx += dGX Xᵀ,   db += Σ_columns dGX,   dX = Wxᵀ dGX
@@ -30,6 +30,7 @@ from typing import Any
 import array_api_compat
 
 import xrnn.dask as sharded  # Dask arrays: the same bodies run per batch chunk
+import xrnn.tuning as tuning
 from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
@@ -37,10 +38,10 @@ from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_o
 from xrnn.layout import output_layer_forward, public, reorder, reversal, time_major
 from xrnn.ops import chunk_gradients, vector_rows, weight_gradients
 from xrnn.params import parameter_items
-from xrnn.threads import step_flops, step_threads
+from xrnn.threads import step_threads
+from xrnn.tuning import step_flops
 
 __all__ = [
-    "CHUNK_COLUMNS",
     "StepCaches",
     "Trace",
     "backward",
@@ -53,12 +54,6 @@ __all__ = [
     "run_cell_forward",
     "run_forward",
 ]
-
-# Step × batch columns of the gradient blocks per chunk: large enough for GEMMs near peak,
-# small enough that the chunk's temporaries are recycled by the allocator rather than
-# page-faulted in afresh on every call. Config A forward+backward (benchmarks/phases.py):
-# 512 → 29.7 ms, 1024 → 30.3 ms, 2048 → 34.1 ms, 4096 → 37.3 ms.
-CHUNK_COLUMNS = 1024
 
 
 @dataclass(frozen=True)
@@ -157,7 +152,7 @@ def backward(
     xe, H, live = trace.x, trace.states[0], trace.live
     n_x, m, T = (int(s) for s in xe.shape)
     n_a = int(H.shape[1])
-    k = max(1, min(T, CHUNK_COLUMNS // m))
+    k = max(1, min(T, tuning.CHUNK_COLUMNS // m))
     store = ops.gradient_columns(cell.gradient_rows(n_a), k, m, H, cell.split_recurrent)
     # g[1:] are the engine's own arrays (dfinal copied where kernels write in place): a step
     # kernel may overwrite them

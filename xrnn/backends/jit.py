@@ -33,10 +33,12 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+import xrnn.tuning as tuning
 from xrnn.backends import lockstep
 from xrnn.backends.numpy import NumpyOps
 from xrnn.layout import input_side, time_major
 from xrnn.ops import BufferColumns, chunk_gradients
+from xrnn.tuning import step_flops
 
 __all__ = ["JitOps"]
 
@@ -324,11 +326,6 @@ def gru_forward_loop(WaT, GX, bhn, H, S, R):
         gru_forward_step(GX[t], R, bhn, H[t], S[t], H[t + 1])
 
 
-# Steps up to this many recurrent-GEMM FLOPs run as one compiled loop (charlm's 20 k; the
-# "long" config's 2.1 M and `xrnn train`'s 4.2 M call BLAS per step)
-SMALL_LOOP_FLOPS = 2**17
-
-
 # --- the LSTM's loops on two threads in lockstep (xrnn.backends.lockstep) ----------------------
 # Thread ``thread`` (0: the caller, 1: the helper) owns the hidden units [u0, u1): its rows of
 # each step's recurrent GEMM (BLAS on one thread) and its units' pointwise math. The threads
@@ -435,20 +432,13 @@ def input_side_lockstep(blas, thread, flags, Wx, b, XE, G):
         add_bias(G[t : t + 1], b)
 
 
-# Steps from this many recurrent-GEMM FLOPs up run in lockstep where they can (the "long"
-# config's 2.1 M: 25 → 14 µs a forward step; below it, the step limits BLAS to one thread,
-# xrnn.threads); up to LOCKSTEP_MAX_FLOPS, above which BLAS's own threads keep up
-LOCKSTEP_MIN_FLOPS = 2**21
-LOCKSTEP_MAX_FLOPS = 2**24
-
-
 def _lockstep(cell: Any, dtype: Any, n_a: int, m: int) -> Any:
     """The BLAS handle for ``cell``'s loops over these steps in lockstep, or None: they run
     on one thread (cells other than the LSTM, too small or too large steps, no helper)."""
     if cell.name != "lstm":
         return None
-    flops = 2 * 4 * n_a * n_a * m
-    if not LOCKSTEP_MIN_FLOPS <= flops <= LOCKSTEP_MAX_FLOPS or n_a < 2:
+    flops = step_flops(cell, n_a, m)
+    if not tuning.LOCKSTEP_MIN_FLOPS <= flops <= tuning.LOCKSTEP_MAX_FLOPS or n_a < 2:
         return None
     return lockstep.available(dtype)
 
@@ -572,12 +562,12 @@ class JitOps(NumpyOps):
     def lends_to_torch(self, cell: Any, dtype: Any, n_a: int, m: int) -> bool:
         """Whether torch CPU tensors of ``cell``'s call (``dtype``, ``n_a`` units, batch
         ``m``) run these kernels on their memory (:mod:`xrnn.backends.torch`): steps up to
-        :data:`LOCKSTEP_MAX_FLOPS` (above it torch's own kernels keep up, and its threads are
-        better left alone)."""
+        :data:`xrnn.tuning.LOCKSTEP_MAX_FLOPS` (above it torch's own kernels keep up, and its
+        threads are better left alone)."""
         return (
             dtype is not None
             and cell.name in _LOOPS
-            and 2 * cell.blocks * n_a * n_a * m <= LOCKSTEP_MAX_FLOPS
+            and step_flops(cell, n_a, m) <= tuning.LOCKSTEP_MAX_FLOPS
         )
 
     def backward_chunk(
@@ -616,9 +606,10 @@ class JitOps(NumpyOps):
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
         """Every forward step at once: in one compiled call when the steps are small (see
-        :data:`SMALL_LOOP_FLOPS`), on two threads in lockstep for the LSTM's mid-sized steps
-        (:data:`LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS GEMM into a reused buffer
-        and one step kernel per step (none of the engine's per-step bookkeeping)."""
+        :data:`xrnn.tuning.SMALL_LOOP_FLOPS`), on two threads in lockstep for the LSTM's
+        mid-sized steps (:data:`xrnn.tuning.LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS
+        GEMM into a reused buffer and one step kernel per step (none of the engine's per-step
+        bookkeeping)."""
         if cell.name not in _LOOPS:
             return _generated_forward_loop(cell, W, GX, store)
         H = store.states[0]
@@ -628,7 +619,7 @@ class JitOps(NumpyOps):
             if blas is not None and _lstm_forward_lockstep(blas, W, GX, store):
                 return True
         R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
-        if 2 * cell.blocks * n_a * n_a * m <= SMALL_LOOP_FLOPS:
+        if step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:
             _LOOPS[cell.name](np.ascontiguousarray(W.Wa.T), GX, W, store, R)
         else:
             _blas_loop(cell.name, W, GX, store, R)
@@ -728,7 +719,7 @@ def _generated_forward_loop(cell: Any, W: Any, GX: Any, store: Any) -> bool:
     n_a, m = int(states[0].shape[1]), int(states[0].shape[2])
     R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
     V = _vectors(W)
-    if 2 * cell.blocks * n_a * n_a * m <= SMALL_LOOP_FLOPS:
+    if step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:
         WaT = np.ascontiguousarray(W.Wa.T)
         kernels.forward_loop(WaT, GX, *V, *states, *(() if S is None else (S,)), R)
         return True

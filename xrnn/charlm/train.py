@@ -15,7 +15,8 @@ from xrnn.charlm.optim import SGD, Adam, clip_by_global_norm
 from xrnn.charlm.optim import clip as clip_values
 from xrnn.charlm.vocab import Vocabulary
 from xrnn.params import positive_int
-from xrnn.threads import SMALL_TRAINING_STEP_FLOPS, step_flops, step_threads
+from xrnn.threads import step_threads
+from xrnn.tuning import SMALL_TRAINING_STEP_FLOPS, step_flops
 
 __all__ = ["resolve_device", "train"]
 

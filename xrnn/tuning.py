@@ -1,0 +1,62 @@
+"""Every tuning threshold of the time loops, and the one measure they are stated in.
+
+The thresholds are in FLOPs of one step's recurrent GEMM ``Wa a⟨t-1⟩`` (:func:`step_flops`),
+except the backward chunk's width, in step × batch columns. The loops read them from here when
+they run, so a test or a benchmark may change one for a while.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CHUNK_COLUMNS",
+    "LOCKSTEP_MAX_FLOPS",
+    "LOCKSTEP_MIN_FLOPS",
+    "SINGLE_THREAD_FLOPS",
+    "SMALL_LOOP_FLOPS",
+    "SMALL_STEP_FLOPS",
+    "SMALL_TRAINING_STEP_FLOPS",
+    "step_flops",
+]
+
+
+def step_flops(cell: Any, n_a: int, m: int) -> float:
+    """FLOPs of one step's recurrent GEMM ``Wa a⟨t-1⟩`` (``blocks·n_a × n_a`` by ``n_a × m``)."""
+    return 2.0 * cell.blocks * n_a * n_a * m
+
+
+# --- BLAS threads around a call's loops (xrnn.threads) ----------------------------------------
+
+# A step GEMM below this many FLOPs runs on one thread. For one call (the engine): 2^21, the
+# LSTM's 2·4n_a·n_a·m at n_a = 128, m = 16 — the benchmark's "long" config and everything
+# larger (config A: 8.4 MFLOP, 1.3× faster on two threads on an idle machine, 2× slower with
+# a competing process, like torch's own LSTM) keeps the threads; charlm-sized steps do not
+# gain from them anywhere. A training loop (xrnn.charlm) runs thousands of calls of one
+# size: up to 2^24 FLOPs (n_a = 128, m = 128) on one thread, which loses nothing idle and
+# keeps `xrnn train` 2.4× faster on a busy machine (xrnn bench --busy).
+SMALL_STEP_FLOPS = 2**21
+SMALL_TRAINING_STEP_FLOPS = 2**24
+# Below this OpenBLAS runs a GEMM on one thread by itself (interface/gemm.c: M·N·K under
+# 65536 · GEMM_MULTITHREAD_THRESHOLD, 4 by default): a limit would change nothing and cost
+# a call (threadpoolctl's limit()+restore, about 8 µs; charlm's forward takes 110 µs)
+SINGLE_THREAD_FLOPS = 2 * 65536 * 4
+
+# --- the compiled NumPy loops (xrnn.backends.jit, xrnn.backends.generated) --------------------
+
+# Steps up to this many FLOPs run as one compiled loop with a hand-written GEMM (charlm's
+# 20 k; the "long" config's 2.1 M and `xrnn train`'s 4.2 M call BLAS per step)
+SMALL_LOOP_FLOPS = 2**17
+# Steps from this many FLOPs up run on two threads in lockstep where they can (the "long"
+# config's 2.1 M: 25 → 14 µs a forward step; below it, the step limits BLAS to one thread),
+# up to LOCKSTEP_MAX_FLOPS, above which BLAS's own threads keep up
+LOCKSTEP_MIN_FLOPS = 2**21
+LOCKSTEP_MAX_FLOPS = 2**24
+
+# --- the engine's backward loop (xrnn.engine) ----------------------------------------------
+
+# Step × batch columns of the gradient blocks per chunk: large enough for GEMMs near peak,
+# small enough that the chunk's temporaries are recycled by the allocator rather than
+# page-faulted in afresh on every call. Config A forward+backward (benchmarks/phases.py):
+# 512 → 29.7 ms, 1024 → 30.3 ms, 2048 → 34.1 ms, 4096 → 37.3 ms.
+CHUNK_COLUMNS = 1024
