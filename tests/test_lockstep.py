@@ -223,3 +223,56 @@ def test_torch_cpu_tensors_run_the_compiled_kernels(counted):
     assert torch.get_num_threads() == threads  # held at one during the calls only
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, err_msg=k)
+
+
+# --- the generated cells' loops (xrnn.backends.generated) ------------------------------------
+
+
+def _cell_call(cell, n_a, m, T, dtype, seed=0, **kw):
+    """Outputs and gradients of one call of ``cell`` (a cell object), every state given."""
+    rng = np.random.default_rng(seed)
+    n_x = 5
+    p = {
+        k: (rng.normal(size=shape) / np.sqrt(shape[1])).astype(dtype)
+        for k, (shape, _) in cell.shapes(n_x, n_a).items()
+    }
+    for k in cell.vectors:  # |d| < 1: the residual cell's state stays bounded over 300 steps
+        p[k] = rng.uniform(-0.5, 0.5, size=(n_a, 1)).astype(dtype)
+    x = rng.normal(size=(n_x, m, T)).astype(dtype)
+    initial = {f"{s}0": rng.normal(size=(n_a, m)).astype(dtype) for s in cell.states}
+    a0 = initial.pop("a0")
+    dfinal = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in cell.states)
+    da = rng.normal(size=(n_a, m, T)).astype(dtype)
+    out = xrnn.forward(cell, x, a0, p, **initial, **kw)
+    g = xrnn.backward(da, out[-1], dfinal=dfinal)
+    return {**{f"out{i}": o for i, o in enumerate((out[0], *out[2:-1]))}, **g}
+
+
+@needs_lockstep
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("n_a", "m", "T"), [(8, 4, 6), (7, 3, 300), (12, 1, 40)])
+@pytest.mark.parametrize("name", ["residual", "three_states", "everything", "peephole_lstm"])
+def test_generated_lockstep_loops_equal_the_one_thread_path(
+    counted, monkeypatch, name, dtype, n_a, m, T
+):
+    """The generated cells' loops in lockstep (forward, whole backward chunks, input side)
+    against the same call on one thread: odd halves, several chunks, one column a step; a
+    direct path to a⟨t-1⟩, vectors, three states, reverse."""
+    import test_generated
+
+    cell = {
+        "residual": test_generated.Residual(),
+        "three_states": test_generated.ThreeStates(),
+        "everything": test_generated.Everything(),
+        "peephole_lstm": xrnn.CELLS["peephole_lstm"],
+    }[name]
+    got = _cell_call(cell, n_a, m, T, dtype, reverse=True)
+    assert {"forward_lockstep", "chunk_lockstep", "input_side_lockstep"} <= set(counted)
+    counted.clear()
+    monkeypatch.setenv("XRNN_LOCKSTEP", "0")
+    want = _cell_call(cell, n_a, m, T, dtype, reverse=True)
+    assert counted == []
+    tol = {"float32": 3e-5, "float64": 1e-12}[dtype]
+    for k in want:
+        assert got[k].dtype == np.dtype(dtype), k
+        np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=k)

@@ -11,7 +11,11 @@ template per kernel around those programs and compiles it with numba, per cell a
   overwritten by the direct gradient of its previous state component), the gate and vector
   rows of the chunk's gradient buffer ``DP`` at columns ``j0 + j``;
 - ``forward_loop(WaT, GX, [V], H…, [S], R)``: every forward step of a call in one compiled
-  call for small steps (the hand-written GEMM of :func:`xrnn.backends.jit.small_gemm`).
+  call for small steps (the hand-written GEMM of :func:`xrnn.backends.jit.small_gemm`);
+- ``forward_lockstep`` and ``chunk_lockstep``: one thread's half of the forward loop and of a
+  backward chunk (steps, then the chunk's weight GEMMs) on two threads in lockstep
+  (:mod:`xrnn.backends.lockstep`) for mid-sized steps, over ``forward_units`` and
+  ``backward_units``, the step kernels restricted to a range of hidden units.
 
 The math is the compiled scalar namespace of :mod:`xrnn.backends.jit` (its fast float32
 ``tanh``); every constant is a global of the kernel's float type, so float32 kernels compute in
@@ -47,6 +51,8 @@ class Compiled(NamedTuple):
     forward_loop: Any
     direct_hidden: bool  # the backward writes a direct gradient of a⟨t-1⟩ into U0
     saved_in_gx: bool  # the forward writes the saved values over GX (:func:`saves_in_gx`)
+    forward_lockstep: Any
+    chunk_lockstep: Any
 
 
 _CACHE: dict[tuple, Compiled] = {}
@@ -92,7 +98,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     # each input the math uses read once, per row (vectors) or per element; the saved values
     # written over the input side where they fit (read first, element by element)
     f_sig = sig["forward"]
-    reads = {z: f"(gx[o{q} + k] + r[o{q} + k])" for q, z in enumerate(f_sig[:k])}
+    reads = {z: f"(gx[o{q} + k] + r[ro{q} + kr])" for q, z in enumerate(f_sig[:k])}
     reads.update({name: f"P{q}f[k]" for q, name in enumerate(f_sig[k + v :])})
     rows = {name: f"V[{q} * n + i, 0]" for q, name in enumerate(f_sig[k : k + v])}
     saved_to = "gx" if in_gx else "Sf"
@@ -108,24 +114,36 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         *(f"    {a}f = {a}.reshape(size)" for a in P + N),
         *(["    Sf = S.reshape(S.size)"] if S else []),
         *(f"    o{q} = np.uintp({q} * size)" for q in range(max(k, s))),
+        *(f"    ro{q} = np.uintp({q} * (u1 - u0) * m)" for q in range(k)),
     ]
     inner = [*(f"{x} = {e}" for x, e in reads.items() if x in forward.used), *body]
     if v:  # a vector's value per row, over that row's m elements
         loop = [
-            "    for i in range(n):",
+            "    for i in range(u0, u1):",
             *(f"        {x} = {e}" for x, e in rows.items() if x in forward.used),
-            "        base = np.uintp(i * m)",
+            "        base, rbase = np.uintp(i * m), np.uintp((i - u0) * m)",
             "        for j in range(m):",
-            "            k = base + np.uintp(j)",
+            "            k, kr = base + np.uintp(j), rbase + np.uintp(j)",
             *(f"            {line}" for line in inner),
         ]
     else:
         loop = [
-            "    for e in range(size):",
-            "        k = np.uintp(e)",
+            "    base = np.uintp(u0 * m)",
+            "    for e in range((u1 - u0) * m):",
+            "        kr = np.uintp(e)",
+            "        k = base + kr",
             *(f"        {line}" for line in inner),
         ]
-    lines = [f"def forward_step(GX, R, {_args(V, P, N, S)}):", *head, *loop]
+    # the units u0 ≤ i < u1 only, whose gate rows of Wa a⟨t-1⟩ are all R holds (the two
+    # threads of the lockstep loop each run half); forward_step runs them all
+    lines = [
+        f"def forward_units(GX, R, {_args(V, P, N, S)}, u0, u1):",
+        *head,
+        *loop,
+        "",
+        f"def forward_step(GX, R, {_args(V, P, N, S)}):",
+        f"    forward_units(GX, R, {_args(V, P, N, S)}, 0, N0.shape[0])",
+    ]
 
     # backward step: the upstream gradients are read before the direct gradients overwrite
     # them; gate and vector rows go to the chunk buffer's columns c0 + j (unsigned: no
@@ -145,16 +163,20 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         ["U0[i, j]" if direct_hidden else None, *(f"U{q}[i, j]" for q in range(1, n))],
     )
     body = backward.python({name: name for name in b_sig}, results, const)
+    SB = ["S"] if s else []
     lines += [
         "",
-        f"def backward_step({_args(U, ['S'] if s else [], V, P, N)}, DP, j0):",
+        f"def backward_units({_args(U, SB, V, P, N)}, DP, j0, u0, u1):",
         "    n, m = N0.shape",
         "    c0 = np.uintp(j0)",
-        "    for i in range(n):",
+        "    for i in range(u0, u1):",
         *(f"        {x} = {e}" for x, e in rows.items() if x in backward.used),
         "        for j in range(m):",
         *(f"            {x} = {e}" for x, e in reads.items() if x in backward.used),
         *(f"            {line}" for line in body),
+        "",
+        f"def backward_step({_args(U, SB, V, P, N)}, DP, j0):",
+        f"    backward_units({_args(U, SB, V, P, N)}, DP, j0, 0, N0.shape[0])",
     ]
 
     # every forward step of a call (small steps)
@@ -167,6 +189,76 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "        small_gemm(WaT, H0[t], R)",
         f"        forward_step(GX[t], R, {step_args})",
     ]
+
+    # the loops on two threads in lockstep (xrnn.backends.lockstep; the LSTM's hand-written
+    # loops in xrnn.backends.jit are the model): thread ``thread`` owns the hidden units
+    # [u0, u1), its rows of each step's recurrent GEMM and its units' pointwise math; the
+    # threads meet once per step, where each needs rows the other wrote
+    lines += [
+        "",
+        f"def forward_lockstep(blas, thread, flags, Wp, GX, {_args(V, H, S)}, R, u0, u1):",
+        "    n_a, m = H0.shape[1], H0.shape[2]",
+        "    for t in range(GX.shape[0]):",
+        "        if not wait_for(flags, 1 - thread, t):",
+        "            return",
+        "        gemm(blas, False, False, Wp.shape[0], m, n_a, Wp, 0, n_a, H0, t * n_a * m, m,",
+        "             0.0, R, 0, m)",
+        f"        forward_units(GX[t], R, {step_args}, u0, u1)",
+        "        publish(flags, thread, t + 1)",
+    ]
+    G = [f"G{q}" for q in range(1, n)]  # the carried gradients of the further states
+    unit_args = _args(
+        ["up"], G, [x + "[t]" for x in SB], V, [f"{h}[t]" for h in H], [f"{h}[t + 1]" for h in H]
+    )
+    direct = " + up[i, c]" if direct_hidden else ""
+    lines += [
+        "",
+        f"def chunk_lockstep(blas, thread, flags, Wa, Wx, dA, start, {_args(SB, V, H)}, XE, g0,",
+        f"                   {''.join(g + ', ' for g in G)}up, dp, P, A, X, ones, dWa, dWx, db,",
+        "                   dX, u0, u1):",
+        "    k, n_a, m, pitch = dA.shape[0], g0.shape[0], g0.shape[1], dp.shape[1]",
+        f"    rows, n_x, K = {k} * n_a, X.shape[0], k * m",
+        "    other = 1 - thread",
+        "    a0, a1 = (0, n_a // 2) if thread == 0 else (n_a // 2, n_a)",
+        "    x0, x1 = (0, n_x // 2) if thread == 0 else (n_x // 2, n_x)",
+        "    for j in range(k):",
+        "        for i in range(a0, a1):",
+        "            for c in range(m):",
+        "                A[i, j * m + c] = H0[start + j, i, c]",
+        "    for i in range(x0, x1):",
+        "        for c in range(m):",
+        "            for j in range(k):",
+        "                X[i, j * m + c] = XE[i, c, start + j]",
+        "    for s in range(k):",
+        "        j = k - 1 - s",
+        "        t = start + j",
+        "        for i in range(u0, u1):",
+        "            for c in range(m):",
+        "                up[i, c] = g0[i, c] + dA[j, i, c]",
+        f"        backward_units({unit_args}, dp, j * m, u0, u1)",
+        "        mine, theirs = P[thread, s % 2], P[other, s % 2]",
+        f"        for b in range({k}):",
+        "            row = b * n_a + u0",
+        "            gemm(blas, True, False, n_a, m, u1 - u0, Wa, row * n_a, n_a, dp,",
+        "                 row * pitch + j * m, pitch, 0.0 if b == 0 else 1.0, mine, 0, m)",
+        "        publish(flags, thread, s + 1)",
+        "        if not wait_for(flags, other, s + 1):",
+        "            return",
+        "        for i in range(u0, u1):",
+        "            for c in range(m):",
+        f"                g0[i, c] = mine[i, c] + theirs[i, c]{direct}",
+        "    r0, r1 = (0, rows // 2) if thread == 0 else (rows // 2, rows)",
+        "    c0, c1 = (0, K // 2) if thread == 0 else (K // 2, K)",
+        "    h = r1 - r0",
+        "    gemm(blas, False, True, h, n_a, K, dp, r0 * pitch, pitch, A, 0, K, 0.0, dWa,",
+        "         r0 * n_a, n_a)",
+        "    gemm(blas, False, True, h, n_x, K, dp, r0 * pitch, pitch, X, 0, K, 0.0, dWx,",
+        "         r0 * n_x, n_x)",
+        "    gemm(blas, False, False, h, 1, K, dp, r0 * pitch, pitch, ones, 0, 1, 0.0, db, r0, 1)",
+        "    if c1 > c0:",
+        "        gemm(blas, True, False, n_x, c1 - c0, rows, Wx, 0, n_x, dp, c0, pitch, 0.0, dX,",
+        "             c0, K)",
+    ]
     head = [
         f"# The compiled kernels of xrnn's {cell.name!r} cell for {dtype.name}, generated from",
         "# its elementwise math by xrnn.backends.generated (rewritten whenever they differ).",
@@ -174,6 +266,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "import numpy as np",
         "",
         "from xrnn.backends.jit import sigmoid, small_gemm, tanh",
+        "from xrnn.backends.lockstep import gemm, publish, wait_for",
         "",
         "exp, log, sqrt, maximum, minimum = np.exp, np.log, np.sqrt, np.maximum, np.minimum",
         *(f"{name} = np.{dtype.name}({float(value)!r})" for name, value in consts.values()),
@@ -187,7 +280,13 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
 
     module = _load(source, f"{cell.name}_{dtype.name}")
     return Compiled(
-        module.forward_step, module.backward_step, module.forward_loop, direct_hidden, in_gx
+        module.forward_step,
+        module.backward_step,
+        module.forward_loop,
+        direct_hidden,
+        in_gx,
+        module.forward_lockstep,
+        module.chunk_lockstep,
     )
 
 

@@ -434,8 +434,9 @@ def input_side_lockstep(blas, thread, flags, Wx, b, XE, G):
 
 def _lockstep(cell: Any, dtype: Any, n_a: int, m: int) -> Any:
     """The BLAS handle for ``cell``'s loops over these steps in lockstep, or None: they run
-    on one thread (cells other than the LSTM, too small or too large steps, no helper)."""
-    if cell.name != "lstm":
+    on one thread (cells other than the LSTM and the generated ones, too small or too large
+    steps, no helper)."""
+    if cell.name != "lstm" and not _traced(cell):
         return None
     flops = step_flops(cell, n_a, m)
     if not tuning.LOCKSTEP_MIN_FLOPS <= flops <= tuning.LOCKSTEP_MAX_FLOPS or n_a < 2:
@@ -583,7 +584,10 @@ class JitOps(NumpyOps):
             return None
         blas = _lockstep(cell, dA.dtype, int(g[0].shape[0]), int(dA.shape[2]))
         if blas is not None:
-            whole = _lstm_chunk_lockstep(blas, W, trace, dA, start, g, store)
+            if _traced(cell):
+                whole = _generated_chunk_lockstep(blas, cell, W, trace, dA, start, g, store)
+            else:
+                whole = _lstm_chunk_lockstep(blas, W, trace, dA, start, g, store)
             if whole is not None:
                 return whole
         carried = self.backward_steps(cell, W, trace, dA, start, g, store)
@@ -717,8 +721,24 @@ def _generated_forward_loop(cell: Any, W: Any, GX: Any, store: Any) -> bool:
     states = store.states
     S = None if kernels.saved_in_gx else store.saved  # else the store's saved blocks are GX
     n_a, m = int(states[0].shape[1]), int(states[0].shape[2])
-    R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
     V = _vectors(W)
+    blas = _lockstep(cell, GX.dtype, n_a, m)
+    if blas is not None:
+        halves = ((0, n_a // 2), (n_a // 2, n_a))
+        gates = W.Wa.reshape(cell.blocks, n_a, n_a)
+        flags = lockstep.new_flags()
+
+        def args(thread: int) -> tuple:
+            u0, u1 = halves[thread]
+            rows = cell.blocks * (u1 - u0)
+            Wp = np.ascontiguousarray(gates[:, u0:u1, :]).reshape(rows, n_a)
+            R = np.empty((rows, m), dtype=GX.dtype)
+            saved = () if S is None else (S,)
+            return (blas, thread, flags, Wp, GX, *V, *states, *saved, R, u0, u1)
+
+        if lockstep.run(kernels.forward_lockstep, args(0), args(1), flags):
+            return True
+    R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
     if step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:
         WaT = np.ascontiguousarray(W.Wa.T)
         kernels.forward_loop(WaT, GX, *V, *states, *(() if S is None else (S,)), R)
@@ -730,6 +750,44 @@ def _generated_forward_loop(cell: Any, W: Any, GX: Any, store: Any) -> bool:
             GX[t], R, *V, *(s[t] for s in states), *(s[t + 1] for s in states), *_saved(S, t)
         )
     return True
+
+
+def _generated_chunk_lockstep(
+    blas: Any, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+) -> tuple[tuple, tuple, Any] | None:
+    """A generated cell's whole backward chunk on two threads in lockstep (see
+    :func:`_lstm_chunk_lockstep`); the vectors' gradients summed from their rows after."""
+    kernels = _generated(cell, dA.dtype)
+    g0 = g[0]
+    n_a, m = int(g0.shape[0]), int(g0.shape[1])
+    K, dtype = int(dA.shape[0]) * m, g0.dtype
+    XE = trace.x
+    rows, n_x = cell.blocks * n_a, int(XE.shape[0])
+    Wa, Wx = np.ascontiguousarray(W.Wa), np.ascontiguousarray(W.Wx)
+    up, P = np.empty_like(g0), np.empty((2, 2, n_a, m), dtype=dtype)
+    A, X = store.scratch("A", (n_a, K), dtype), store.scratch("X", (n_x, K), dtype)
+    ones = store.scratch("ones", (K, 1), dtype, fill=1)
+    dWa, dWx = np.empty((rows, n_a), dtype), np.empty((rows, n_x), dtype)
+    db, dX = np.empty((rows, 1), dtype), np.empty((n_x, K), dtype)
+    flags = lockstep.new_flags()
+    S = () if trace.saved is None else (trace.saved,)
+    dp = store.gx_buffer
+
+    def args(thread: int, u0: int, u1: int) -> tuple:
+        return (
+            blas, thread, flags, Wa, Wx, dA, start, *S, *_vectors(W), *trace.states, XE, g0,
+            *g[1:], up, dp, P, A, X, ones, dWa, dWx, db, dX, u0, u1,
+        )  # fmt: skip
+
+    run = kernels.chunk_lockstep
+    if not lockstep.run(run, args(0, 0, n_a // 2), args(1, n_a // 2, n_a), flags):
+        return None
+    dV = (
+        None
+        if not cell.vectors
+        else np.sum(dp[rows : cell.gradient_rows(n_a), :K], 1, keepdims=True)
+    )
+    return g, (dWa, dWx, db, None, dV), dX
 
 
 def _generated_backward_steps(
