@@ -285,6 +285,7 @@ def test_a_layer_of_any_cell_is_the_functional_call():
         xrnn.RecurrentLayer(3, 4)
 
 
+@pytest.mark.skipif(not xrnn.backends.jit_enabled(), reason="the compiled kernels are off")
 def test_generated_kernels_are_cached_on_disk(tmp_path):
     """A second process loads the generated kernels from the cache directory: the module
     written once, numba's compiled code beside it."""
