@@ -75,7 +75,7 @@ def test_exercise_mode_from_a_data_file(tmp_path):
         (["train", "--save", "/no/such/folder/m.npz"], "--save '/no/such/folder/m.npz': the fo"),
         (["train", "--save", "/"], "--save '/' is not a file name"),
         (["train", "--plot", "/no/such/folder/loss.png"], "--plot '/no/such/folder/loss.png'"),
-        (["train", "--data", "/dev/zero"], "is binary"),
+        (["train", "--data", "/dev/zero"], "is not a regular file"),
         (["train", "--hidden", "100000", "--steps", "1"], "out of memory; try a smaller"),
         (["sample", "--load", "x", "--temperature", "0"], "--temperature: must be a positive"),
     ],

@@ -269,6 +269,11 @@ def _train(args: argparse.Namespace) -> int:
     else:
         names, source = charlm.bundled_names(), "the bundled dinosaur names"
     train_names, test_names = charlm.holdout_split(names)
+    if args.batch_size > len(train_names):  # checked against the data before any work
+        raise ValueError(
+            f"--batch-size {args.batch_size} is larger than the {len(train_names)} names to "
+            f"train on; use at most {len(train_names)}"
+        )
     print(
         f"xrnn {args.cell} · {len(names)} names from {source} · {len(test_names)} held out · "
         f"hidden {args.hidden} × {args.layers} layer{'s' if args.layers > 1 else ''}"
@@ -359,6 +364,13 @@ def _bench(args: list[str]) -> int:
     return table.main(args)
 
 
+def _line(exc: BaseException, limit: int = 500) -> str:
+    """An error's message as one line of at most ``limit`` characters (a message that quotes
+    a file's contents could otherwise fill the terminal)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:  # bare `xrnn`: what it can do
@@ -377,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
         return 1
     except FloatingPointError as exc:
-        print(f"xrnn: error: {exc} (try a smaller --lr)", file=sys.stderr)
+        print(f"xrnn: error: {_line(exc)} (try a smaller --lr)", file=sys.stderr)
         return 2
     except MemoryError:
         print(
@@ -386,13 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     except (ValueError, OSError) as exc:
-        print(f"xrnn: error: {exc}", file=sys.stderr)
+        print(f"xrnn: error: {_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xrnn: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the boundary: one line, never a traceback
-        print(f"xrnn: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"xrnn: error: unexpected {type(exc).__name__}: {_line(exc)}", file=sys.stderr)
         return 2
 
 

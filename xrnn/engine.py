@@ -346,6 +346,8 @@ def check_lengths(ctx: Context, lengths: Any, m: int, T: int) -> tuple[Any, Any]
     elif isinstance(lengths, Sequence) and not isinstance(lengths, str):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in lengths):
             raise TypeError("lengths must hold integers")
+        if not all(1 <= v <= T for v in lengths):  # host values: checked here, whatever size
+            raise ValueError(f"lengths must lie in [1, {T}] (1 ≤ length ≤ T_x)")
         lengths = xp.asarray(list(lengths), dtype=xp.int64, device=ctx.device)
     else:
         raise TypeError(

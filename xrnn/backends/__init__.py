@@ -96,6 +96,11 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
     for name, value in items:
         xp, device = _NAMESPACES.get(type(value), (None, None))
         if xp is None:
+            if type(value).__module__.startswith("numpy.ma"):
+                raise TypeError(
+                    f"{name} is a masked array; xrnn does not read masks — pass lengths= for "
+                    f"padded sequences, or the plain values ({name}.filled(0) or .data)"
+                )
             if not array_api_compat.is_array_api_obj(value):
                 raise TypeError(
                     f"{name} must be an array (NumPy, CuPy, PyTorch or another array-API "
@@ -103,6 +108,12 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
                 )
             xp = array_api_compat.array_namespace(value)
         if not _supported_dtype(xp, value.dtype):
+            if getattr(value.dtype, "byteorder", "=") not in ("=", "|"):  # NumPy's non-native
+                raise TypeError(
+                    f"{name} has dtype {value.dtype.str}, in the other byte order than this "
+                    f"machine's; convert it first, e.g. "
+                    f"{name}.astype({name}.dtype.newbyteorder('='))"
+                )
             if not xp.isdtype(value.dtype, "real floating"):
                 raise TypeError(
                     f"{name} has dtype {value.dtype}; xrnn needs a real floating dtype "

@@ -17,6 +17,7 @@ import math
 import os
 import secrets
 import stat
+import warnings
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import numpy as np
 
 from xrnn.cell import CELLS, Cell
-from xrnn.charlm.vocab import Vocabulary
+from xrnn.charlm.vocab import Vocabulary, printable
 from xrnn.host import to_numpy
 
 if TYPE_CHECKING:
@@ -81,6 +82,16 @@ def check_writable(path: str | os.PathLike, what: str) -> Path:
         raise ValueError(f"{what} {str(p)!r}: the folder {str(folder)!r} is not writable")
     if p.exists() and not p.is_file():
         raise ValueError(f"{what} {str(p)!r} exists and is not a regular file")
+    # the one proof that a file can be written there (a read-only mount, /proc, a full disk
+    # pass the checks above): create one beside it, as save() will, and remove it
+    probe = folder / f".xrnn-probe-{secrets.token_hex(6)}.tmp"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(
+            f"{what} {str(p)!r}: cannot create a file in {str(folder)!r} ({exc.strerror or exc})"
+        ) from None
     return p
 
 
@@ -252,6 +263,15 @@ def _open(p: Path) -> tuple[dict[str, Any], _Archive]:
     return meta, checkpoint
 
 
+def _listing(what: str, names: set[str], shown: int = 5) -> str:
+    """``what`` and the first few of ``names`` (a file may list thousands), or nothing."""
+    if not names:
+        return ""
+    first = sorted(names)[:shown]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{what} {', '.join(repr(n[:40]) for n in first)}{more}"
+
+
 def _integer(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -275,6 +295,9 @@ def _build(p: Path, meta: dict[str, Any], checkpoint: _Archive, like: Any) -> Ch
         vocab = Vocabulary(chars)
     except ValueError as exc:
         raise _fail(p, f"has an invalid vocabulary: {exc}") from None
+    bad = next((c for c in chars[1:] if not printable(c)), None)
+    if bad is not None:
+        raise _fail(p, f"has a vocabulary with the control character U+{ord(bad):04X}")
     hidden, size = meta.get("hidden"), checkpoint.size
     layers, dropout = meta.get("layers", 1), meta.get("dropout", 0.0)
     if not _integer(hidden) or hidden <= 0:
@@ -299,8 +322,11 @@ def _build(p: Path, meta: dict[str, Any], checkpoint: _Archive, like: Any) -> Ch
     if sum(math.prod(s) for s in shapes.values()) * dtype.itemsize > size:
         raise _fail(p, f"declares more parameters than its {size} bytes can hold")
     if checkpoint.arrays != set(shapes):
-        raise _fail(p, f"holds arrays {sorted(checkpoint.arrays)}; a {cell} model has "
-                    f"{sorted(shapes)}")  # fmt: skip
+        extra, missing = checkpoint.arrays - set(shapes), set(shapes) - checkpoint.arrays
+        found = "; ".join(
+            x for x in (_listing("unexpected", extra), _listing("missing", missing)) if x
+        )
+        raise _fail(p, f"holds arrays that are not a {cell} model's: {found}")
     params: dict[str, Any] = {}
     for k, shape in shapes.items():
         params[k] = checkpoint.read(k, dtype, shape)
@@ -308,4 +334,11 @@ def _build(p: Path, meta: dict[str, Any], checkpoint: _Archive, like: Any) -> Ch
             raise _fail(p, f"array {k!r} holds NaN or infinity")
     if like is not None:
         params = to_device(params, like)
-    return CharModel(cell, vocab, params, layers=layers, dropout=float(dropout))
+    model = CharModel(cell, vocab, params, layers=layers, dropout=float(dropout))
+    try:  # weights that overflow give no distribution to sample from: refused here, not later
+        with warnings.catch_warnings():  # the overflow itself: the error below says it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            model.sample(1, max_length=1)
+    except ValueError as exc:
+        raise _fail(p, f"has weights that give no probability distribution ({exc})") from None
+    return model

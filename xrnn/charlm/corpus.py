@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import random
 import re
+import stat
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
+from xrnn.charlm.vocab import printable
+
 __all__ = [
     "MAX_DATA_BYTES",
+    "MAX_NAME_CHARS",
     "MIN_NAMES",
     "bundled_names",
     "clean_dino_names",
@@ -24,6 +28,9 @@ NON_NAMES = frozenset({"skeleton", "illustration"})
 # many times over once decoded (1 MiB of names is about 100,000 of them)
 MIN_NAMES = 3
 MAX_DATA_BYTES = 64 * 2**20
+# A name's longest length: the model unrolls over the longest name of a batch, so its memory
+# grows with it (a megabyte-long "name" took gigabytes); real names are tens of characters
+MAX_NAME_CHARS = 1000
 # Two capitalised names run together ("AetonyxAfromimus"): split before an inner capital.
 _RUN_TOGETHER = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
@@ -40,9 +47,29 @@ def clean_dino_names(lines: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def prepare_names(lines: Iterable[str]) -> list[str]:
-    """User data: one name per line, stripped and lowercased; blank lines and duplicates dropped."""
-    return list(dict.fromkeys(s for s in (line.strip().lower() for line in lines) if s))
+def prepare_names(lines: Iterable[str], source: str = "names") -> list[str]:
+    """User data: one name per line, stripped and lowercased; blank lines and duplicates
+    dropped. A name longer than :data:`MAX_NAME_CHARS` or with a control character or a lone
+    surrogate (:func:`~xrnn.charlm.vocab.printable`) is a ``ValueError`` naming its line in
+    ``source``."""
+    names = []
+    for number, line in enumerate(lines, 1):
+        name = line.strip().lower()
+        if not name:
+            continue
+        if len(name) > MAX_NAME_CHARS:
+            raise ValueError(
+                f"{source}: line {number} is {len(name)} characters long; a name may have at "
+                f"most {MAX_NAME_CHARS}"
+            )
+        bad = next((c for c in name if not printable(c)), None)
+        if bad is not None:
+            raise ValueError(
+                f"{source}: line {number} holds the control character U+{ord(bad):04X}; names "
+                f"are printable text"
+            )
+        names.append(name)
+    return list(dict.fromkeys(names))
 
 
 def bundled_names() -> list[str]:
@@ -57,16 +84,27 @@ def read_names(path: str | Path) -> list[str]:
     What makes a name: the file is split at ``\n`` only (other Unicode line breaks stay part
     of a name); each line is stripped of surrounding whitespace (so a Windows ``\r\n`` file
     reads the same) and lowercased; blank lines and repeated names are dropped; a UTF-8 byte
-    order mark at the start is not part of the first name. The file must hold at least
-    :data:`MIN_NAMES` names and at most :data:`MAX_DATA_BYTES` bytes.
+    order mark at the start is not part of the first name. The file must be a regular file
+    (a pipe or device, which may never end, is refused before it is opened) holding at least
+    :data:`MIN_NAMES` names and at most :data:`MAX_DATA_BYTES` bytes, each name at most
+    :data:`MAX_NAME_CHARS` characters, none a control character.
     """
     p = Path(path)
-    if not p.exists():
-        raise ValueError(f"data file {str(p)!r} does not exist")
-    if p.is_dir():
-        raise ValueError(f"data file {str(p)!r} is a directory, not a text file")
     try:
-        with open(p, "rb") as f:  # a pipe or device is read too, up to the same cap
+        info = p.stat()
+    except FileNotFoundError:
+        raise ValueError(f"data file {str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"data file {str(p)!r} cannot be read: {exc.strerror}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise ValueError(f"data file {str(p)!r} is a directory, not a text file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(
+            f"data file {str(p)!r} is not a regular file (a pipe, device or socket); save the "
+            f"names to a file first"
+        )
+    try:
+        with open(p, "rb") as f:
             raw = f.read(MAX_DATA_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"data file {str(p)!r} cannot be read: {exc.strerror}") from exc
@@ -83,7 +121,7 @@ def read_names(path: str | Path) -> list[str]:
         raise ValueError(
             f"data file {str(p)!r} is not UTF-8 text (bad byte at offset {exc.start})"
         ) from exc
-    names = prepare_names(text.split("\n"))
+    names = prepare_names(text.split("\n"), f"data file {str(p)!r}")
     if len(names) < MIN_NAMES:
         raise ValueError(
             f"data file {str(p)!r} has {len(names)} usable name(s); training needs at least "

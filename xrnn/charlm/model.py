@@ -229,7 +229,8 @@ class CharModel:
         Each step's probabilities ``softmax(logits / temperature)`` are copied to the host (V×n
         numbers) and the characters are drawn there from ``numpy.random.default_rng(seed)`` —
         the array API has no random generator — so a seed gives the same names on every
-        backend. A name ends at the newline or after ``max_length`` characters.
+        backend. A name ends at the newline or after ``max_length`` characters. Weights whose
+        probabilities are not finite are a ``ValueError``.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
@@ -265,6 +266,11 @@ class CharModel:
             # overflow (below 1e-30 every temperature is the greedy pick of the likeliest)
             logits = (z - xp.max(z, axis=0, keepdims=True)) * min(1.0 / temperature, 1e30)
             p = to_numpy(softmax(logits)).astype(np.float64)
+            if not np.isfinite(p).all():  # else every draw reads as "end of name"
+                raise ValueError(
+                    "the model's next-character probabilities are not finite (its weights "
+                    "overflow); it cannot sample names"
+                )
             cdf = np.cumsum(p, axis=0)
             draws = (cdf < rng.random(n) * cdf[-1]).sum(axis=0).clip(0, V - 1)
             for j in np.flatnonzero(~done):

@@ -24,6 +24,12 @@ __all__ = ["resolve_device", "train"]
 VALIDATE_EVERY_NAMES = 1600
 
 
+# A loss this many times the first step's (an untrained model's) has diverged: training never
+# makes a model that much worse than chance, and a finite but exploding loss (an enormous
+# learning rate: 6.6e32 after a few steps) must stop the run as a non-finite one does
+EXPLODED = 100
+
+
 def _positive_int(name: str, value: Any) -> int:
     positive_int(name, value)  # the same check and message as the initialisers'
     return value
@@ -239,17 +245,19 @@ def train(
     flops = step_flops(model.spec, hidden, batch_size)
     with step_threads(model.xp, flops, small=SMALL_TRAINING_STEP_FLOPS, floor=0):
         for step in range(1, steps + 1):
-            while len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
-                epoch = list(names)
-                order.shuffle(epoch)
-                pool, cursor = pool[cursor:] + epoch, 0  # once per epoch, not per step
+            if len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
+                pool, cursor = pool[cursor:], 0  # once per epoch, not per step
+                while len(pool) < batch_size:  # (extended in place: a batch of many epochs
+                    epoch = list(names)  # costs its size, not its size squared)
+                    order.shuffle(epoch)
+                    pool.extend(epoch)
             batch = pool[cursor : cursor + batch_size]
             cursor += batch_size
             if sharded is None:
                 loss, grads = model.loss_and_gradients(batch)
             else:
                 loss, grads = sharded(model, batch, step)
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or (step > 1 and loss > EXPLODED * history["loss"][0]):
                 raise FloatingPointError(
                     f"training diverged at step {step} (loss {loss}): lower the learning rate or "
                     "enable clipping"

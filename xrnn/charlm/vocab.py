@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["EOS", "Vocabulary"]
+__all__ = ["EOS", "Vocabulary", "printable"]
 
 EOS = "\n"
+
+
+def printable(c: str) -> bool:
+    """Whether the character ``c`` may be part of a name: not a control character (which a
+    terminal would act on: ESC, BEL, CR) nor a lone surrogate (which cannot even be encoded).
+    Names and a model's vocabulary (the end-of-name newline aside) are made of these."""
+    return unicodedata.category(c) not in ("Cc", "Cs")
 
 
 class Vocabulary:

@@ -1,0 +1,202 @@
+"""Inputs a hostile but fair user passes (issue #23's reproductions): each one a clear error
+naming what is wrong — quickly, before memory grows — never a hang, a deep traceback or a
+silently wrong result."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import xrnn
+from xrnn import charlm
+from xrnn.charlm.corpus import MAX_NAME_CHARS, read_names
+from xrnn.cli import main
+
+NAMES = ["anna", "bob", "carla", "dora", "emma", "fabio", "gina", "hans", "ida", "jonas"]
+
+
+def _lstm_call(**kw):
+    rng = np.random.default_rng(0)
+    p = xrnn.initialize_lstm(3, 4, seed=0)
+    x, a0 = rng.normal(size=(3, 2, 5)), np.zeros((4, 2))
+    return xrnn.lstm_forward(x, a0, p, **kw)
+
+
+# --- arrays ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lengths", [[2**70, 3], [3, -(2**70)], [0, 3], [3, 6]])
+def test_every_lengths_problem_is_a_value_error(lengths):
+    """Python ints beyond int64 included (they raised OverflowError), with or without the
+    finiteness check."""
+    for check in (True, False):
+        with pytest.raises(ValueError, match=r"lengths must lie in \[1, 5\]"):
+            _lstm_call(lengths=lengths, check_finite=check)
+
+
+def test_the_other_byte_order_is_named_as_such():
+    p = xrnn.initialize_lstm(3, 4, seed=0)
+    x = np.zeros((3, 2, 5), dtype=">f8")
+    with pytest.raises(TypeError, match="byte order") as exc:
+        xrnn.lstm_forward(x, np.zeros((4, 2)), p)
+    assert "newbyteorder" in str(exc.value)
+    swapped = {**p, "Wf": p["Wf"].astype(">f8")}
+    with pytest.raises(TypeError, match=r"parameters\['Wf'\].*byte order"):
+        xrnn.lstm_forward(np.zeros((3, 2, 5)), np.zeros((4, 2)), swapped)
+
+
+def test_masked_arrays_are_refused_everywhere():
+    """A mask is never silently dropped: refused as x, as a state and as a parameter, with
+    what to do instead."""
+    p = xrnn.initialize_lstm(3, 4, seed=0)
+    x, a0 = np.zeros((3, 2, 5)), np.zeros((4, 2))
+    masked = np.ma.masked_array(x, mask=np.zeros_like(x, dtype=bool))
+    for call in (
+        lambda: xrnn.lstm_forward(masked, a0, p),
+        lambda: xrnn.lstm_forward(x, np.ma.masked_array(a0), p),
+        lambda: xrnn.lstm_forward(x, a0, {**p, "bf": np.ma.masked_array(p["bf"])}),
+        lambda: xrnn.rnn_cell_forward(masked[:, :, 0], a0, xrnn.initialize_rnn(3, 4)),
+    ):
+        with pytest.raises(TypeError, match="masked array.*lengths="):
+            call()
+
+
+# --- corpus files ---------------------------------------------------------------------------
+
+
+def test_a_fifo_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "names.fifo"
+    os.mkfifo(fifo)
+    done: list[BaseException] = []
+
+    def read():
+        try:
+            read_names(fifo)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            done.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    assert isinstance(done[0], ValueError) and "not a regular file" in str(done[0])
+
+
+def test_devices_and_directories_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_names("/dev/zero")
+    with pytest.raises(ValueError, match="is a directory"):
+        read_names(tmp_path)
+
+
+def test_a_huge_line_is_refused_before_any_work(tmp_path):
+    data = tmp_path / "names.txt"
+    data.write_text("anna\nbob\n" + "x" * (MAX_NAME_CHARS + 1) + "\ncarla\n")
+    with pytest.raises(ValueError, match=f"line 3 is {MAX_NAME_CHARS + 1} characters long"):
+        read_names(data)
+    data.write_text("anna\nbob\n" + "x" * MAX_NAME_CHARS + "\ncarla\n")
+    assert len(read_names(data)) == 4
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x07", "\r", "\x85", "\ud800"])
+def test_names_with_control_characters_are_refused(char):
+    with pytest.raises(ValueError, match=f"U\\+{ord(char):04X}"):
+        charlm.train(["anna", f"b{char}b", "carla"], hidden=4, steps=1)
+
+
+# --- training and checkpoints ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lr", [1e30, 1e10])
+def test_an_exploding_loss_is_divergence(lr):
+    """A finite loss that explodes (it finished with rc 0 at 6.6e32) stops the run with the
+    documented error, as a non-finite one does."""
+    with pytest.raises(FloatingPointError, match="diverged"):
+        charlm.train(NAMES, hidden=8, layers=1, dropout=0.0, steps=50, lr=lr, validation=0)
+
+
+def test_an_unwritable_save_target_is_refused_before_training(tmp_path, capsys):
+    target = "/proc/xrnn-model.npz"
+    assert main(["train", "--steps", "1", "--samples", "0", "--save", target]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create a file" in err[0] and target in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model, _ = charlm.train(NAMES, hidden=4, layers=1, dropout=0.0, steps=2, validation=0)
+    path = model.save(tmp_path_factory.mktemp("ckpt") / "ok.npz")
+    with np.load(path) as z:
+        files = {k: z[k] for k in z.files}
+    return files, json.loads(str(files.pop("__meta__")))
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x07", "\r", "\ud800"])
+def test_a_vocabulary_with_control_characters_is_refused_at_load(checkpoint, tmp_path, char):
+    files, meta = checkpoint
+    vocab = meta["vocab"][:-1] + char
+    path = tmp_path / "bad.npz"
+    np.savez(path, **files, __meta__=np.array(json.dumps({**meta, "vocab": vocab})))
+    with pytest.raises(ValueError, match=f"control character U\\+{ord(char):04X}"):
+        charlm.load(path)
+
+
+def test_thousands_of_extra_members_give_a_short_message(checkpoint, tmp_path):
+    files, meta = checkpoint
+    extra = {f"junk{i}": np.zeros(1) for i in range(5000)}
+    path = tmp_path / "many.npz"
+    np.savez(path, **files, **extra, __meta__=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match="unexpected 'junk0'.* and 4995 more") as exc:
+        charlm.load(path)
+    assert len(str(exc.value)) < 400
+
+
+def test_weights_that_overflow_are_refused_at_load(checkpoint, tmp_path, capsys):
+    """All weights 3e38 (finite): the model has no distribution to sample from. Refused at
+    load (it sampled empty names with exit code 0), and by sample() itself."""
+    files, meta = checkpoint
+    huge = {k: np.full_like(v, 3e38) for k, v in files.items()}
+    path = tmp_path / "huge.npz"
+    np.savez(path, **huge, __meta__=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match="no probability distribution"):
+        charlm.load(path)
+    assert main(["sample", "--load", str(path), "--n", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no probability distribution" in err[0], err
+    model = charlm.load(
+        charlm.train(NAMES, hidden=4, steps=1, validation=0)[0].save(tmp_path / "ok.npz")
+    )
+    model.params = {k: np.full_like(v, 3e38) for k, v in model.params.items()}
+    with pytest.raises(ValueError, match="not finite"):
+        model.sample(3)
+
+
+def test_a_batch_larger_than_the_data_is_refused_before_any_work(capsys):
+    argv = ["train", "--batch-size", "100000000", "--steps", "1", "--samples", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--batch-size 100000000 is larger than the" in err[0], err
+
+
+def test_a_batch_of_many_epochs_costs_its_size():
+    """The API still lets a batch repeat names (many epochs a batch); building it is linear
+    in its size (it was quadratic: 10^8 never started)."""
+    import time
+
+    start = time.perf_counter()
+    model, history = charlm.train(NAMES, hidden=2, layers=1, steps=1, batch_size=20_000,
+                                  validation=0, dropout=0.0)  # fmt: skip
+    assert history["steps"] == 1 and time.perf_counter() - start < 60
+
+
+def test_cli_errors_are_bounded(tmp_path, capsys):
+    data = tmp_path / "names.txt"
+    data.write_text("x" * 5000 + "\n")  # one too-long name: the message must not quote it all
+    assert main(["train", "--data", str(data) + "/" + "y" * 2000, "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and len(err[0]) <= 520, len(err[0])
