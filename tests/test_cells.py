@@ -13,6 +13,7 @@ import numpy as np
 import peephole_reference
 import pytest
 from cells import FAMILIES, NAMES, backward, forward, initialize, random_parameters, spec
+from test_generated import Everything
 
 import xrnn
 from xrnn.cells import PeepholeLSTMCell
@@ -172,21 +173,7 @@ def test_the_derived_backward_equals_the_written_one(kw, xp):
 
 def test_derive_covers_every_operation_of_the_namespace():
     """A cell using every function of ``m`` (a where, a maximum, an exp, ...) gets a derived
-    backward that matches central finite differences through the generic path."""
-
-    class Everything(xrnn.ElementwiseCell):
-        name = "everything"
-        gates = (("Wa", "ba"), ("Wb", "bb"))
-        vectors = ("v",)
-        states = ("a",)
-
-        @staticmethod
-        def forward(m, za, zb, v, a_prev):
-            s = m.sigmoid(za) * m.tanh(zb) + m.exp(-(zb * zb)) * v
-            r = m.sqrt(1 + za * za) + m.log(2 + m.abs(zb)) - m.maximum(za, 0.25 * zb)
-            t = m.minimum(za, zb) / (2 + a_prev * a_prev) + m.where(za > zb, za, -zb) ** 2
-            return (s + 0.1 * r - 0.1 * t,), ()
-
+    backward that matches central finite differences of the forward."""
     cell = Everything()
     rng = np.random.default_rng(5)
     n_x, n_a, m, T = 2, 3, 2, 4

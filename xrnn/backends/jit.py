@@ -460,21 +460,37 @@ def _lstm_forward_lockstep(blas: Any, W: Any, GX: Any, store: Any) -> bool:
     return lockstep.run(lstm_forward_lockstep, args(0), args(1), flags)
 
 
+def _chunk_work(W: Any, trace: Any, dA: Any, g0: Any, store: Any, rows: int) -> tuple:
+    """What a backward chunk on two threads works with (``rows``: its gate rows): ``Wa``,
+    ``Wx`` C-contiguous, the step's upstream scratch ``up`` (n_a, m), the threads' partial
+    sums ``P`` (2, 2, n_a, m), the chunk's previous states and inputs as columns ``A``, ``X``
+    and a column of ones (the store's scratch, reused by every chunk), the chunk's gradients
+    ``dWa``, ``dWx``, ``db``, ``dX``, and the threads' flags."""
+    n_a, m = int(g0.shape[0]), int(g0.shape[1])
+    K, dtype, n_x = int(dA.shape[0]) * m, g0.dtype, int(trace.x.shape[0])
+    return (
+        np.ascontiguousarray(W.Wa),
+        np.ascontiguousarray(W.Wx),
+        np.empty_like(g0),
+        np.empty((2, 2, n_a, m), dtype=dtype),
+        store.scratch("A", (n_a, K), dtype),
+        store.scratch("X", (n_x, K), dtype),
+        store.scratch("ones", (K, 1), dtype, fill=1),
+        np.empty((rows, n_a), dtype),
+        np.empty((rows, n_x), dtype),
+        np.empty((rows, 1), dtype),
+        np.empty((n_x, K), dtype),
+        lockstep.new_flags(),
+    )
+
+
 def _lstm_chunk_lockstep(
     blas: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
 ) -> tuple[tuple, tuple, Any] | None:
     g0, dc = g
-    n_a, m = int(g0.shape[0]), int(g0.shape[1])
-    K, dtype = int(dA.shape[0]) * m, g0.dtype
-    XE = trace.x
-    rows, n_x = 4 * n_a, int(XE.shape[0])
-    Wa, Wx = np.ascontiguousarray(W.Wa), np.ascontiguousarray(W.Wx)
-    up, P = np.empty_like(g0), np.empty((2, 2, n_a, m), dtype=dtype)
-    A, X = store.scratch("A", (n_a, K), dtype), store.scratch("X", (n_x, K), dtype)
-    ones = store.scratch("ones", (K, 1), dtype, fill=1)
-    dWa, dWx = np.empty((rows, n_a), dtype), np.empty((rows, n_x), dtype)
-    db, dX = np.empty((rows, 1), dtype), np.empty((n_x, K), dtype)
-    flags = lockstep.new_flags()
+    n_a, XE = int(g0.shape[0]), trace.x
+    work = _chunk_work(W, trace, dA, g0, store, 4 * n_a)
+    Wa, Wx, up, P, A, X, ones, dWa, dWx, db, dX, flags = work
     S, C, H, dp = trace.saved, trace.states[1], trace.states[0], store.gx_buffer
 
     def args(thread: int, u0: int, u1: int) -> tuple:
@@ -758,18 +774,11 @@ def _generated_chunk_lockstep(
     """A generated cell's whole backward chunk on two threads in lockstep (see
     :func:`_lstm_chunk_lockstep`); the vectors' gradients summed from their rows after."""
     kernels = _generated(cell, dA.dtype)
-    g0 = g[0]
-    n_a, m = int(g0.shape[0]), int(g0.shape[1])
-    K, dtype = int(dA.shape[0]) * m, g0.dtype
-    XE = trace.x
-    rows, n_x = cell.blocks * n_a, int(XE.shape[0])
-    Wa, Wx = np.ascontiguousarray(W.Wa), np.ascontiguousarray(W.Wx)
-    up, P = np.empty_like(g0), np.empty((2, 2, n_a, m), dtype=dtype)
-    A, X = store.scratch("A", (n_a, K), dtype), store.scratch("X", (n_x, K), dtype)
-    ones = store.scratch("ones", (K, 1), dtype, fill=1)
-    dWa, dWx = np.empty((rows, n_a), dtype), np.empty((rows, n_x), dtype)
-    db, dX = np.empty((rows, 1), dtype), np.empty((n_x, K), dtype)
-    flags = lockstep.new_flags()
+    g0, XE = g[0], trace.x
+    n_a, K = int(g0.shape[0]), int(dA.shape[0]) * int(g0.shape[1])
+    rows = cell.blocks * n_a
+    work = _chunk_work(W, trace, dA, g0, store, rows)
+    Wa, Wx, up, P, A, X, ones, dWa, dWx, db, dX, flags = work
     S = () if trace.saved is None else (trace.saved,)
     dp = store.gx_buffer
 
