@@ -156,6 +156,7 @@ def test_thousands_of_extra_members_give_a_short_message(checkpoint, tmp_path):
     assert len(str(exc.value)) < 400
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow the error reports
 def test_weights_that_overflow_are_refused_at_load(checkpoint, tmp_path, capsys):
     """All weights 3e38 (finite): the model has no distribution to sample from. Refused at
     load (it sampled empty names with exit code 0), and by sample() itself."""
