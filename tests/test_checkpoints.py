@@ -14,6 +14,7 @@ import pytest
 
 from xrnn import charlm
 from xrnn.benchmark.table import peak_memory_mb
+from xrnn.cli import main
 
 NAMES = ["anna", "bob", "carla", "dora", "emma", "fabio", "gina", "hans", "ida", "jonas"]
 
@@ -237,3 +238,45 @@ def test_save_errors_name_the_target_and_leave_no_temporary_file(good, tmp_path)
     assert r.returncode == 0, r.stderr
     assert re.search(r"cannot write checkpoint .*m\.npz", r.stdout), r.stdout
     assert list(out.iterdir()) == []  # neither the target nor a temporary file
+
+
+# --- issue #23: what a checkpoint may not hold -------------------------------------------
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x07", "\r", "\ud800"])
+def test_a_vocabulary_with_control_characters_is_refused_at_load(good, tmp_path, char):
+    _, _, files, meta = good
+    vocab = meta["vocab"][:-1] + char
+    path = tmp_path / "bad.npz"
+    np.savez(path, **files, __meta__=np.array(json.dumps({**meta, "vocab": vocab})))
+    with pytest.raises(ValueError, match=f"control character U\\+{ord(char):04X}"):
+        charlm.load(path)
+
+
+def test_thousands_of_extra_members_give_a_short_message(good, tmp_path):
+    _, _, files, meta = good
+    extra = {f"junk{i}": np.zeros(1) for i in range(5000)}
+    path = tmp_path / "many.npz"
+    np.savez(path, **files, **extra, __meta__=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match="unexpected 'junk0'.* and 4995 more") as exc:
+        charlm.load(path)
+    assert len(str(exc.value)) < 400
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow the error reports
+def test_weights_that_overflow_are_refused_at_load(good, tmp_path, capsys):
+    """All weights 3e38 (finite): the model has no distribution to sample from. Refused at
+    load (it sampled empty names with exit code 0), and by sample() itself."""
+    _, _, files, meta = good
+    huge = {k: np.full_like(v, 3e38) for k, v in files.items()}
+    path = tmp_path / "huge.npz"
+    np.savez(path, **huge, __meta__=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match="no probability distribution"):
+        charlm.load(path)
+    assert main(["sample", "--load", str(path), "--n", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no probability distribution" in err[0], err
+    model = charlm.load(good[1])
+    model.params = {k: np.full_like(v, 3e38) for k, v in model.params.items()}
+    with pytest.raises(ValueError, match="not finite"):
+        model.sample(3)
