@@ -112,7 +112,8 @@ class ElementwiseCell(GatedCell):
         Per-unit parameters of shape ``(n_a, 1)`` used elementwise (peephole weights),
         initialised to zero.
     states : tuple of str
-        State components, the hidden state first: ``("a",)`` or ``("a", "c")``.
+        State components, the hidden state first: ``("a",)``, ``("a", "c")``, or more (each
+        ``(n_a, m)``; ``xrnn.forward`` takes ``<state>0=`` for each after the first).
     saves : tuple of str
         Names of the values :meth:`forward` returns for :meth:`backward` (each ``(n_a, m)``).
     bias_init : dict of str to float
