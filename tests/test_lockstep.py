@@ -228,8 +228,9 @@ def test_torch_cpu_tensors_run_the_compiled_kernels(counted):
 # --- the generated cells' loops (xrnn.backends.generated) ------------------------------------
 
 
-def _cell_call(cell, n_a, m, T, dtype, seed=0, **kw):
-    """Outputs and gradients of one call of ``cell`` (a cell object), every state given."""
+def _cell_call(cell, n_a, m, T, dtype, seed=0, to=None, **kw):
+    """Outputs and gradients of one call of ``cell`` (a cell object), every state given, as
+    NumPy arrays (``to``: how the inputs are made another library's, e.g. torch.from_numpy)."""
     rng = np.random.default_rng(seed)
     n_x = 5
     p = {
@@ -243,9 +244,15 @@ def _cell_call(cell, n_a, m, T, dtype, seed=0, **kw):
     a0 = initial.pop("a0")
     dfinal = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in cell.states)
     da = rng.normal(size=(n_a, m, T)).astype(dtype)
+    if to is not None:
+        p = {k: to(v) for k, v in p.items()}
+        x, a0, da = to(x), to(a0), to(da)
+        initial = {k: to(v) for k, v in initial.items()}
+        dfinal = tuple(to(d) for d in dfinal)
     out = xrnn.forward(cell, x, a0, p, **initial, **kw)
     g = xrnn.backward(da, out[-1], dfinal=dfinal)
-    return {**{f"out{i}": o for i, o in enumerate((out[0], *out[2:-1]))}, **g}
+    got = {**{f"out{i}": o for i, o in enumerate((out[0], *out[2:-1]))}, **g}
+    return {k: np.asarray(v) for k, v in got.items()}
 
 
 @needs_lockstep
@@ -276,3 +283,23 @@ def test_generated_lockstep_loops_equal_the_one_thread_path(
     for k in want:
         assert got[k].dtype == np.dtype(dtype), k
         np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=k)
+
+
+@needs_lockstep
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+@pytest.mark.parametrize("name", ["three_states", "peephole_lstm"])
+def test_torch_cpu_tensors_run_the_generated_kernels(counted, name):
+    """Torch CPU tensors of a generated cell borrow its compiled kernels (lockstep loops
+    included) on their own memory, as the LSTM's do: the same results as NumPy's."""
+    import test_generated
+    import torch
+
+    cell = test_generated.ThreeStates() if name == "three_states" else xrnn.CELLS[name]
+    want = _cell_call(cell, 9, 4, 7, "float32")
+    counted.clear()
+    threads = torch.get_num_threads()
+    got = _cell_call(cell, 9, 4, 7, "float32", to=torch.from_numpy)
+    assert {"forward_lockstep", "chunk_lockstep"} <= set(counted)
+    assert torch.get_num_threads() == threads  # held at one during the calls only
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=2e-5, atol=2e-5, err_msg=k)

@@ -122,8 +122,7 @@ def buffer_store(ops: Any, cell: Any, state0: tuple, GX: Any) -> BufferStore:
     """A :class:`BufferStore` for ``ops``' kernels: the saved blocks are ``GX`` itself when the
     cell's forward kernel is registered ``saved_in_gx``, else a fresh ``(T, rows, m)`` buffer."""
     T = int(GX.shape[0])
-    kernel = ops.kernel(cell, "forward")
-    if getattr(kernel, "saved_in_gx", False):
+    if ops.saved_in_gx(cell):
         saved = GX
     elif cell.saved_blocks:
         n_a, m = (int(s) for s in state0[0].shape)
@@ -284,6 +283,11 @@ class Ops:
 
     def kernel(self, cell: Any, direction: str) -> Callable | None:
         return type(self).kernels.get((cell.name, direction))
+
+    def saved_in_gx(self, cell: Any) -> bool:
+        """Whether ``cell``'s forward kernel here writes the saved blocks over the input side
+        ``GX`` (registered with ``saved_in_gx = True``), which the store then lends."""
+        return getattr(self.kernel(cell, "forward"), "saved_in_gx", False)
 
     def on_device(self, device: Any) -> contextlib.AbstractContextManager:
         """A scope in which work on ``device`` runs (a library that launches on a *current*

@@ -583,7 +583,7 @@ class JitOps(NumpyOps):
         threads are better left alone)."""
         return (
             dtype is not None
-            and cell.name in _LOOPS
+            and (cell.name in _LOOPS or _traced(cell))
             and step_flops(cell, n_a, m) <= tuning.LOCKSTEP_MAX_FLOPS
         )
 
@@ -805,7 +805,7 @@ def _generated_backward_steps(
     """A chunk's backward steps of a generated cell in a lean loop (see
     :meth:`JitOps.backward_steps`)."""
     kernels = _generated(cell, dA.dtype)
-    if kernels is None or not isinstance(store, JitColumns):
+    if kernels is None or not isinstance(store, BufferColumns):
         return None
     states, S, m = trace.states, trace.saved, int(dA.shape[2])
     WaT, g0, gx = W.Wa.T, g[0], store.gx_buffer

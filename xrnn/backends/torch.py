@@ -157,6 +157,10 @@ class TorchOps(Ops):
             return super().forward_store(cell, state0, GX)
         return buffer_store(self, cell, state0, GX)
 
+    def saved_in_gx(self, cell: Any) -> bool:
+        twin = _twin()  # the compiled loops fill the store: theirs is the layout
+        return super().saved_in_gx(cell) if twin is None else twin.saved_in_gx(cell)
+
     def add_bias(self, G: Any, b: Any) -> Any:
         return G + b if _recording(G, b) else G.add_(b)
 
@@ -194,13 +198,15 @@ class TorchOps(Ops):
         step on config A takes 150."""
         loop = _LOOPS.get(cell.name)
         # buffers only where GX and the initial states record nothing (forward_store)
-        if loop is None or not isinstance(store, BufferStore) or _recording(W.Wa, W.bh):
+        if not isinstance(store, BufferStore) or _recording(W.Wa, W.bh, W.V):
             return False
         twin = _twin()
         if twin is not None and twin.forward_loop(
             cell, _weights(W), _numpy(GX), store.viewed(_numpy)
         ):
             return True
+        if loop is None:
+            return False
         loop(W, GX, store)
         return True
 
@@ -244,7 +250,7 @@ class TorchOps(Ops):
         if (
             twin is None
             or not isinstance(store, BufferColumns)
-            or _recording(W.Wa, W.Wx, dA, *g, *trace.states, trace.saved, trace.x)
+            or _recording(W.Wa, W.Wx, W.V, dA, *g, *trace.states, trace.saved, trace.x)
         ):
             return None
         arrays = tuple(_numpy(d) for d in g)
