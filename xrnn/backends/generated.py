@@ -6,7 +6,8 @@ template per kernel around those programs and compiles it with numba, per cell a
 
 - ``forward_step(GX, R, [V], P…, N…, [S])``: the input side plus the recurrent GEMM ``R``
   give each gate's pre-activation; the new state components ``N`` and saved values ``S``
-  are written, element by element, batch axis innermost;
+  are written, element by element (the saved values over ``GX`` itself, and no ``S``, where
+  they fit: :func:`saves_in_gx`);
 - ``backward_step(U…, [S], [V], P…, N…, DP, j0)``: from the upstream gradients ``U`` (each
   overwritten by the direct gradient of its previous state component), the gate and vector
   rows of the chunk's gradient buffer ``DP`` at columns ``j0 + j``;
