@@ -96,6 +96,17 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def package(session: nox.Session) -> None:
+    """The sdist and wheel built (python -m build) and checked (twine check); not in plain
+    ``nox``."""
+    session.install("build>=1", "twine>=5")
+    out = os.path.join(session.create_tmp(), "dist")
+    shutil.rmtree(out, ignore_errors=True)  # this build's files only
+    session.run("python", "-m", "build", "--outdir", out, ".")
+    session.run("twine", "check", *(os.path.join(out, f) for f in sorted(os.listdir(out))))
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite: xrnn vs the exercise's loop vs torch.nn, table + JSON (+ PNG)."""
     session.install("-e", ".", TORCH, "matplotlib>=3.7")
