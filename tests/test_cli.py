@@ -195,3 +195,12 @@ def test_bench_runs_from_the_package(capsys):
             main(argv)
         assert exc.value.code == 0
         assert capsys.readouterr().out.startswith("usage: xrnn bench")
+
+
+def test_progress_never_prints_nan(capsys, monkeypatch):
+    """Before the first validation the plain progress line leaves the validation loss out."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the plain lines, tqdm or not
+    assert main(["train", "--steps", "3", "--hidden", "8", "--layers", "1", "--samples", "0"]) == 0
+    err = capsys.readouterr().err
+    steps = [line for line in err.splitlines() if line.startswith("step")]
+    assert len(steps) == 3 and not any("nan" in line for line in steps), steps

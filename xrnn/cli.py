@@ -241,9 +241,11 @@ class _Progress:
                 shown["val bits/char"] = f"{self.val:.3f}"
             self.bar.set_postfix(shown, refresh=False)
         elif report["step"] % max(1, self.steps // 10) == 0:
+            # the validation loss once there is one (never "nan" before the first)
+            val = f"val {self.val:.3f} bits/char  " if self.val == self.val else ""
             print(
                 f"step {report['step']:>6}/{self.steps}  loss {report['loss']:7.3f}  "
-                f"val {self.val:.3f} bits/char  {report['names_per_s']:.0f} names/s",
+                f"{val}{report['names_per_s']:.0f} names/s",
                 file=sys.stderr,
                 flush=True,
             )
