@@ -247,11 +247,35 @@ class GatedCell(Cell):
             out["d" + b] = db[k * n_a : (k + 1) * n_a, :]
         return out
 
+    def torch_order(self) -> tuple[tuple[str, str], ...]:
+        """The gates in PyTorch's order (:attr:`torch_gates`); a cell PyTorch lacks raises a
+        ``ValueError`` here."""
+        return self.torch_gates
+
+    def to_torch(self, xp, parameters, n_a):
+        """PyTorch's layout of a cell with one bias per gate: it is ``bias_ih``, and
+        ``bias_hh`` is zero."""
+        b = xp.concat([parameters[b][:, 0] for _, b in self.torch_order()])
+        return {
+            **self.torch_weights(xp, parameters, n_a),
+            "bias_ih": b,
+            "bias_hh": xp.zeros_like(b),
+        }
+
+    def from_torch(self, xp, weight_ih, weight_hh, bias_ih, bias_hh, n_a):
+        """The inverse of :meth:`to_torch`: PyTorch's two biases summed into each gate's."""
+        b = torch_bias(xp, bias_ih, bias_hh, weight_hh)
+        out = self.weights_from_torch(xp, weight_ih, weight_hh, n_a)
+        for k, (_, bk) in enumerate(self.torch_order()):
+            out[bk] = xp.reshape(b[k * n_a : (k + 1) * n_a], (n_a, 1))
+        return out
+
     def torch_weights(self, xp: Any, parameters: Mapping[str, Any], n_a: int) -> dict[str, Any]:
         """``weight_ih (k n_a, n_x)`` and ``weight_hh (k n_a, n_a)`` in PyTorch's gate order."""
+        gates = self.torch_order()
         return {
-            "weight_ih": xp.concat([parameters[w][:, n_a:] for w, _ in self.torch_gates], axis=0),
-            "weight_hh": xp.concat([parameters[w][:, :n_a] for w, _ in self.torch_gates], axis=0),
+            "weight_ih": xp.concat([parameters[w][:, n_a:] for w, _ in gates], axis=0),
+            "weight_hh": xp.concat([parameters[w][:, :n_a] for w, _ in gates], axis=0),
         }
 
     def weights_from_torch(
@@ -259,7 +283,7 @@ class GatedCell(Cell):
     ) -> dict[str, Any]:
         """The inverse of :meth:`torch_weights`: each gate's ``W`` on ``[a⟨t-1⟩; x⟨t⟩]``."""
         out = {}
-        for k, (w, _) in enumerate(self.torch_gates):
+        for k, (w, _) in enumerate(self.torch_order()):
             rows = slice(k * n_a, (k + 1) * n_a)
             out[w] = xp.concat([weight_hh[rows, :], weight_ih[rows, :]], axis=1)
         return out

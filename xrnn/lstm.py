@@ -12,7 +12,7 @@ from typing import Any
 import array_api_compat
 
 from xrnn.activations import sigmoid
-from xrnn.cell import GatedCell, register, torch_bias
+from xrnn.cell import GatedCell, register
 from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
 from xrnn.params import initialize
 
@@ -53,21 +53,6 @@ class LSTMCell(GatedCell):
         for w, b in (("Wf", "bf"), ("Wi", "bi"), ("Wc", "bc"), ("Wo", "bo")):
             out[w] = uniform((n_a, n_a + n_x))
             out[b] = zeros((n_a, 1)) + (1.0 if w == "Wf" else 0.0)
-        return out
-
-    def to_torch(self, xp, parameters, n_a):
-        b = xp.concat([parameters[b][:, 0] for _, b in TORCH_GATES])
-        return {
-            **self.torch_weights(xp, parameters, n_a),
-            "bias_ih": b,
-            "bias_hh": xp.zeros_like(b),
-        }
-
-    def from_torch(self, xp, weight_ih, weight_hh, bias_ih, bias_hh, n_a):
-        b = torch_bias(xp, bias_ih, bias_hh, weight_hh)
-        out = self.weights_from_torch(xp, weight_ih, weight_hh, n_a)
-        for k, (_, bk) in enumerate(TORCH_GATES):
-            out[bk] = xp.reshape(b[k * n_a : (k + 1) * n_a], (n_a, 1))
         return out
 
     def forward_pointwise(self, xp, gx, ra, state, W):

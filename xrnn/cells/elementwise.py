@@ -200,33 +200,10 @@ class ElementwiseCell(GatedCell):
 
     # --- PyTorch's layout -----------------------------------------------------------------
 
-    def _torch_gates(self) -> tuple[tuple[str, str], ...]:
+    def torch_order(self) -> tuple[tuple[str, str], ...]:
         if self.torch_gates is None or self.vectors:
             raise ValueError(f"PyTorch has no module with the {self.name!r} cell's math")
         return self.torch_gates
-
-    def torch_weights(self, xp, parameters, n_a):
-        self._torch_gates()
-        return super().torch_weights(xp, parameters, n_a)
-
-    def to_torch(self, xp, parameters, n_a):
-        gates = self._torch_gates()
-        b = xp.concat([parameters[b][:, 0] for _, b in gates])
-        return {
-            **self.torch_weights(xp, parameters, n_a),
-            "bias_ih": b,
-            "bias_hh": xp.zeros_like(b),
-        }
-
-    def from_torch(self, xp, weight_ih, weight_hh, bias_ih, bias_hh, n_a):
-        from xrnn.cell import torch_bias
-
-        gates = self._torch_gates()
-        b = torch_bias(xp, bias_ih, bias_hh, weight_hh)
-        out = self.weights_from_torch(xp, weight_ih, weight_hh, n_a)
-        for k, (_, bk) in enumerate(gates):
-            out[bk] = xp.reshape(b[k * n_a : (k + 1) * n_a], (n_a, 1))
-        return out
 
     # --- the pointwise math on whole blocks -----------------------------------------------
 
