@@ -37,7 +37,7 @@ import xrnn.tuning as tuning
 from xrnn.backends import lockstep
 from xrnn.backends.numpy import NumpyOps
 from xrnn.layout import input_side, time_major
-from xrnn.ops import BufferColumns, chunk_gradients
+from xrnn.ops import BufferColumns, chunk_gradients, vector_rows
 from xrnn.tuning import step_flops
 
 __all__ = ["JitOps"]
@@ -539,10 +539,15 @@ class JitOps(NumpyOps):
     def kernel(self, cell: Any, direction: str) -> Any:
         found = super().kernel(cell, direction)
         if found is None and direction == "forward" and _traced(cell):
+            return _generated_forward_step
+        return found
+
+    def saved_in_gx(self, cell: Any) -> bool:
+        if super().kernel(cell, "forward") is None and _traced(cell):
             from xrnn.backends.generated import saves_in_gx
 
-            return _generated_forward_in_gx if saves_in_gx(cell) else _generated_forward_step
-        return found
+            return saves_in_gx(cell)
+        return super().saved_in_gx(cell)
 
     def backward_step(
         self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any, W: Any = None
@@ -703,20 +708,14 @@ def _saved(S: Any, t: Any) -> tuple:
 
 
 def _generated_forward_step(ops, cell, W, gx, state, slot):
+    # where the saved values go over the input side (JitOps.saved_in_gx), the store lent
+    # GX[t] itself as slot.saved: the kernel writes them into gx
     kernels = _generated(cell, gx.dtype)
     R = W.Wa @ state[0]
     prev = tuple(np.ascontiguousarray(s) for s in state)  # the caller's initial states
     saved = () if slot.saved is None or kernels.saved_in_gx else (slot.saved,)
     kernels.forward_step(gx, R, *_vectors(W), *prev, *slot.states, *saved)
     return slot.states, slot.saved
-
-
-def _generated_forward_in_gx(ops, cell, W, gx, state, slot):
-    # slot.saved is GX[t] itself (the store lends it): the input side in, the saved values out
-    return _generated_forward_step(ops, cell, W, slot.saved, state, slot)
-
-
-_generated_forward_in_gx.saved_in_gx = True  # type: ignore[attr-defined]
 
 
 def _generated_backward_step(cell, saved, prev, new, up, slot, W):
@@ -775,9 +774,8 @@ def _generated_chunk_lockstep(
     :func:`_lstm_chunk_lockstep`); the vectors' gradients summed from their rows after."""
     kernels = _generated(cell, dA.dtype)
     g0, XE = g[0], trace.x
-    n_a, K = int(g0.shape[0]), int(dA.shape[0]) * int(g0.shape[1])
-    rows = cell.blocks * n_a
-    work = _chunk_work(W, trace, dA, g0, store, rows)
+    n_a = int(g0.shape[0])
+    work = _chunk_work(W, trace, dA, g0, store, cell.blocks * n_a)
     Wa, Wx, up, P, A, X, ones, dWa, dWx, db, dX, flags = work
     S = () if trace.saved is None else (trace.saved,)
     dp = store.gx_buffer
@@ -791,11 +789,7 @@ def _generated_chunk_lockstep(
     run = kernels.chunk_lockstep
     if not lockstep.run(run, args(0, 0, n_a // 2), args(1, n_a // 2, n_a), flags):
         return None
-    dV = (
-        None
-        if not cell.vectors
-        else np.sum(dp[rows : cell.gradient_rows(n_a), :K], 1, keepdims=True)
-    )
+    _, _, dV = vector_rows(np, cell, *store.columns(int(dA.shape[0])))
     return g, (dWa, dWx, db, None, dV), dX
 
 
