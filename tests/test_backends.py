@@ -109,12 +109,17 @@ def test_numpy_and_cupy_get_their_own_ops(xp):
 
 
 def test_equal_lengths_give_the_unmasked_result(xp, rng):
-    """lengths all equal to T_x: exactly the result without lengths, on every backend."""
+    """lengths all equal to T_x: exactly the result without lengths, on every backend — to
+    rounding on JAX, where XLA compiles the masked loop as another program and may contract
+    other multiply-adds into FMAs."""
     for cell in NAMES:
         plain = _run_all(xp, cell, 3)
         full = _run_all(xp, cell, 3, lengths=[5, 5, 5])
         for k in plain:
-            np.testing.assert_array_equal(full[k], plain[k], err_msg=f"{cell} {k}")
+            if xp.name == "jax":
+                np.testing.assert_allclose(full[k], plain[k], rtol=1e-13, atol=1e-15)
+            else:
+                np.testing.assert_array_equal(full[k], plain[k], err_msg=f"{cell} {k}")
 
 
 def test_available_backends_lists_numpy_first():

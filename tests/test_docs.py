@@ -110,3 +110,17 @@ def test_readme_pytorch_example_runs(xp, tmp_path, monkeypatch):
     """The interop example needs torch: it runs in the torch session (any xp would do)."""
     monkeypatch.chdir(tmp_path)
     run_readme((LAYERS, "PyTorch weights"))
+
+
+@pytest.mark.backends("torch")
+def test_readme_autograd_example_runs(xp, capsys):
+    run_readme(("Gradients inside PyTorch programs",))
+    printed = capsys.readouterr().out
+    assert "torch.Size([3, 4, 20]) torch.Size([8, 11])" in printed
+    assert "torch.Size([20, 4, 16]) torch.Size([4, 4, 8])\nTrue\n" in printed
+
+
+@pytest.mark.backends("jax")
+def test_readme_jax_example_runs(xp, capsys):
+    run_readme(("Gradients inside JAX programs",))
+    assert capsys.readouterr().out == "(8, 11)\nTrue\n"

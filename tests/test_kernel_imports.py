@@ -75,12 +75,17 @@ LAYERS = [
         "xrnn.ops",
         "xrnn.cells.trace",  # a cell's math traced: no array, no cell
         "xrnn.tuning",  # the loops' thresholds
+        "xrnn.torch",  # which calls run as one PyTorch operator: no torch import, no xrnn
+        "xrnn.jax",
     },
     {"xrnn.threads"},
     {"xrnn.params"},
     {"xrnn.cell"},
     {"xrnn.cells.elementwise"},  # the contract of cells written as elementwise math
-    {"xrnn.engine", "xrnn.dask"},  # each calls the other (the Dask path runs the engine per chunk)
+    {"xrnn.jax.scan"},  # any cell's loops as lax.scan (the engine's path on JAX arrays)
+    # each calls the other (the Dask path runs the engine per chunk; the PyTorch operator runs
+    # the engine's forward and backward)
+    {"xrnn.engine", "xrnn.dask", "xrnn.torch.autograd"},
     {
         "xrnn.rnn",
         "xrnn.lstm",

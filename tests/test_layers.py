@@ -206,3 +206,17 @@ def test_bad_layer_settings_are_named():
         xrnn.LSTM(3, 4, bidirectional="yes")
     with pytest.raises(TypeError, match="generator must be a numpy.random.Generator"):
         xrnn.LSTM(3, 4, generator=0)
+
+
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
+def test_evaluation_mode_keeps_no_caches(xp, lengths):
+    """layer.eval(): the training mode's outputs and final states (dropout 0) from a forward
+    that keeps no caches; a backward after it says why it cannot run."""
+    layer = xrnn.LSTM(N_X, N_A, num_layers=2, bidirectional=True, seed=2, like=xp.asarray(0.0))
+    x = xp.asarray(np.random.default_rng(0).normal(size=(N_X, 3, 5)))
+    a, (h, c) = layer.train()(x, lengths=lengths)
+    b, (g, d) = layer.eval()(x, lengths=lengths)
+    for got, want in ((b, a), (g, h), (d, c)):
+        np.testing.assert_allclose(xp.to_numpy(got), xp.to_numpy(want), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="training mode"):
+        layer.backward(b)

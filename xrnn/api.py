@@ -51,6 +51,7 @@ def forward(
     lengths: Any = None,
     reverse: bool = False,
     check_finite: bool = True,
+    return_caches: bool = True,
     **initial: Any,
 ) -> tuple:
     """Run ``cell`` over a whole sequence.
@@ -73,6 +74,9 @@ def forward(
         Run each sequence backwards over its own length.
     check_finite : bool, default True
         Refuse NaN/inf in the inputs and parameters, and lengths out of range.
+    return_caches : bool, default True
+        False for a forward whose backward never runs (sampling, evaluation): ``caches``
+        is then None and no per-step state is kept for it.
     **initial : arrays of shape (n_a, m)
         ``<state>0`` for a cell's further state components (zeros when omitted).
 
@@ -105,6 +109,7 @@ def forward(
         lengths=lengths,
         reverse=reverse,
         check_finite=check_finite,
+        return_caches=return_caches,
     )
     return (outputs[0], y, *outputs[1:], caches)
 

@@ -30,6 +30,7 @@ from typing import Any
 import array_api_compat
 
 import xrnn.dask as sharded  # Dask arrays: the same bodies run per batch chunk
+import xrnn.torch as differentiable  # tensors autograd records: one operator per sequence
 import xrnn.tuning as tuning
 from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
@@ -45,8 +46,11 @@ __all__ = [
     "StepCaches",
     "Trace",
     "backward",
+    "check_forward",
     "check_lengths",
+    "final_states",
     "forward",
+    "loop_inputs",
     "recorded_cell",
     "weight_gradients",
     "run_backward",
@@ -81,6 +85,7 @@ class Trace:
     x: Any
     live: Any
     order: Any
+    owned: bool = False  # the state buffers are no cache's: the caller may write into them
 
     @property
     def T(self) -> int:
@@ -94,6 +99,21 @@ class Trace:
 # --- the loops -----------------------------------------------------------------------------
 
 
+def loop_inputs(ctx: Context, x: Any, lengths: Any, reverse: bool) -> tuple[Any, Any, Any, Any]:
+    """What the loops read besides the weights: ``x`` in the order the loop reads it, the
+    per-sequence reversal (``reverse``), and with lengths (not all ``T``) the steps that do
+    not run (``done``, boolean (T, 1, m)) and those that do (``live``, 0/1 of the dtype)."""
+    xp, ops = ctx.xp, get_ops(ctx.xp)
+    _, m, T = (int(s) for s in x.shape)
+    order = reversal(xp, lengths, m, T) if reverse else None
+    done = live = None
+    if lengths is not None and not ops.all_full(lengths, T):
+        steps = xp.arange(T, dtype=lengths.dtype, device=ctx.device)
+        done = xp.reshape(steps, (T, 1, 1)) >= xp.reshape(lengths, (1, 1, m))
+        live = xp.astype(xp.logical_not(done), ctx.dtype)
+    return reorder(xp, x, order), order, done, live
+
+
 def forward(
     ctx: Context,
     cell: Cell,
@@ -103,18 +123,22 @@ def forward(
     *,
     lengths: Any = None,
     reverse: bool = False,
+    keep: bool = True,
 ) -> Trace:
-    """Run ``cell`` over ``x`` (n_x, m, T) from ``state0``; return the :class:`Trace`."""
-    xp, ops = ctx.xp, get_ops(ctx.xp)
-    _, m, T = (int(s) for s in x.shape)
-    order = reversal(xp, lengths, m, T) if reverse else None
-    xe = reorder(xp, x, order)
+    """Run ``cell`` over ``x`` (n_x, m, T) from ``state0``; return the :class:`Trace`.
+
+    ``keep=False``: for a forward whose backward never runs. Where the backend writes into
+    buffers, the input side and the saved blocks then exist for one chunk of steps at a time
+    and the trace keeps the states alone (``saved`` None)."""
+    ops = get_ops(ctx.xp)
+    T = int(x.shape[2])
+    xe, order, done, live = loop_inputs(ctx, x, lengths, reverse)
+    outputs = None if keep else ops.outputs_store(cell, state0, T)
+    if outputs is not None:
+        _forward_chunks(ctx, cell, W, xe, state0, done, outputs)
+        states, _ = outputs.result()
+        return Trace(cell, states, None, xe, live, order, owned=True)
     GX = ops.input_side(cell, W, xe)  # (T, k n_a, m)
-    done = live = None
-    if lengths is not None and not ops.all_full(lengths, T):
-        steps = xp.arange(T, dtype=lengths.dtype, device=ctx.device)
-        done = xp.reshape(steps, (T, 1, 1)) >= xp.reshape(lengths, (1, 1, m))
-        live = xp.astype(xp.logical_not(done), ctx.dtype)
     store = ops.forward_store(cell, state0, GX)
     state = tuple(state0)
     if done is not None or not ops.forward_loop(cell, W, GX, store):  # else: all steps at once
@@ -128,8 +152,46 @@ def forward(
     return Trace(cell, states, saved, xe, live, order)
 
 
+def _forward_chunks(
+    ctx: Context, cell: Cell, W: Any, xe: Any, state0: tuple, done: Any, outputs: Any
+) -> None:
+    """The forward loop chunk by chunk into ``outputs`` (:meth:`xrnn.ops.Ops.outputs_store`):
+    per chunk of ``tuning.FORWARD_CHUNK_COLUMNS`` step × batch columns its input side, its
+    steps (the backend's whole loop where it has one) and its saved blocks, then dropped."""
+    xp, ops = ctx.xp, get_ops(ctx.xp)
+    _, m, T = (int(s) for s in xe.shape)
+    k = max(1, min(T, tuning.FORWARD_CHUNK_COLUMNS // m))
+    work = None  # the saved blocks of a chunk, where they do not go over its input side
+    state = tuple(state0)
+    for start in range(0, T, k):
+        end = min(T, start + k)
+        GX = ops.input_side(cell, W, xe[:, :, start:end])
+        saved = None
+        if ops.saved_in_gx(cell):
+            saved = GX
+        elif cell.saved_blocks:
+            if work is None:
+                shape = (k, cell.saved_blocks * int(state0[0].shape[0]), m)
+                work = xp.empty(shape, dtype=ctx.dtype, device=ctx.device)
+            saved = work[: end - start, ...]
+        store = outputs.steps(start, end, saved)
+        if done is not None or not ops.forward_loop(cell, W, GX, store):
+            for j in range(end - start):
+                new, saved_t = ops.forward_step(cell, W, GX[j, ...], state, store.slot(j))
+                if done is not None:
+                    new = ops.keep_finished(done[start + j, ...], new, state)
+                store.put(j, new, saved_t)
+                state = new
+        state = tuple(s[end, ...] for s in outputs.states)
+
+
 def backward(
-    ctx: Context, W: Any, trace: Trace, da: Any, dfinal: tuple | None = None
+    ctx: Context,
+    W: Any,
+    trace: Trace,
+    da: Any,
+    dfinal: tuple | None = None,
+    dfurther: tuple | None = None,
 ) -> tuple[Any, tuple, Any, Any, Any, Any, Any]:
     """Backpropagation through time over ``trace``.
 
@@ -139,6 +201,10 @@ def backward(
         Upstream gradient of every output hidden state (read, never written).
     dfinal : tuple of arrays of shape (n_a, m), optional
         Upstream gradient of each final state component.
+    dfurther : tuple of (arrays of shape (n_a, m, T) or None), optional
+        Upstream gradient of every output of each further state component (``c``), one entry
+        per component after the hidden state. The backends' whole-chunk and whole-loop
+        kernels take the hidden state's only: given any, the engine steps.
 
     Returns
     -------
@@ -159,25 +225,27 @@ def backward(
     zeros = (xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in cell.states)
     g = tuple(zeros if dfinal is None else (ops.scratch(d) for d in dfinal))
     dae = reorder(xp, da, trace.order)
+    dfe = tuple(None if d is None else reorder(xp, d, trace.order) for d in dfurther or ())
     dead = None
     if live is not None:  # outputs past a sequence's length are constant zeros
         dae = dae * public(xp, live)
+        dfe = tuple(None if d is None else d * public(xp, live) for d in dfe)
         dead = 1 - live
+    stepwise = live is not None or any(d is not None for d in dfe)
     weights: tuple | None = None  # (dWa, dWx, db, dbh, dV), summed over the chunks
     dX: list[Any] = []
     end = T
     while end > 0:
         start = max(0, end - k)
         dAc = time_major(xp, dae[:, :, start:end])  # contiguous (n_a, m) block per step
+        dFc = tuple(None if d is None else time_major(xp, d[:, :, start:end]) for d in dfe)
         # a backend may run the whole chunk, steps and gradients, or only its steps (no
-        # lengths); else the engine steps
-        whole = (
-            None if live is not None else ops.backward_chunk(cell, W, trace, dAc, start, g, store)
-        )
+        # lengths, no further states' outputs); else the engine steps
+        whole = None if stepwise else ops.backward_chunk(cell, W, trace, dAc, start, g, store)
         if whole is not None:
             g, part, dX_c = whole
         else:
-            g = _chunk_steps(ctx, cell, W, trace, dAc, start, g, store, dead)
+            g = _chunk_steps(ctx, cell, W, trace, (dAc, *dFc), start, g, store, dead, stepwise)
             part, dX_c = chunk_gradients(xp, cell, W, trace, store, start, end - start)
         weights = part if weights is None else tuple(map(_add, weights, part))
         dX.append(dX_c)
@@ -193,24 +261,29 @@ def _chunk_steps(
     cell: Cell,
     W: Any,
     trace: Trace,
-    dA: Any,
+    dS: tuple,
     start: int,
     g: tuple,
     store: Any,
     dead: Any,
+    stepwise: bool,
 ) -> tuple:
     """A chunk's backward steps, its last step first — the backend's own loop where it has
-    one (without lengths), else step by step; returns the gradient carried into step
-    ``start - 1``. ``dead`` (T, 1, m): ``1 - live``, with lengths."""
+    one (not ``stepwise``: no lengths, no further states' outputs), else step by step;
+    returns the gradient carried into step ``start - 1``. ``dS``: the chunk's upstream
+    gradients per step, (k, n_a, m) time-major, the hidden state's then each further state's
+    (or None); ``dead`` (T, 1, m): ``1 - live``, with lengths."""
     xp, ops, live, saved = ctx.xp, get_ops(ctx.xp), trace.live, trace.saved
-    if live is None:
+    dA = dS[0]
+    if not stepwise:
         stepped = ops.backward_steps(cell, W, trace, dA, start, g, store)
         if stepped is not None:
             return stepped
     WaT = W.Wa.T
     for t in reversed(range(start, start + int(dA.shape[0]))):
         j = t - start
-        up = (g[0] + dA[j, ...], *g[1:])
+        up = tuple(gi if d is None else gi + d[j, ...] for gi, d in zip(g, dS, strict=False))
+        up = (*up, *g[len(dS) :])
         up_live = up if live is None else tuple(u * live[t, ...] for u in up)
         prev = tuple(s[t, ...] for s in trace.states)
         new = tuple(s[t + 1, ...] for s in trace.states)
@@ -247,8 +320,8 @@ class StepCaches(Sequence):
     parameters : dict of arrays
     """
 
-    def __init__(self, trace: Trace, parameters: Mapping[str, Any]) -> None:
-        self.trace, self.parameters = trace, parameters
+    def __init__(self, trace: Trace, parameters: Mapping[str, Any], finals: Any = None) -> None:
+        self.trace, self.parameters, self._finals = trace, parameters, finals
 
     @property
     def cell(self) -> Cell:
@@ -256,8 +329,9 @@ class StepCaches(Sequence):
 
     def final_states(self) -> tuple:
         """Each state component after each sequence's last step: ``(a_T,)`` or
-        ``(a_T, c_T)``, each (n_a, m) — with ``lengths``, the state at the sequence's own end."""
-        return self.trace.final_states()
+        ``(a_T, c_T)``, each (n_a, m) — with ``lengths``, the state at the sequence's own end.
+        (Where autograd recorded the forward, these are the ones it differentiates.)"""
+        return self.trace.final_states() if self._finals is None else self._finals
 
     def __len__(self) -> int:
         return self.trace.T
@@ -348,7 +422,7 @@ def check_lengths(ctx: Context, lengths: Any, m: int, T: int) -> tuple[Any, Any]
             raise TypeError("lengths must hold integers")
         if not all(1 <= v <= T for v in lengths):  # host values: checked here, whatever size
             raise ValueError(f"lengths must lie in [1, {T}] (1 ≤ length ≤ T_x)")
-        lengths = xp.asarray(list(lengths), dtype=xp.int64, device=ctx.device)
+        lengths = xp.asarray(list(lengths), device=ctx.device)  # the default integer dtype
     else:
         raise TypeError(
             f"lengths must be an integer array of shape (m,) or a list of ints; got "
@@ -382,6 +456,28 @@ def call_scope(ctx: Context, cell: Cell, n_a: int, m: int) -> contextlib.ExitSta
     return scope
 
 
+def check_forward(
+    cell: Cell, x: Any, initial: tuple, parameters: Any
+) -> tuple[list, Context, tuple[int, int, int, int, int | None]]:
+    """A sequence forward's arguments checked (library, device, dtype, shapes and keys, not
+    values): the named arrays, the call's context and its sizes ``(n_x, m, T, n_a, n_y)``."""
+    names = _state_names(cell, "0")
+    named = [
+        ("x", x),
+        *zip(names, initial, strict=True),
+        *parameter_items(parameters, cell.keys + cell.output_keys),
+    ]
+    ctx = resolve(named)
+    n_x, m, T = sequence_shape(x)
+    n_a, _ = shape_of(names[0], initial[0], ("n_a", "m"))
+    check_shape(names[0], initial[0], (n_a, m), f"m={m} from x")
+    for name, s in zip(names[1:], initial[1:], strict=True):
+        if s is not None:
+            check_shape(name, s, (n_a, m), f"the shape of {names[0]}")
+    n_y = cell.validate(parameters, n_x, n_a)
+    return named, ctx, (n_x, m, T, n_a, n_y)
+
+
 def run_forward(
     cell: Cell,
     x: Any,
@@ -391,37 +487,37 @@ def run_forward(
     lengths: Any = None,
     reverse: bool = False,
     check_finite: bool = True,
+    return_caches: bool = True,
     private: bool = True,
-) -> tuple[tuple, Any, tuple]:
+) -> tuple[tuple, Any, Any]:
     """The body of ``<cell>_forward``.
 
     ``initial`` holds the initial state components (``a0`` first; a later one may be None for
     zeros). Returns ``(outputs, y, caches)``: ``outputs`` each state component of every step
     (n_a, m, T) — zero past each length —, ``y`` the output layer's softmax (n_y, m, T) or None,
-    ``caches = (StepCaches, x)``. ``private=False`` (a caller that only reads the outputs,
-    such as a lower layer of a stack) may receive views of the caches instead of copies.
+    ``caches = (StepCaches, x)``, or None with ``return_caches=False``. ``private=False`` (a
+    caller that only reads the outputs, such as a lower layer of a stack) may receive views of
+    the caches instead of copies.
+
+    PyTorch tensors that autograd records (or that ``torch.compile`` or ``torch.func``
+    transforms) run as one operator whose backward is xrnn's (:mod:`xrnn.torch.autograd`).
     """
     names = _state_names(cell, "0")
     required(("x", x), (names[0], initial[0]))
+    if differentiable.records(x, *initial, lengths, parameters=parameters):
+        from xrnn.torch.autograd import sequence_forward
+
+        return sequence_forward(
+            cell, x, initial, parameters, lengths=lengths, reverse=reverse,
+            check_finite=check_finite, return_caches=return_caches,
+        )  # fmt: skip
     if sharded.is_dask_call(x, *initial, lengths, parameters=parameters):
         return sharded.forward(
             cell, x, initial, parameters, lengths=lengths, reverse=reverse,
             check_finite=check_finite,
         )  # fmt: skip
-    named = [
-        ("x", x),
-        *zip(names, initial, strict=True),
-        *parameter_items(parameters, cell.keys + cell.output_keys),
-    ]
-    ctx = resolve(named)
+    named, ctx, (n_x, m, T, n_a, n_y) = check_forward(cell, x, initial, parameters)
     xp = ctx.xp
-    n_x, m, T = sequence_shape(x)
-    n_a, _ = shape_of(names[0], initial[0], ("n_a", "m"))
-    check_shape(names[0], initial[0], (n_a, m), f"m={m} from x")
-    for name, s in zip(names[1:], initial[1:], strict=True):
-        if s is not None:
-            check_shape(name, s, (n_a, m), f"the shape of {names[0]}")
-    n_y = cell.validate(parameters, n_x, n_a)
     ops = get_ops(xp)
     with call_scope(ctx, cell, n_a, m) as scope:
         lengths, in_range = check_lengths(ctx, lengths, m, T)
@@ -434,10 +530,19 @@ def run_forward(
             xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s
             for s in initial
         )
+        if array_api_compat.is_jax_namespace(xp):  # the loop as lax.scan (xrnn.jax.scan)
+            return _scanned_forward(
+                ctx, cell, x, state0, parameters, lengths, reverse, return_caches, n_y
+            )
         W = cell.stack(xp, parameters, n_a)
-        trace = forward(ctx, cell, W, x, state0, lengths=lengths, reverse=reverse)
+        trace = forward(
+            ctx, cell, W, x, state0, lengths=lengths, reverse=reverse, keep=return_caches
+        )
         steps = [s[1:, ...] for s in trace.states]  # (T, n_a, m) each
-        if trace.live is not None:
+        if trace.live is not None and trace.owned:  # zero past each length, in place
+            for s in steps:
+                s *= trace.live
+        elif trace.live is not None:
             steps = [s * trace.live for s in steps]
         y = None
         if n_y is not None:
@@ -447,11 +552,61 @@ def run_forward(
                 y = y * public(xp, trace.live)
             y = reorder(xp, y, trace.order)
         outputs = tuple(reorder(xp, public(xp, s), trace.order) for s in steps)
+        if not return_caches:
+            return outputs, y, None
         # Without lengths (or with a plain flip) the outputs are views of the trace's states,
         # which the backward pass reads: the caller gets copies it may write into
         if private and trace.live is None and (trace.order is None or isinstance(trace.order, str)):
             outputs = tuple(get_ops(xp).private(o) for o in outputs)
         return outputs, y, (StepCaches(trace, parameters), x)
+
+
+def _scanned_forward(
+    ctx: Context,
+    cell: Cell,
+    x: Any,
+    state0: tuple,
+    parameters: Any,
+    lengths: Any,
+    reverse: bool,
+    return_caches: bool,
+    n_y: int | None,
+) -> tuple[tuple, Any, Any]:
+    """:func:`run_forward` on JAX arrays: one ``lax.scan`` differentiable through xrnn's own
+    backward (:mod:`xrnn.jax.scan`)."""
+    from xrnn.jax.scan import sequence
+
+    xp = ctx.xp
+    weights = tuple(parameters[k] for k in cell.keys)
+    outputs, _, states, saved = sequence(
+        cell, bool(reverse), x, state0, weights, lengths, bool(return_caches)
+    )
+    y = None
+    if n_y is not None:
+        w, b = cell.output_keys
+        H = xp.permute_dims(outputs[0], (2, 0, 1))
+        y = output_layer_forward(xp, parameters[w], parameters[b], H)
+        if lengths is not None:  # zero past each length (a position's liveness is the same
+            live = loop_inputs(ctx, x, lengths, False)[3]  # in either order)
+            y = y * public(xp, live)
+    if not return_caches:
+        return outputs, y, None
+    xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
+    return outputs, y, (StepCaches(Trace(cell, states, saved, xe, live, order), parameters), x)
+
+
+def final_states(xp: Any, outputs: tuple, lengths: Any, reverse: bool) -> tuple:
+    """Each state component after each sequence's last step, ``(n_a, m)``, from its outputs
+    ``(n_a, m, T)`` (a forward without caches): the loop ends at a sequence's last step going
+    forward (``lengths[j] - 1``), at its first going backward."""
+    if reverse:
+        return tuple(o[:, :, 0] for o in outputs)
+    if lengths is None:
+        return tuple(o[:, :, -1] for o in outputs)
+    n_a, m, T = (int(s) for s in outputs[0].shape)
+    where = xp.arange(m, dtype=lengths.dtype, device=array_api_compat.device(lengths)) * T
+    where = where + lengths - 1
+    return tuple(xp.take(xp.reshape(o, (n_a, m * T)), where, axis=1) for o in outputs)
 
 
 def recorded_cell(caches: Any) -> Cell | None:
@@ -471,10 +626,13 @@ def run_backward(
     forward_name: str,
     *,
     dfinal: tuple | None = None,
+    dfurther: tuple | None = None,
     check_finite: bool = True,
 ) -> dict[str, Any]:
     """The body of ``<cell>_backward``: ``dx``, the initial-state gradients (``da0``,
-    ``dc0``) and every parameter gradient (``"d" + key``)."""
+    ``dc0``) and every parameter gradient (``"d" + key``). ``dfurther``: the upstream
+    gradients of the further state components' outputs (n_a, m, T) or None, as
+    :func:`backward` takes them."""
     required(("da", da))
     steps, x = unpack_caches(caches, forward_name)
     lazy = isinstance(steps, sharded.DaskCaches)
@@ -502,12 +660,14 @@ def run_backward(
         )
     trace, parameters = steps.trace, steps.parameters
     final_names = _state_names(cell, "_final")
+    further_names = [f"d{n}" for n in cell.states[1:]]
     named = [
         ("da", da),
         ("caches[1] (x)", x),
         *((f"caches[0] ({n} states)", s) for n, s in zip(cell.states, trace.states, strict=True)),
         ("caches[0] (saved gates)", trace.saved),
         *(() if dfinal is None else zip(final_names, dfinal, strict=True)),
+        *(() if dfurther is None else zip(further_names, dfurther, strict=True)),
         *parameter_items(parameters, cell.keys),
     ]
     ctx = resolve(named)
@@ -520,6 +680,9 @@ def run_backward(
     if dfinal is not None:
         for name, d in zip(final_names, dfinal, strict=True):
             check_shape(name, d, (n_a, m), "(n_a, m) of the final state")
+    for name, d in zip(cell.states[1:], dfurther or (), strict=False):
+        if d is not None:
+            check_shape(f"d{name}", d, (n_a, m, T), "(n_a, m, T_x) of the outputs")
     ops = get_ops(ctx.xp)
     with call_scope(ctx, cell, n_a, m) as scope:
         arrays = [a for _, a in named]
@@ -527,13 +690,43 @@ def run_backward(
         scope.enter_context(ops.own_threads(ctx.device, arrays, cell, n_a, m, stepped))
         if check_finite:
             check_values(ctx, named)
+        if array_api_compat.is_jax_namespace(ctx.xp):
+            return _scanned_backward(ctx, cell, trace, parameters, da, dfinal, dfurther)
         W = cell.stack(ctx.xp, parameters, n_a)
-        dx, dstate0, dWa, dWx, db, dbh, dV = backward(ctx, W, trace, da, dfinal)
+        dx, dstate0, dWa, dWx, db, dbh, dV = backward(ctx, W, trace, da, dfinal, dfurther)
         grads = {"dx": dx}
         grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dstate0, strict=True)})
         grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))
         if dV is not None:
             grads.update(cell.unstack_vectors(dV, n_a))
+    return grads
+
+
+def _scanned_backward(
+    ctx: Context,
+    cell: Cell,
+    trace: Trace,
+    parameters: Any,
+    da: Any,
+    dfinal: tuple | None,
+    dfurther: tuple | None,
+) -> dict[str, Any]:
+    """:func:`run_backward` on JAX arrays: one reverse ``lax.scan`` (:mod:`xrnn.jax.scan`)."""
+    from xrnn.jax.scan import sequence_backward
+
+    xp = ctx.xp
+    zeros = xp.zeros_like(da)
+    further = dfurther or (None,) * (len(trace.states) - 1)
+    further = tuple(zeros if d is None else d for d in further)
+    finals = tuple(xp.zeros_like(s[0]) for s in trace.states) if dfinal is None else tuple(dfinal)
+    flip = isinstance(trace.order, str)
+    dx, dinitial, dweights = sequence_backward(
+        cell, flip, trace.x, {k: parameters[k] for k in cell.keys}, trace.live,
+        None if flip else trace.order, trace.states, trace.saved, (da, *further), finals,
+    )  # fmt: skip
+    grads = {"dx": dx}
+    grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dinitial, strict=True)})
+    grads.update({"d" + k: d for k, d in zip(cell.keys, dweights, strict=True)})
     return grads
 
 

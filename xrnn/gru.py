@@ -191,6 +191,7 @@ def gru_forward(
     lengths: Any = None,
     reverse: bool = False,
     check_finite: bool = True,
+    return_caches: bool = True,
 ) -> tuple[Any, Any, tuple]:
     """The GRU over a whole sequence.
 
@@ -206,6 +207,9 @@ def gru_forward(
         Run each sequence backwards over its own length; see :func:`xrnn.rnn_forward`.
     check_finite : bool, default True
         Refuse NaN/inf and lengths out of range with a ``ValueError``.
+    return_caches : bool, default True
+        False for a forward whose backward never runs (sampling, evaluation): ``caches``
+        is then None and no per-step state is kept for it.
 
     Returns
     -------
@@ -233,6 +237,7 @@ def gru_forward(
         lengths=lengths,
         reverse=reverse,
         check_finite=check_finite,
+        return_caches=return_caches,
     )
     return a, y, caches
 

@@ -18,7 +18,7 @@ import array_api_compat
 
 from xrnn.backends import check_values, get_ops, resolve
 from xrnn.cell import Cell, get_cell
-from xrnn.engine import check_lengths, run_backward, run_forward
+from xrnn.engine import check_lengths, final_states, run_backward, run_forward
 from xrnn.gru import GRU_CELL
 from xrnn.host import host_generator, is_generator, uniform_sampler
 from xrnn.inputs import sequence_shape, shape_of
@@ -316,7 +316,7 @@ class RecurrentLayer:
         for layer in range(self.num_layers):
             outs, caches = [], []
             for d in range(D):
-                (out_d, *_), _, caches_d = run_forward(
+                outputs, _, caches_d = run_forward(
                     cell,
                     inp,
                     initial[layer * D + d],
@@ -324,12 +324,18 @@ class RecurrentLayer:
                     lengths=lengths,
                     reverse=d == 1,
                     check_finite=check_finite,
+                    # evaluation mode keeps no caches: no backward follows
+                    return_caches=self.training,
                     # only the top layer's single direction is returned as it is
                     private=layer == self.num_layers - 1 and D == 1,
                 )
-                outs.append(out_d)
+                outs.append(outputs[0])
                 caches.append(caches_d)
-                finals.append(caches_d[0].final_states())
+                finals.append(
+                    final_states(xp, outputs, lengths, d == 1)
+                    if caches_d is None
+                    else caches_d[0].final_states()
+                )
             out = outs[0] if D == 1 else _stack_features(xp, outs)
             mask = None
             if layer < self.num_layers - 1 and self.training and self.dropout > 0:
@@ -370,6 +376,12 @@ class RecurrentLayer:
             raise ValueError(
                 "backward() needs a forward pass first: call the layer on x, then backward "
                 "(once per forward call)"
+            )
+        if any(c is None for caches, _ in self._tape for c in caches):
+            raise ValueError(
+                "backward() needs a forward pass in training mode: in evaluation mode "
+                "(layer.eval()) the forward keeps no caches; call layer.train() (with "
+                "dropout=0 it computes the same outputs)"
             )
         shape = shape_of("dout", dout, ("num_directions·n_a", "m", "T_x"))
         if shape != self._shape:

@@ -173,6 +173,7 @@ def lstm_forward(
     lengths: Any = None,
     reverse: bool = False,
     check_finite: bool = True,
+    return_caches: bool = True,
 ) -> tuple[Any, Any, Any, tuple]:
     """The LSTM over a whole sequence.
 
@@ -191,6 +192,9 @@ def lstm_forward(
     check_finite : bool, default True
         Refuse NaN/inf in the inputs and parameters, and lengths out of range, with a
         ``ValueError`` (one host read each; pass False in GPU hot loops).
+    return_caches : bool, default True
+        False for a forward whose backward never runs (sampling, evaluation): ``caches``
+        is then None and no per-step state is kept for it.
 
     Returns
     -------
@@ -228,6 +232,7 @@ def lstm_forward(
         lengths=lengths,
         reverse=reverse,
         check_finite=check_finite,
+        return_caches=return_caches,
     )
     return a, y, c, caches
 

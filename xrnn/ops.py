@@ -108,6 +108,16 @@ class BufferStore:
     def result(self) -> tuple[tuple, Any]:
         return tuple(self.states), self.saved
 
+    def steps(self, start: int, end: int, saved: Any) -> BufferStore:
+        """The store of steps ``start`` to ``end - 1`` alone: views of this store's state
+        buffers (block 0 the state before ``start``) and ``saved`` for those steps' saved
+        blocks (a forward that keeps no caches: one chunk's work area)."""
+        part = copy.copy(self)
+        part.states = [buf[start : end + 1] for buf in self.states]
+        part.saved = saved
+        part._slot = None
+        return part
+
     def viewed(self, view: Callable[[Any], Any]) -> BufferStore:
         """This store with every buffer seen through ``view`` (the same memory as another
         library's arrays: a torch CPU tensor's ``.numpy()``)."""
@@ -310,6 +320,13 @@ class Ops:
         """Where the forward loop keeps states and saved blocks (``GX``: the input side)."""
         return ListStore(self.xp, state0)
 
+    def outputs_store(self, cell: Any, state0: tuple, T: int) -> BufferStore | None:
+        """Where a forward that keeps no caches writes its states, chunk by chunk
+        (:meth:`BufferStore.steps`): preallocated buffers of every step's states only; None
+        where arrays cannot be written into (the reference: immutable or lazy arrays), whose
+        forward then runs as the caching one does."""
+        return None
+
     def input_side(self, cell: Any, W: Any, x: Any) -> Any:
         """``Wx x⟨t⟩ + b`` for every step of ``cell``'s loop: ``x`` (n_x, m, T) → (T, k n_a,
         m), the engine's own array (the step kernels may write into it)."""
@@ -450,6 +467,9 @@ class InPlaceOps(Ops):
 
     def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
         return buffer_store(self, cell, state0, GX)
+
+    def outputs_store(self, cell: Any, state0: tuple, T: int) -> BufferStore | None:
+        return BufferStore(self.xp, state0, T, None)
 
     def add_bias(self, G: Any, b: Any) -> Any:
         G += b  # G is the engine's own fresh GEMM result: no second (T, k n_a, m) array

@@ -193,7 +193,8 @@ def rnn_forward(
     lengths: Any = None,
     reverse: bool = False,
     check_finite: bool = True,
-) -> tuple[Any, Any, tuple]:
+    return_caches: bool = True,
+) -> tuple[Any, Any, Any]:
     """The RNN over a whole sequence.
 
     Parameters
@@ -215,6 +216,9 @@ def rnn_forward(
         Refuse NaN/inf in the inputs and parameters, and lengths out of range, with a
         ``ValueError``. Each check reads one number back to the host; pass False in GPU hot
         loops.
+    return_caches : bool, default True
+        False for a forward whose backward never runs (sampling, evaluation): ``caches``
+        is then None and no per-step state is kept for it.
 
     Returns
     -------
@@ -251,6 +255,7 @@ def rnn_forward(
         lengths=lengths,
         reverse=reverse,
         check_finite=check_finite,
+        return_caches=return_caches,
     )
     return a, y, caches
 

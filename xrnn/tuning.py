@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "CHUNK_COLUMNS",
+    "FORWARD_CHUNK_COLUMNS",
     "LOCKSTEP_MAX_FLOPS",
     "LOCKSTEP_MIN_FLOPS",
     "SINGLE_THREAD_FLOPS",
@@ -60,3 +61,10 @@ LOCKSTEP_MAX_FLOPS = 2**24
 # page-faulted in afresh on every call. Config A forward+backward (benchmarks/phases.py):
 # 512 → 29.7 ms, 1024 → 30.3 ms, 2048 → 34.1 ms, 4096 → 37.3 ms.
 CHUNK_COLUMNS = 1024
+
+# --- the forward that keeps no caches (xrnn.engine, return_caches=False) ------------------
+
+# Step × batch columns per chunk of its input side and saved blocks, the only work area it
+# keeps beside the outputs: small against the outputs (the LSTM's input side is four times
+# their size per step), large enough that the input side's GEMM stays efficient.
+FORWARD_CHUNK_COLUMNS = 256

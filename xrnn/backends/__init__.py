@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -161,6 +162,12 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
     return ctx
 
 
+def _traced(arrays: list) -> bool:
+    """Whether any of ``arrays`` is a JAX value being traced (it has no value to read)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
 def check_values(
     ctx: Context, named: Iterable[tuple[str, Any]], conditions: Iterable[Any] = ()
 ) -> None:
@@ -182,6 +189,8 @@ def check_values(
     checks = [c for c in conditions if c is not None]
     if not items and not checks:
         return
+    if _traced([v for _, v in items] + [ok for ok, _ in checks]):
+        return  # values being traced (jax.jit, jax.grad, jax.vmap): nothing to read yet
     if get_ops(xp).all_finite([v for _, v in items], [ok for ok, _ in checks]):
         return
     with warnings.catch_warnings():  # torch warns when it reads a tensor that requires grad

@@ -157,6 +157,11 @@ class TorchOps(Ops):
             return super().forward_store(cell, state0, GX)
         return buffer_store(self, cell, state0, GX)
 
+    def outputs_store(self, cell: Any, state0: tuple, T: int) -> Any:
+        if _recording(*state0):
+            return None
+        return BufferStore(self.xp, state0, T, None)
+
     def saved_in_gx(self, cell: Any) -> bool:
         twin = _twin()  # the compiled loops fill the store: theirs is the layout
         return super().saved_in_gx(cell) if twin is None else twin.saved_in_gx(cell)

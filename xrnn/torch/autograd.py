@@ -1,0 +1,414 @@
+"""The sequence forward as one PyTorch operator whose backward is xrnn's own.
+
+``torch.ops.xrnn.sequence`` runs a cell over a whole sequence (the engine's forward, on CPU
+tensors the compiled kernels, on CUDA tensors the GPU kernels) and ``torch.ops.xrnn.
+sequence_backward`` is its gradient (the engine's backward: fused steps, chunked GEMMs). They
+are registered with :func:`torch.library.custom_op`, so that
+
+- autograd records one node per sequence whatever ``T_x`` is, and its backward is xrnn's;
+- ``torch.compile(..., fullgraph=True)`` traces them without a graph break: each has a fake
+  (shape-only) implementation, and the finiteness checks run inside the operator, on the real
+  tensors, where tracing never sees them;
+- ``torch.func.vmap`` maps them: with unbatched weights the mapped axis joins the batch axis
+  ``m`` (one call), otherwise (and for the backward, whose weight gradients are per example)
+  one call per example.
+
+Double backward (a gradient of a gradient) is refused with a ``RuntimeError`` when the second
+backward runs: the backward operator has no derivative of its own.
+
+The forward returns, per state component, its outputs time-major ``(T_x, n_a, m)`` (public
+order, zero past each length), its final value ``(n_a, m)``, and its whole loop-order trace
+``(T_x+1, n_a, m)``; then the saved blocks ``(T_x, saved_blocks·n_a, m)``. The traces and
+saved blocks are what the backward reads; they carry no gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from xrnn.backends import check_values, get_ops, resolve
+from xrnn.cell import CELLS, Cell, get_cell
+from xrnn.engine import (
+    StepCaches,
+    Trace,
+    check_forward,
+    check_lengths,
+    loop_inputs,
+    run_backward,
+    run_forward,
+)
+
+__all__ = ["sequence_forward"]
+
+# Cells passed as objects without being registered, by the token the operators carry
+_UNREGISTERED: dict[str, Cell] = {}
+
+
+def _token(cell: Cell) -> str:
+    """The string naming ``cell`` in the operators' arguments."""
+    if CELLS.get(cell.name) is cell:
+        return cell.name
+    token = f"{cell.name}@{id(cell):x}"
+    _UNREGISTERED[token] = cell
+    return token
+
+
+def _cell(token: str) -> Cell:
+    return _UNREGISTERED.get(token) or get_cell(token)
+
+
+def _public(a: Tensor) -> Tensor:
+    return a.permute(1, 2, 0)
+
+
+# --- the forward operator ----------------------------------------------------------------------
+
+
+@torch.library.custom_op("xrnn::sequence", mutates_args=())
+def _sequence(
+    cell: str,
+    x: Tensor,
+    initial: list[Tensor],
+    weights: list[Tensor],
+    lengths: Tensor | None,
+    reverse: bool,
+    check_finite: bool,
+) -> list[Tensor]:
+    spec = _cell(cell)
+    parameters = dict(zip(spec.keys, (w.detach() for w in weights), strict=True))
+    with torch.no_grad(), _threads(spec, x, initial[0], lengths):
+        return _sequence_outputs(
+            spec, x.detach(), tuple(s.detach() for s in initial), parameters, lengths, reverse,
+            check_finite,
+        )  # fmt: skip
+
+
+def _threads(cell: Cell, x: Tensor, a: Tensor, lengths: Tensor | None) -> Any:
+    """The call's torch thread policy (:meth:`xrnn.ops.Ops.own_threads`) over the whole
+    operator — its copies too: torch's threads, once woken, spin beside the compiled loops."""
+    ctx = resolve([("x", x)])
+    ops = get_ops(ctx.xp)
+    T = int(x.shape[2])
+    n_a, m = (int(s) for s in a.shape)
+    stepped = lengths is not None and not ops.all_full(lengths, T)
+    return ops.own_threads(ctx.device, [x], cell, n_a, m, stepped)
+
+
+def _sequence_outputs(
+    spec: Cell,
+    x: Tensor,
+    initial: tuple,
+    parameters: dict,
+    lengths: Tensor | None,
+    reverse: bool,
+    check_finite: bool,
+) -> list[Tensor]:
+    outputs, _, caches = run_forward(
+        spec, x, initial, parameters, lengths=lengths, reverse=reverse,
+        check_finite=check_finite, private=False,
+    )  # fmt: skip
+    trace = caches[0].trace
+    T, n_a, m = (int(s) for s in trace.states[0].shape)
+    T -= 1
+    rows = spec.saved_blocks * n_a
+    saved = trace.saved
+    if saved is None:
+        saved = x.new_empty((T, 0, m))
+    else:  # the saved blocks lead the rows of each step (the rest is the input side's)
+        saved = saved[:, :rows, :]
+        saved = saved if saved.is_contiguous() else saved.contiguous()
+    # outputs and finals are views of the traces (or fresh): copies, as an operator's outputs
+    # may not share memory
+    outs = [_public_inverse(o).clone(memory_format=torch.contiguous_format) for o in outputs]
+    finals = [s[T].clone() for s in trace.states]
+    return [*outs, *finals, *trace.states, saved]
+
+
+def _public_inverse(a: Tensor) -> Tensor:
+    return a.permute(2, 0, 1)
+
+
+@_sequence.register_fake
+def _sequence_fake(
+    cell: str,
+    x: Tensor,
+    initial: list[Tensor],
+    weights: list[Tensor],
+    lengths: Tensor | None,
+    reverse: bool,
+    check_finite: bool,
+) -> list[Tensor]:
+    spec = _cell(cell)
+    _, m, T = x.shape
+    n_a = initial[0].shape[0]
+    S = len(spec.states)
+    return [
+        *(x.new_empty((T, n_a, m)) for _ in range(S)),
+        *(x.new_empty((n_a, m)) for _ in range(S)),
+        *(x.new_empty((T + 1, n_a, m)) for _ in range(S)),
+        x.new_empty((T, spec.saved_blocks * n_a, m)),
+    ]
+
+
+def _setup_sequence(ctx: Any, inputs: tuple, output: list) -> None:
+    cell, x, initial, weights, lengths, reverse, check_finite = inputs
+    S = len(initial)
+    ctx.cell, ctx.reverse, ctx.check_finite = cell, reverse, check_finite
+    ctx.counts = (S, len(weights))
+    ctx.save_for_backward(x, lengths, output[3 * S], *weights, *output[2 * S : 3 * S])
+
+
+def _sequence_gradient(ctx: Any, grads: list) -> tuple:
+    S, n_w = ctx.counts
+    x, lengths, saved, *rest = ctx.saved_tensors
+    weights, states = rest[:n_w], rest[n_w:]
+    d_outputs = [
+        torch.zeros_like(s[1:]) if g is None else g for g, s in zip(grads[:S], states, strict=True)
+    ]
+    d_finals = [
+        torch.zeros_like(s[0]) if g is None else g
+        for g, s in zip(grads[S : 2 * S], states, strict=True)
+    ]
+    got = _sequence_backward(
+        ctx.cell, x, list(weights), lengths, ctx.reverse, list(states), saved,
+        d_outputs, d_finals, ctx.check_finite,
+    )  # fmt: skip
+    dx, dinitial, dweights = got[0], got[1 : 1 + S], got[1 + S :]
+    return None, dx, list(dinitial), list(dweights), None, None, None
+
+
+_sequence.register_autograd(_sequence_gradient, setup_context=_setup_sequence)
+
+
+# --- the backward operator ---------------------------------------------------------------------
+
+
+@torch.library.custom_op("xrnn::sequence_backward", mutates_args=())
+def _sequence_backward(
+    cell: str,
+    x: Tensor,
+    weights: list[Tensor],
+    lengths: Tensor | None,
+    reverse: bool,
+    states: list[Tensor],
+    saved: Tensor,
+    d_outputs: list[Tensor],
+    d_finals: list[Tensor],
+    check_finite: bool,
+) -> list[Tensor]:
+    spec = _cell(cell)
+    parameters = dict(zip(spec.keys, weights, strict=True))
+    ctx = resolve([("x", x)])
+    if check_finite:  # the upstream gradients: the rest is what the forward checked or made
+        names = [f"the gradient of {s}'s outputs" for s in spec.states]
+        names += [f"the gradient of the final {s}" for s in spec.states]
+        check_values(ctx, list(zip(names, [*d_outputs, *d_finals], strict=True)))
+    with torch.no_grad(), _threads(spec, x, states[0][0], lengths):
+        xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
+        trace = Trace(spec, tuple(states), saved if spec.saved_blocks else None, xe, live, order)
+        # the further states' outputs usually feed nothing (zeros): then the backward takes
+        # the fast paths, which read the hidden state's gradients only
+        further = tuple(_public(d) if bool(torch.count_nonzero(d)) else None for d in d_outputs[1:])
+        grads = run_backward(
+            spec, _public(d_outputs[0]), (StepCaches(trace, parameters), x), "xrnn.forward",
+            dfinal=tuple(d_finals), dfurther=further, check_finite=False,
+        )  # fmt: skip
+    dinitial = [grads[f"d{s}0"] for s in spec.states]
+    # gradients of stacked weights are views of one array: an operator's outputs may not
+    # share memory
+    dweights = [grads["d" + k].clone() for k in spec.keys]
+    return [grads["dx"], *dinitial, *dweights]
+
+
+@_sequence_backward.register_fake
+def _sequence_backward_fake(
+    cell: str,
+    x: Tensor,
+    weights: list[Tensor],
+    lengths: Tensor | None,
+    reverse: bool,
+    states: list[Tensor],
+    saved: Tensor,
+    d_outputs: list[Tensor],
+    d_finals: list[Tensor],
+    check_finite: bool,
+) -> list[Tensor]:
+    return [
+        torch.empty_like(x),
+        *(torch.empty_like(s[0]) for s in states),
+        *(torch.empty_like(w) for w in weights),
+    ]
+
+
+def _no_double_backward(ctx: Any, grads: list) -> tuple:
+    raise RuntimeError(
+        "xrnn's sequence backward has no derivative of its own: a gradient of a gradient "
+        "(double backward, torch.func.hessian) through xrnn is not supported"
+    )
+
+
+def _no_setup(ctx: Any, inputs: tuple, output: list) -> None:
+    return None
+
+
+_sequence_backward.register_autograd(_no_double_backward, setup_context=_no_setup)
+
+
+# --- torch.func.vmap ----------------------------------------------------------------------------
+
+
+def _per_example(op: Any, info: Any, in_dims: tuple, *args: Any) -> tuple[list, list]:
+    """``op`` once per example of the mapped axis, its outputs stacked along axis 0."""
+
+    def pick(a: Any, d: Any, b: int) -> Any:
+        if a is None or d is None:
+            return a
+        if isinstance(a, list):
+            return [pick(ai, di, b) for ai, di in zip(a, d, strict=True)]
+        return a.select(d, b)
+
+    results = [
+        op(*(pick(a, d, b) for a, d in zip(args, in_dims, strict=True)))
+        for b in range(info.batch_size)
+    ]
+    stacked = [torch.stack([r[i] for r in results]) for i in range(len(results[0]))]
+    return stacked, [0] * len(stacked)
+
+
+def _batched(d: Any) -> bool:
+    return d is not None and (not isinstance(d, list) or any(e is not None for e in d))
+
+
+def _sequence_vmap(
+    info: Any,
+    in_dims: tuple,
+    cell: str,
+    x: Tensor,
+    initial: list[Tensor],
+    weights: list[Tensor],
+    lengths: Tensor | None,
+    reverse: bool,
+    check_finite: bool,
+) -> tuple[list, list]:
+    args = (cell, x, initial, weights, lengths, reverse, check_finite)
+    if _batched(in_dims[3]):  # per-example weights: one call each
+        return _per_example(_sequence, info, in_dims, *args)
+    B = info.batch_size
+
+    def joined(a: Tensor, d: int | None, axis: int) -> Tensor:
+        """The mapped axis joined to the batch axis ``axis`` (examples outermost in it)."""
+        if d is None:
+            a = a.unsqueeze(axis).expand(*a.shape[:axis], B, *a.shape[axis:])
+        else:
+            a = a.movedim(d, axis)
+        return a.flatten(axis, axis + 1)
+
+    dims = in_dims[2] if isinstance(in_dims[2], list) else [in_dims[2]] * len(initial)
+    xj = joined(x, in_dims[1], 1)
+    initial_j = [joined(s, d, 1) for s, d in zip(initial, dims, strict=True)]
+    lengths_j = None if lengths is None else joined(lengths, in_dims[4], 0)
+    out = _sequence(cell, xj, initial_j, weights, lengths_j, reverse, check_finite)
+    m = int(xj.shape[1]) // B
+    S = len(initial)
+
+    def split(a: Tensor, axis: int) -> Tensor:
+        return a.reshape(*a.shape[:axis], B, m, *a.shape[axis + 1 :])
+
+    results = [
+        *(split(o, 2) for o in out[:S]),
+        *(split(f, 1) for f in out[S : 2 * S]),
+        *(split(s, 2) for s in out[2 * S :]),
+    ]
+    return results, [2] * S + [1] * S + [2] * (S + 1)
+
+
+def _sequence_backward_vmap(info: Any, in_dims: tuple, *args: Any) -> tuple[list, list]:
+    # per example: the weight gradients of a mapped backward are each example's own
+    return _per_example(_sequence_backward, info, in_dims, *args)
+
+
+_sequence.register_vmap(_sequence_vmap)
+_sequence_backward.register_vmap(_sequence_backward_vmap)
+
+
+# --- the call -------------------------------------------------------------------------------------
+
+
+def _refuse_grad_transforms(*arrays: Any) -> None:
+    tracked = torch._C._functorch.is_gradtrackingtensor
+    if any(isinstance(t, Tensor) and tracked(t) for t in arrays):
+        raise RuntimeError(
+            "torch.func.grad, vjp, jacrev and jacfwd cannot differentiate xrnn's sequence "
+            "operator (a PyTorch custom operator); use torch.autograd.grad or .backward() — "
+            "around torch.func.vmap too"
+        )
+
+
+def sequence_forward(
+    cell: Cell,
+    x: Tensor,
+    initial: tuple,
+    parameters: Mapping[str, Any],
+    *,
+    lengths: Any = None,
+    reverse: bool = False,
+    check_finite: bool = True,
+    return_caches: bool = True,
+) -> tuple[tuple, Any, Any]:
+    """:func:`xrnn.engine.run_forward` for tensors autograd records (or that a compiler or
+    transform traces): ``(outputs, y, caches)`` as there, computed by ``xrnn::sequence``; the
+    output layer, if any, is torch's own ops (autograd differentiates it)."""
+    compiling = torch.compiler.is_compiling()
+    if not compiling:
+        _refuse_grad_transforms(x, *initial, *parameters.values())
+    _, m, T = (int(s) for s in x.shape)
+    n_a = int(initial[0].shape[0])
+    if compiling:  # traced: shapes are known from the fake tensors, values only at run time
+        n_y = (
+            None
+            if cell.output_keys[0] not in parameters
+            else int(parameters[cell.output_keys[0]].shape[0])
+        )
+        if lengths is not None and not isinstance(lengths, Tensor):
+            lengths = torch.tensor(list(lengths), dtype=torch.int64, device=x.device)
+    else:  # library, device, dtype, shapes and keys here; values inside the operator
+        _, ctx, (_, m, T, n_a, n_y) = check_forward(cell, x, initial, parameters)
+        lengths, _ = check_lengths(ctx, lengths, m, T)
+    initial_full = [
+        torch.zeros((n_a, m), dtype=x.dtype, device=x.device) if s is None else s for s in initial
+    ]
+    weights = [parameters[k] for k in cell.keys]
+    S = len(cell.states)
+    got = _sequence(_token(cell), x, initial_full, weights, lengths, reverse, check_finite)
+    outs, finals, states, saved = got[:S], got[S : 2 * S], got[2 * S : 3 * S], got[3 * S]
+    outputs = tuple(_public(o) for o in outs)
+    y = None
+    if n_y is not None:
+        w, b = cell.output_keys
+        z = torch.matmul(parameters[w], outs[0]) + parameters[b]  # (T, n_y, m)
+        y = _public(torch.softmax(z, dim=1))
+        if lengths is not None:  # zero past each length, as the outputs
+            steps = torch.arange(T, device=x.device)
+            y = y * (steps[None, None, :] < lengths[None, :, None]).to(y.dtype)
+    if not return_caches:
+        return outputs, y, None
+    if compiling:
+        raise ValueError(
+            "return_caches must be False under torch.compile: the caches are Python objects a "
+            "compiled graph cannot return (autograd differentiates the outputs without them)"
+        )
+    ctx = resolve([("x", x)])
+    xe, order, _, live = loop_inputs(ctx, x.detach(), lengths, reverse)
+    trace = Trace(
+        cell,
+        tuple(s.detach() for s in states),
+        saved.detach() if cell.saved_blocks else None,
+        xe,
+        live,
+        order,
+    )
+    return outputs, y, (StepCaches(trace, parameters, tuple(finals)), x)
