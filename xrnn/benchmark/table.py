@@ -30,7 +30,7 @@ import numpy as np
 
 import xrnn
 from xrnn.benchmark import reference
-from xrnn.benchmark.worker import IMPLS
+from xrnn.benchmark.worker import IMPLS, INFERENCE
 
 CONFIGS = {
     "A": (128, 128, 64, 100),
@@ -252,7 +252,9 @@ def main(argv=None) -> int:
         if impl not in IMPLS:
             ap.error(f"--impls: unknown {impl!r}; one of {', '.join(IMPLS)}")
     if torch is None:
-        wanted = [i for i in wanted if i not in ("torch.nn", "xrnn-torch")]
+        wanted = [i for i in wanted if "torch" not in i]
+    if optional_module("jax") is None:
+        wanted = [i for i in wanted if i != "xrnn-jax"]
 
     rows = []
     header = (
@@ -288,18 +290,22 @@ def main(argv=None) -> int:
                         )
                         samples[impl]["fwd"] += got["fwd"]
                         samples[impl]["fb"] += got["fb"]
-                        samples[impl]["med"].append(statistics.median(got["fb"]))
+                        samples[impl]["med"].append(_median(got["fb"]))
                         if "peak_mb" in got:
                             memory[impl] = got["peak_mb"]
                 result = {
-                    i: (statistics.median(v["fwd"]), statistics.median(v["fb"]), v["med"])
+                    i: (statistics.median(v["fwd"]), _median(v["fb"]), v["med"])
                     for i, v in samples.items()
                 }
                 fl_f, fl_b = gemm_flops(cell, *shape)
                 nan = float("nan")
                 for name, (tf, tb, meds) in result.items():
                     spread = (max(meds) - min(meds)) / tb if len(meds) > 1 else 0.0
+                    if name in INFERENCE:  # forward only: spread over the forward medians
+                        spread = 0.0
                     torch_f, torch_b = result.get("torch.nn", (nan, nan, None))[:2]
+                    if name in INFERENCE:  # compared with torch.nn's inference forward
+                        torch_f = result.get("torch.nn-no_grad", (nan, nan, None))[0]
                     ex_b = result.get("exercise-loop", (nan, nan, None))[1]
                     row = dict(
                         cell=cell,
@@ -351,6 +357,12 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _median(times: list[float]) -> float:
+    """The median of the timed calls, NaN where none were timed (a forward-only impl's
+    forward+backward)."""
+    return statistics.median(times) if times else float("nan")
 
 
 def _geomean(values: list[float]) -> float:
