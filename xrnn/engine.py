@@ -156,11 +156,13 @@ def _forward_chunks(
     ctx: Context, cell: Cell, W: Any, xe: Any, state0: tuple, done: Any, outputs: Any
 ) -> None:
     """The forward loop chunk by chunk into ``outputs`` (:meth:`xrnn.ops.Ops.outputs_store`):
-    per chunk of ``tuning.FORWARD_CHUNK_COLUMNS`` step × batch columns its input side, its
-    steps (the backend's whole loop where it has one) and its saved blocks, then dropped."""
+    per chunk of steps (:data:`xrnn.tuning.FORWARD_CHUNK_BYTES` of input side) its input
+    side, its steps (the backend's whole loop where it has one) and its saved blocks, then
+    dropped."""
     xp, ops = ctx.xp, get_ops(ctx.xp)
     _, m, T = (int(s) for s in xe.shape)
-    k = max(1, min(T, tuning.FORWARD_CHUNK_COLUMNS // m))
+    step_bytes = int(W.Wx.shape[0]) * m * (xp.finfo(ctx.dtype).bits // 8)
+    k = max(1, min(T, tuning.FORWARD_CHUNK_BYTES // step_bytes))
     work = None  # the saved blocks of a chunk, where they do not go over its input side
     state = tuple(state0)
     for start in range(0, T, k):

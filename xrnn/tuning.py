@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = [
     "CHUNK_COLUMNS",
-    "FORWARD_CHUNK_COLUMNS",
+    "FORWARD_CHUNK_BYTES",
     "LOCKSTEP_MAX_FLOPS",
     "LOCKSTEP_MIN_FLOPS",
     "SINGLE_THREAD_FLOPS",
@@ -64,7 +64,8 @@ CHUNK_COLUMNS = 1024
 
 # --- the forward that keeps no caches (xrnn.engine, return_caches=False) ------------------
 
-# Step × batch columns per chunk of its input side and saved blocks, the only work area it
-# keeps beside the outputs: small against the outputs (the LSTM's input side is four times
-# their size per step), large enough that the input side's GEMM stays efficient.
-FORWARD_CHUNK_COLUMNS = 256
+# Bytes of input side per chunk of steps, the chunk's work area beside the outputs (its saved
+# blocks go over it or beside it): a small share of a large call's outputs (the LSTM's input
+# side is four times their size per step), and few chunks for a small call, as each chunk
+# costs a start of the loops (the lockstep helper's hand-offs, some 0.1 ms).
+FORWARD_CHUNK_BYTES = 4 * 2**20

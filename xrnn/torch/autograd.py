@@ -160,19 +160,18 @@ def _setup_sequence(ctx: Any, inputs: tuple, output: list) -> None:
     ctx.cell, ctx.reverse, ctx.check_finite = cell, reverse, check_finite
     ctx.counts = (S, len(weights))
     ctx.save_for_backward(x, lengths, output[3 * S], *weights, *output[2 * S : 3 * S])
+    # an output that feeds nothing gets no gradient (not one of zeros, filled by torch's
+    # threads, which then spin beside the backward's)
+    ctx.set_materialize_grads(False)
 
 
 def _sequence_gradient(ctx: Any, grads: list) -> tuple:
     S, n_w = ctx.counts
     x, lengths, saved, *rest = ctx.saved_tensors
     weights, states = rest[:n_w], rest[n_w:]
-    d_outputs = [
-        torch.zeros_like(s[1:]) if g is None else g for g, s in zip(grads[:S], states, strict=True)
-    ]
-    d_finals = [
-        torch.zeros_like(s[0]) if g is None else g
-        for g, s in zip(grads[S : 2 * S], states, strict=True)
-    ]
+    # none: an empty tensor (the operator's arguments are tensors)
+    d_outputs = [x.new_empty(0) if g is None else g for g in grads[:S]]
+    d_finals = [x.new_empty(0) if g is None else g for g in grads[S : 2 * S]]
     got = _sequence_backward(
         ctx.cell, x, list(weights), lengths, ctx.reverse, list(states), saved,
         d_outputs, d_finals, ctx.check_finite,
@@ -203,25 +202,40 @@ def _sequence_backward(
     spec = _cell(cell)
     parameters = dict(zip(spec.keys, weights, strict=True))
     ctx = resolve([("x", x)])
-    if check_finite:  # the upstream gradients: the rest is what the forward checked or made
-        names = [f"the gradient of {s}'s outputs" for s in spec.states]
-        names += [f"the gradient of the final {s}" for s in spec.states]
-        check_values(ctx, list(zip(names, [*d_outputs, *d_finals], strict=True)))
     with torch.no_grad(), _threads(spec, x, states[0][0], lengths):
+        # an empty tensor: no gradient (the output fed nothing)
+        outs = [None if d.numel() == 0 else d for d in d_outputs]
+        finals = [None if d.numel() == 0 else d for d in d_finals]
+        if check_finite:  # the upstream gradients: the rest the forward checked or made
+            names = [f"the gradient of {s}'s outputs" for s in spec.states]
+            names += [f"the gradient of the final {s}" for s in spec.states]
+            check_values(ctx, list(zip(names, [*outs, *finals], strict=True)))
         xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
         trace = Trace(spec, tuple(states), saved if spec.saved_blocks else None, xe, live, order)
-        # the further states' outputs usually feed nothing (zeros): then the backward takes
-        # the fast paths, which read the hidden state's gradients only
-        further = tuple(_public(d) if bool(torch.count_nonzero(d)) else None for d in d_outputs[1:])
+        # the further states' outputs usually feed nothing: then the backward takes the fast
+        # paths, which read the hidden state's gradients only
+        further = tuple(
+            None if d is None or not bool(torch.count_nonzero(d)) else _public(d) for d in outs[1:]
+        )
+        da = torch.zeros_like(states[0][1:]) if outs[0] is None else outs[0]
+        dfinal = None
+        if any(f is not None for f in finals):
+            dfinal = tuple(
+                torch.zeros_like(s[0]) if f is None else f
+                for f, s in zip(finals, states, strict=True)
+            )
         grads = run_backward(
-            spec, _public(d_outputs[0]), (StepCaches(trace, parameters), x), "xrnn.forward",
-            dfinal=tuple(d_finals), dfurther=further, check_finite=False,
+            spec, _public(da), (StepCaches(trace, parameters), x), "xrnn.forward",
+            dfinal=dfinal, dfurther=further, check_finite=False,
         )  # fmt: skip
-    dinitial = [grads[f"d{s}0"] for s in spec.states]
-    # gradients of stacked weights are views of one array: an operator's outputs may not
-    # share memory
-    dweights = [grads["d" + k].clone() for k in spec.keys]
-    return [grads["dx"], *dinitial, *dweights]
+        # contiguous copies, made here, on the call's threads: autograd takes a gradient of
+        # its tensor's layout as it is into .grad, and copies any other (on torch's threads,
+        # which then spin beside the next call's); the stacked weights' gradients are views
+        # of one array, and an operator's outputs may not share memory
+        dx = grads["dx"].contiguous()
+        dinitial = [grads[f"d{s}0"].clone() for s in spec.states]
+        dweights = [grads["d" + k].clone() for k in spec.keys]
+    return [dx, *dinitial, *dweights]
 
 
 @_sequence_backward.register_fake
