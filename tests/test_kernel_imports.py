@@ -101,7 +101,7 @@ LAYERS = [
     },
     {"xrnn.backends.jit"},  # compiled kernels over the NumPy backend's storage
     {"xrnn.layers"},
-    {"xrnn.interop"},
+    {"xrnn.interop", "xrnn.torch.nn"},  # PyTorch modules ↔ layers; torch.nn drop-ins
 ]
 
 
