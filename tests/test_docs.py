@@ -26,6 +26,9 @@ MODULES = sorted(
 def test_docstring_examples_run(name):
     if name == "xrnn.dask":
         pytest.importorskip("dask.array", reason="xrnn.dask's examples need dask (nox -s dask)")
+    for library in ("jax", "torch"):  # modules for one library import it at the top
+        if name.startswith(f"xrnn.{library}."):
+            pytest.importorskip(library, reason=f"{name} needs {library}")
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"

@@ -27,10 +27,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
+from array_api_compat import array_namespace
 from torch import Tensor
 
-from xrnn.backends import check_values, get_ops, resolve
+from xrnn.backends import check_values, get_ops, jit_enabled, resolve
 from xrnn.cell import CELLS, Cell, get_cell
 from xrnn.engine import (
     StepCaches,
@@ -61,8 +63,9 @@ def _cell(token: str) -> Cell:
     return _UNREGISTERED.get(token) or get_cell(token)
 
 
-def _public(a: Tensor) -> Tensor:
-    return a.permute(1, 2, 0)
+def _public(a: Any) -> Any:
+    """``(T, n, m)`` → ``(n, m, T)``, a view (a tensor or a NumPy array)."""
+    return array_namespace(a).permute_dims(a, (1, 2, 0))
 
 
 # --- the forward operator ----------------------------------------------------------------------
@@ -79,12 +82,43 @@ def _sequence(
     check_finite: bool,
 ) -> list[Tensor]:
     spec = _cell(cell)
+    if _host(x):  # the NumPy backend's compiled kernels on the tensors' memory
+        parameters = dict(zip(spec.keys, (_numpy(w) for w in weights), strict=True))
+        got = _sequence_outputs(
+            spec, _numpy(x), tuple(_numpy(s) for s in initial), parameters, _numpy(lengths),
+            reverse, check_finite,
+        )  # fmt: skip
+        return [torch.from_numpy(a) for a in got]
     parameters = dict(zip(spec.keys, (w.detach() for w in weights), strict=True))
     with torch.no_grad(), _threads(spec, x, initial[0], lengths):
         return _sequence_outputs(
             spec, x.detach(), tuple(s.detach() for s in initial), parameters, lengths, reverse,
             check_finite,
         )  # fmt: skip
+
+
+def _host(x: Tensor) -> bool:
+    """Whether a call on ``x``'s device runs on the NumPy backend's compiled kernels, with the
+    tensors' memory as NumPy arrays (views, no copies): CPU tensors, where the kernels are on.
+    Torch's own ops (and its threads, whose spin outlasts each op) then take no part."""
+    return x.device.type == "cpu" and jit_enabled()
+
+
+def _numpy(t: Tensor | None) -> Any:
+    return None if t is None else t.detach().numpy()
+
+
+def _copy(a: Any) -> Any:
+    """A C-contiguous copy of ``a`` (a NumPy array or a tensor), sharing no memory with it."""
+    if isinstance(a, Tensor):
+        return a.clone(memory_format=torch.contiguous_format)
+    return np.array(a, order="C", copy=True)
+
+
+def _contiguous(a: Any) -> Any:
+    if isinstance(a, Tensor):
+        return a.contiguous()
+    return np.ascontiguousarray(a)
 
 
 def _threads(cell: Cell, x: Tensor, a: Tensor, lengths: Tensor | None) -> Any:
@@ -112,24 +146,20 @@ def _sequence_outputs(
         check_finite=check_finite, private=False,
     )  # fmt: skip
     trace = caches[0].trace
+    xp = array_namespace(x)
     T, n_a, m = (int(s) for s in trace.states[0].shape)
     T -= 1
     rows = spec.saved_blocks * n_a
     saved = trace.saved
     if saved is None:
-        saved = x.new_empty((T, 0, m))
+        saved = xp.empty((T, 0, m), dtype=x.dtype)
     else:  # the saved blocks lead the rows of each step (the rest is the input side's)
-        saved = saved[:, :rows, :]
-        saved = saved if saved.is_contiguous() else saved.contiguous()
+        saved = _contiguous(saved[:, :rows, :])
     # outputs and finals are views of the traces (or fresh): copies, as an operator's outputs
     # may not share memory
-    outs = [_public_inverse(o).clone(memory_format=torch.contiguous_format) for o in outputs]
-    finals = [s[T].clone() for s in trace.states]
+    outs = [_copy(xp.permute_dims(o, (2, 0, 1))) for o in outputs]
+    finals = [_copy(s[T, ...]) for s in trace.states]
     return [*outs, *finals, *trace.states, saved]
-
-
-def _public_inverse(a: Tensor) -> Tensor:
-    return a.permute(2, 0, 1)
 
 
 @_sequence.register_fake
@@ -200,41 +230,68 @@ def _sequence_backward(
     check_finite: bool,
 ) -> list[Tensor]:
     spec = _cell(cell)
-    parameters = dict(zip(spec.keys, weights, strict=True))
-    ctx = resolve([("x", x)])
-    with torch.no_grad(), _threads(spec, x, states[0][0], lengths):
-        # an empty tensor: no gradient (the output fed nothing)
-        outs = [None if d.numel() == 0 else d for d in d_outputs]
-        finals = [None if d.numel() == 0 else d for d in d_finals]
-        if check_finite:  # the upstream gradients: the rest the forward checked or made
-            names = [f"the gradient of {s}'s outputs" for s in spec.states]
-            names += [f"the gradient of the final {s}" for s in spec.states]
-            check_values(ctx, list(zip(names, [*outs, *finals], strict=True)))
-        xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
-        trace = Trace(spec, tuple(states), saved if spec.saved_blocks else None, xe, live, order)
-        # the further states' outputs usually feed nothing: then the backward takes the fast
-        # paths, which read the hidden state's gradients only
-        further = tuple(
-            None if d is None or not bool(torch.count_nonzero(d)) else _public(d) for d in outs[1:]
-        )
-        da = torch.zeros_like(states[0][1:]) if outs[0] is None else outs[0]
-        dfinal = None
-        if any(f is not None for f in finals):
-            dfinal = tuple(
-                torch.zeros_like(s[0]) if f is None else f
-                for f, s in zip(finals, states, strict=True)
-            )
-        grads = run_backward(
-            spec, _public(da), (StepCaches(trace, parameters), x), "xrnn.forward",
-            dfinal=dfinal, dfurther=further, check_finite=False,
+    # an empty tensor: no gradient (the output fed nothing)
+    outs = [None if d.numel() == 0 else d for d in d_outputs]
+    finals = [None if d.numel() == 0 else d for d in d_finals]
+    if _host(x):  # the NumPy backend's compiled kernels on the tensors' memory
+        got = _gradients(
+            spec, _numpy(x), [_numpy(w) for w in weights], _numpy(lengths), reverse,
+            [_numpy(s) for s in states], _numpy(saved), [_numpy(d) for d in outs],
+            [_numpy(d) for d in finals], check_finite,
         )  # fmt: skip
-        # contiguous copies, made here, on the call's threads: autograd takes a gradient of
-        # its tensor's layout as it is into .grad, and copies any other (on torch's threads,
-        # which then spin beside the next call's); the stacked weights' gradients are views
-        # of one array, and an operator's outputs may not share memory
-        dx = grads["dx"].contiguous()
-        dinitial = [grads[f"d{s}0"].clone() for s in spec.states]
-        dweights = [grads["d" + k].clone() for k in spec.keys]
+        return [torch.from_numpy(a) for a in got]
+    with torch.no_grad(), _threads(spec, x, states[0][0], lengths):
+        return _gradients(
+            spec, x, list(weights), lengths, reverse, list(states), saved, outs, finals,
+            check_finite,
+        )  # fmt: skip
+
+
+def _gradients(
+    spec: Cell,
+    x: Any,
+    weights: list,
+    lengths: Any,
+    reverse: bool,
+    states: list,
+    saved: Any,
+    outs: list,
+    finals: list,
+    check_finite: bool,
+) -> list:
+    """The backward operator's results in ``x``'s library: ``dx``, each initial state's and
+    each weight's gradient, from the upstream gradients ``outs`` (each state component's
+    outputs, (T, n_a, m)) and ``finals`` ((n_a, m)), None where there is none."""
+    ctx = resolve([("x", x)])
+    xp = ctx.xp
+    if check_finite:  # the upstream gradients: the rest the forward checked or made
+        names = [f"the gradient of {s}'s outputs" for s in spec.states]
+        names += [f"the gradient of the final {s}" for s in spec.states]
+        check_values(ctx, list(zip(names, [*outs, *finals], strict=True)))
+    xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
+    trace = Trace(spec, tuple(states), saved if spec.saved_blocks else None, xe, live, order)
+    # the further states' outputs usually feed nothing: then the backward takes the fast
+    # paths, which read the hidden state's gradients only
+    further = tuple(None if d is None or not bool(xp.any(d != 0)) else _public(d) for d in outs[1:])
+    da = xp.zeros_like(states[0][1:, ...]) if outs[0] is None else outs[0]
+    dfinal = None
+    if any(f is not None for f in finals):
+        dfinal = tuple(
+            xp.zeros_like(s[0, ...]) if f is None else f
+            for f, s in zip(finals, states, strict=True)
+        )
+    parameters = dict(zip(spec.keys, weights, strict=True))
+    grads = run_backward(
+        spec, _public(da), (StepCaches(trace, parameters), x), "xrnn.forward",
+        dfinal=dfinal, dfurther=further, check_finite=False,
+    )  # fmt: skip
+    # contiguous copies, made here, on the call's threads: autograd takes a gradient of its
+    # tensor's layout as it is into .grad, and copies any other (on torch's threads, which
+    # then spin beside the next call's); the stacked weights' gradients are views of one
+    # array, and an operator's outputs may not share memory
+    dx = _contiguous(grads["dx"])
+    dinitial = [_copy(grads[f"d{s}0"]) for s in spec.states]
+    dweights = [_copy(grads["d" + k]) for k in spec.keys]
     return [dx, *dinitial, *dweights]
 
 
@@ -399,12 +456,12 @@ def sequence_forward(
     S = len(cell.states)
     got = _sequence(_token(cell), x, initial_full, weights, lengths, reverse, check_finite)
     outs, finals, states, saved = got[:S], got[S : 2 * S], got[2 * S : 3 * S], got[3 * S]
-    outputs = tuple(_public(o) for o in outs)
+    outputs = tuple(o.permute(1, 2, 0) for o in outs)
     y = None
     if n_y is not None:
         w, b = cell.output_keys
         z = torch.matmul(parameters[w], outs[0]) + parameters[b]  # (T, n_y, m)
-        y = _public(torch.softmax(z, dim=1))
+        y = torch.softmax(z, dim=1).permute(1, 2, 0)
         if lengths is not None:  # zero past each length, as the outputs
             steps = torch.arange(T, device=x.device)
             y = y * (steps[None, None, :] < lengths[None, :, None]).to(y.dtype)
