@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "c_contiguous",
     "cast",
     "cast_all",
     "host_generator",
@@ -34,6 +35,12 @@ def to_numpy(a: Any) -> np.ndarray:
         return np.asarray(a)
     except (TypeError, ValueError, RuntimeError):
         return np.from_dlpack(a)
+
+
+def c_contiguous(a: np.ndarray, *, copy: bool) -> np.ndarray:
+    """``a`` in C order: a copy sharing no memory with it (``copy``), else ``a`` itself where
+    it already is (the array API has no memory-order words)."""
+    return np.array(a, order="C", copy=True) if copy else np.ascontiguousarray(a)
 
 
 def zeros(shape: tuple[int, ...]) -> np.ndarray:

@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from array_api_compat import array_namespace
 from torch import Tensor
@@ -43,6 +42,7 @@ from xrnn.engine import (
     run_backward,
     run_forward,
 )
+from xrnn.host import c_contiguous
 
 __all__ = ["sequence_forward"]
 
@@ -112,13 +112,13 @@ def _copy(a: Any) -> Any:
     """A C-contiguous copy of ``a`` (a NumPy array or a tensor), sharing no memory with it."""
     if isinstance(a, Tensor):
         return a.clone(memory_format=torch.contiguous_format)
-    return np.array(a, order="C", copy=True)
+    return c_contiguous(a, copy=True)
 
 
 def _contiguous(a: Any) -> Any:
     if isinstance(a, Tensor):
         return a.contiguous()
-    return np.ascontiguousarray(a)
+    return c_contiguous(a, copy=False)
 
 
 def _threads(cell: Cell, x: Tensor, a: Tensor, lengths: Tensor | None) -> Any:
