@@ -583,17 +583,16 @@ def _scanned_forward(
     outputs, _, states, saved = sequence(
         cell, bool(reverse), x, state0, weights, lengths, bool(return_caches)
     )
+    xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
     y = None
     if n_y is not None:
         w, b = cell.output_keys
         H = xp.permute_dims(outputs[0], (2, 0, 1))
         y = output_layer_forward(xp, parameters[w], parameters[b], H)
-        if lengths is not None:  # zero past each length (a position's liveness is the same
-            live = loop_inputs(ctx, x, lengths, False)[3]  # in either order)
+        if live is not None:  # zero past each length (where, is the same in either order)
             y = y * public(xp, live)
     if not return_caches:
         return outputs, y, None
-    xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
     return outputs, y, (StepCaches(Trace(cell, states, saved, xe, live, order), parameters), x)
 
 

@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from xrnn.api import forward, initialize
 from xrnn.cell import Cell, get_cell
+from xrnn.engine import final_states
 
 __all__ = ["GRU", "LSTM", "RNN", "Recurrent"]
 
@@ -237,8 +238,8 @@ class Recurrent(nn.Module):
                 )  # fmt: skip
                 states = (got[0], *got[2:-1])
                 outs.append(states[0])
-                for i, s in enumerate(states):
-                    finals[i].append(_final(s, lengths, d == 1).T)
+                for i, s in enumerate(final_states(xp, states, lengths, d == 1)):
+                    finals[i].append(s.T)
             x = outs[0] if D == 1 else torch.cat(outs, dim=0)
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
@@ -267,17 +268,6 @@ class Recurrent(nn.Module):
         if self.dropout:
             text += f", dropout={self.dropout}"
         return text
-
-
-def _final(outputs: Tensor, lengths: Tensor | None, reverse: bool) -> Tensor:
-    """Each sequence's state after its last step, ``(H, N)``, from its outputs ``(H, N, T)``:
-    the loop ends at the sequence's last step going forward, at its first going backward."""
-    if reverse:
-        return outputs[:, :, 0]
-    if lengths is None:
-        return outputs[:, :, -1]
-    last = (lengths - 1).reshape(1, -1, 1).expand(outputs.shape[0], -1, 1)
-    return torch.gather(outputs, 2, last).squeeze(2)
 
 
 class RNN(Recurrent):
