@@ -150,3 +150,58 @@ def test_cli_errors_are_bounded(tmp_path, capsys):
     assert main(["train", "--data", str(data) + "/" + "y" * 2000, "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and len(err[0]) <= 520, len(err[0])
+
+
+# --- non-finite results from finite inputs -----------------------------------------------------
+
+
+def _exploding_rnn(T: int = 2000):
+    """A tanh RNN whose states stay at 0 (zero inputs and initial state, where tanh' = 1) and
+    whose recurrence has spectral radius 3: the gradients grow as 3^T and overflow."""
+    rng = np.random.default_rng(0)
+    n_x, n_a, m = 3, 8, 2
+    p = xrnn.initialize_rnn(n_x, n_a, n_x, seed=0)
+    W = rng.normal(size=(n_a, n_a))
+    p["Waa"] = W * (3 / max(abs(np.linalg.eigvals(W))))
+    x, a0 = np.zeros((n_x, m, T)), np.zeros((n_a, m))
+    return x, a0, p, rng.normal(size=(n_a, m, T))
+
+
+def test_gradients_that_overflow_raise():
+    x, a0, p, da = _exploding_rnn()
+    _, _, caches = xrnn.rnn_forward(x, a0, p)
+    with pytest.raises(FloatingPointError, match="the gradient d.* came out with NaN or inf"):
+        xrnn.rnn_backward(da, caches)
+    with np.errstate(all="ignore"):  # unchecked: NumPy's own warnings are the caller's
+        g = xrnn.rnn_backward(da, caches, check_finite=False)
+    assert not np.isfinite(g["dWaa"]).all()
+
+
+def test_states_that_overflow_raise():
+    x, a0, p, _ = _exploding_rnn()
+    a0 = a0 + 1.0  # ReLU states grow as 3^t along the leading eigenvector from here
+    with pytest.raises(FloatingPointError, match="the output a came out with NaN or inf"):
+        xrnn.rnn_forward(x, a0, p, nonlinearity="relu")
+    with np.errstate(all="ignore"):
+        a, _, _ = xrnn.rnn_forward(x, a0, p, nonlinearity="relu", check_finite=False)
+    assert not np.isfinite(a).all()
+    with pytest.raises(FloatingPointError, match="the output a"):
+        xrnn.rnn_forward(x, a0, p, nonlinearity="relu", return_caches=False)
+
+
+def test_a_cell_step_that_overflows_raises():
+    p = xrnn.initialize_rnn(3, 4, 3, seed=0)
+    p["Waa"] = np.full((4, 4), 1e308)
+    xt, a_prev = np.ones((3, 2)), np.ones((4, 2))
+    with pytest.raises(FloatingPointError, match="the new state a"):
+        xrnn.rnn_cell_forward(xt, a_prev, p, nonlinearity="relu")
+
+
+def test_bad_inputs_are_named_before_what_they_poisoned():
+    """Inputs and results are read together: a NaN input is still reported as the input."""
+    x, a0, p, _ = _exploding_rnn(T=5)
+    x[0, 0, 2] = np.nan
+    with pytest.raises(ValueError, match="x contains NaN or infinity"):
+        xrnn.rnn_forward(x, a0, p)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 5\]"):
+        xrnn.rnn_forward(np.ones((3, 2, 5)), a0, p, lengths=np.array([9, 2]), reverse=True)

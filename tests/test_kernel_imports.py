@@ -1,8 +1,9 @@
 """The kernels are written against the array API: no kernel module imports NumPy itself.
 
-Only ``xrnn/backends/numpy.py``, ``xrnn/backends/jit.py``, ``xrnn/backends/lockstep.py`` and
-``xrnn/backends/generated.py`` (the NumPy backend, pure and compiled, the compiled loops' second
-thread, and the kernels generated from a cell's elementwise math) and
+Only ``xrnn/backends/numpy.py``, ``xrnn/backends/jit.py``, ``xrnn/backends/lockstep.py``,
+``xrnn/backends/cblas.py`` and ``xrnn/backends/generated.py`` (the NumPy backend, pure and
+compiled, the compiled loops' second thread, their private BLAS, and the kernels generated from
+a cell's elementwise math) and
 ``xrnn/host.py`` (host-side seeded draws
 and copies, no kernels) may; the application layers ``xrnn.charlm`` and ``xrnn.exercise`` use
 NumPy for host-side work — random draws and ``.npz`` files; the notebook's ``np.random``
@@ -19,6 +20,7 @@ ALLOWED = {
     "backends/numpy.py",
     "backends/jit.py",
     "backends/lockstep.py",
+    "backends/cblas.py",
     "backends/generated.py",
     "host.py",
     "exercise.py",
@@ -96,7 +98,8 @@ LAYERS = [
         "xrnn.backends.numpy",
         "xrnn.backends.cupy",
         "xrnn.backends.torch",
-        "xrnn.backends.lockstep",  # BLAS from compiled code, the helper thread: no cell
+        "xrnn.backends.cblas",  # BLAS from compiled code, a private copy: no cell
+        "xrnn.backends.lockstep",  # the helper threads: no cell
         "xrnn.backends.generated",  # kernels generated from a cell's traced math: no cell
     },
     {"xrnn.backends.jit"},  # compiled kernels over the NumPy backend's storage

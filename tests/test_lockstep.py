@@ -1,14 +1,17 @@
 """The LSTM's loops on two threads in lockstep (xrnn/backends/lockstep.py and its loops in
-xrnn/backends/jit.py): BLAS's GEMM called from compiled code, the lockstep forward, backward,
-input side and whole backward chunks against the one-thread path, the fallbacks (a busy helper, the
-XRNN_LOCKSTEP switch), a failing half, OpenBLAS's thread count restored, a forked child, and
-torch CPU tensors running the same compiled code."""
+xrnn/backends/jit.py) and the private one-thread OpenBLAS they call (xrnn/backends/cblas.py):
+BLAS's GEMM called from compiled code, the lockstep forward, backward, input side and whole
+backward chunks against the one-thread path, the XRNN_LOCKSTEP switch, concurrent calls (one
+helper each, bit-identical results), a failing or interrupted half, NumPy's OpenBLAS never
+touched, helpers joined, a forked child, and torch CPU tensors running the same compiled
+code."""
 
 from __future__ import annotations
 
 import importlib.util
 import multiprocessing
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -23,10 +26,10 @@ pytestmark = pytest.mark.skipif(not jit_enabled(), reason="compiled kernels off 
 def _usable() -> tuple[bool, str]:
     if not jit_enabled():
         return False, "compiled kernels off"
-    from xrnn.backends import lockstep
+    from xrnn.backends import cblas, lockstep
 
-    if lockstep.blas() is None:
-        return False, "NumPy's BLAS is not an OpenBLAS with a C GEMM entry point"
+    if cblas.private() is None:
+        return False, "no private copy of NumPy's BLAS (not an OpenBLAS with C GEMM entry points)"
     if not lockstep.available("float32"):
         return False, "fewer than two CPUs, or BLAS held to one thread"
     return True, ""
@@ -67,12 +70,14 @@ def counted(lockstep, monkeypatch):
 @needs_lockstep
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("ta", "tb"), [(False, False), (True, False), (False, True)])
-def test_gemm_equals_numpy_on_offset_blocks(lockstep, dtype, ta, tb):
+def test_gemm_equals_numpy_on_offset_blocks(dtype, ta, tb):
     import numba
+
+    from xrnn.backends import cblas
 
     @numba.njit
     def call(blas, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
-        lockstep.gemm(blas, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
+        cblas.gemm(blas, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
 
     rng = np.random.default_rng(3)
     M, N, K = 7, 5, 6
@@ -85,7 +90,7 @@ def test_gemm_equals_numpy_on_offset_blocks(lockstep, dtype, ta, tb):
     opB = b_block.T if tb else b_block
     want = C.copy()
     want[1 : 1 + M, 1 : 1 + N] = opA @ opB + 0.5 * C[1 : 1 + M, 1 : 1 + N]
-    blas = lockstep.blas().handle(dtype)
+    blas = cblas.private().handle(dtype)
     got = C.copy()
     call(blas, ta, tb, M, N, K, A, 2 * 9 + 1, 9, B, 3 * 8 + 2, 8, 0.5, got, 1 * 7 + 1, 7)
     tol = {"float32": 1e-5, "float64": 1e-13}[dtype]
@@ -142,18 +147,30 @@ def test_lockstep_loops_equal_the_one_thread_path(counted, monkeypatch, dtype, n
 
 
 @needs_lockstep
-def test_a_busy_helper_leaves_the_call_on_one_thread(counted, lockstep):
-    want = _lstm_call(8, 4, 6, "float64")  # the helper exists
+@pytest.mark.parametrize("callers", [2, 4])
+def test_concurrent_calls_each_get_a_helper_and_round_alike(counted, callers):
+    """Calls from several Python threads at once all run in lockstep (a helper each) and give
+    the lone call's results bit for bit."""
+    want = _lstm_call(16, 4, 30, "float32", seed=5)
     counted.clear()
-    helper = lockstep._helper
-    assert helper.busy.acquire(blocking=False)  # as if another Python thread's loop held it
-    try:
-        got = _lstm_call(8, 4, 6, "float64")
-    finally:
-        helper.busy.release()
-    assert counted == []
-    for k in want:
-        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-13, err_msg=k)
+    barrier = threading.Barrier(callers)
+    results: list = [None] * callers
+
+    def call(i: int) -> None:
+        barrier.wait()
+        results[i] = [_lstm_call(16, 4, 30, "float32", seed=5) for _ in range(5)]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert counted.count("lstm_forward_lockstep") == 5 * callers
+    for repeats in results:
+        assert repeats is not None
+        for got in repeats:
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k], err_msg=k)
 
 
 @needs_lockstep
@@ -174,11 +191,65 @@ def test_a_failing_half_stops_the_other_and_is_raised(lockstep):
 
 
 @needs_lockstep
-def test_openblas_threads_are_restored(counted, lockstep):
-    before = lockstep.blas().threads()
-    _lstm_call(8, 4, 6, "float32")
+def test_an_interrupted_half_stops_the_other_and_leaks_no_thread(lockstep):
+    """A KeyboardInterrupt in the caller's half (as one arriving between its chunks) stops the
+    helper's half at its next meeting; the helper goes back to the pool, so repeated
+    interrupts start no new threads."""
+    assert lockstep.run(lambda *a: None, (), (), lockstep.new_flags())
+    before = len(lockstep.helpers())
+
+    def kernel(thread, flags):
+        if thread == 0:
+            raise KeyboardInterrupt
+        assert not lockstep.wait_for(flags, 0, 10**9)  # ends on the abort, not the count
+
+    for _ in range(20):
+        flags = lockstep.new_flags()
+        with pytest.raises(KeyboardInterrupt):
+            lockstep.run(kernel, (0, flags), (1, flags), flags)
+    assert len(lockstep.helpers()) == before
+    assert all(t.is_alive() for t in lockstep.helpers())
+
+
+@needs_lockstep
+def test_helpers_are_stopped_and_joined(lockstep):
+    assert lockstep.run(lambda *a: None, (), (), lockstep.new_flags())
+    started = lockstep.helpers()
+    assert started
+    lockstep._pool.stop()
+    assert lockstep.helpers() == []
+    assert not any(t.is_alive() for t in started)
+    assert lockstep.run(lambda *a: None, (), (), lockstep.new_flags())  # a fresh helper
+
+
+@needs_lockstep
+def test_numpys_openblas_is_never_touched(counted):
+    """The loops' GEMMs run on the private copy, held at one thread; NumPy's OpenBLAS keeps its
+    thread count throughout a call, as another thread sees it."""
+    from xrnn.backends import cblas
+
+    before = cblas.numpy_threads()
+    seen: set = set()
+    running = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        running.set()
+        while not done.is_set():
+            seen.add(cblas.numpy_threads())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    running.wait()
+    try:
+        for _ in range(3):
+            _lstm_call(16, 4, 40, "float32")
+    finally:
+        done.set()
+        watcher.join()
     assert counted
-    assert lockstep.blas().threads() == before
+    assert seen == {before}
+    assert cblas.numpy_threads() == before
 
 
 def _child(queue):

@@ -1,46 +1,62 @@
-"""The BLAS thread policy around time loops (xrnn.threads)."""
+"""The ``xrnn`` command's BLAS thread policy while it trains (xrnn.threads). It changes the
+whole process, so each check runs in a child process."""
 
 from __future__ import annotations
 
-import contextlib
+import os
+import subprocess
+import sys
 
-import numpy as np
 import pytest
 
 from xrnn import threads, tuning
 
+pytest.importorskip("threadpoolctl")
 
-def test_mid_sized_steps_run_blas_on_one_thread(monkeypatch):
-    """Steps below SMALL_STEP_FLOPS get a one-thread limit; steps OpenBLAS keeps on one thread
-    anyway (below SINGLE_THREAD_FLOPS) and large ones get no limit at all."""
-    pytest.importorskip("threadpoolctl")
-    for name in threads.USER_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    threads._blas.cache_clear()
-    try:
-        if threads._blas() is None:
-            pytest.skip("threadpoolctl finds no BLAS library")
-        xp = np  # NumPy's namespace check accepts the module itself
-        for flops, limited in (
-            (tuning.SINGLE_THREAD_FLOPS / 2, False),
-            (tuning.SINGLE_THREAD_FLOPS, True),
-            (tuning.SMALL_STEP_FLOPS / 2, True),
-            (tuning.SMALL_STEP_FLOPS, False),
-        ):
-            scope = threads.step_threads(xp, flops)
-            assert isinstance(scope, contextlib.nullcontext) != limited, flops
-        # a training loop sets the limit once, for its tiniest steps too
-        tiny = threads.step_threads(xp, 1, small=tuning.SMALL_TRAINING_STEP_FLOPS, floor=0)
-        assert not isinstance(tiny, contextlib.nullcontext)
-    finally:
-        threads._blas.cache_clear()
+CHILD = """
+import numpy as np, threadpoolctl
+from xrnn.threads import one_blas_thread_for_training
+did = one_blas_thread_for_training(np, {flops})
+counts = {{i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}}
+print(did, sorted(counts))
+"""
 
 
-def test_a_users_thread_setting_is_left_alone(monkeypatch):
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
-    threads._blas.cache_clear()
-    try:
-        scope = threads.step_threads(np, tuning.SMALL_STEP_FLOPS / 2)
-        assert isinstance(scope, contextlib.nullcontext)
-    finally:
-        threads._blas.cache_clear()
+def _child(flops: float, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in threads.USER_SETTINGS}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(flops=flops)],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_small_training_steps_put_the_process_on_one_thread():
+    assert _child(tuning.SMALL_TRAINING_STEP_FLOPS / 2) == "True [1]"
+
+
+def test_large_training_steps_keep_the_threads():
+    did, _ = _child(tuning.SMALL_TRAINING_STEP_FLOPS).split(" ", 1)
+    assert did == "False"
+
+
+def test_a_users_thread_setting_is_left_alone():
+    assert _child(1.0, OPENBLAS_NUM_THREADS="2").startswith("False")
+
+
+def test_the_command_called_from_a_program_changes_no_thread_pool(capsys):
+    import threadpoolctl
+
+    from xrnn.cli import main
+
+    def counts() -> dict:
+        return {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
+
+    before = counts()
+    assert main(["train", "--steps", "2", "--samples", "0", "--hidden", "8"]) == 0
+    after = counts()  # (training may load another library, an OpenMP runtime: not changed)
+    assert {k: after[k] for k in before} == before

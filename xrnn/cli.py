@@ -255,7 +255,20 @@ class _Progress:
             self.bar.close()
 
 
-def _train(args: argparse.Namespace) -> int:
+def _one_blas_thread(like: Any, cell: str, hidden: int, batch_size: int) -> None:
+    """NumPy's BLAS on one thread for this process while its training steps are small
+    (:mod:`xrnn.threads`: the command owns its process; the library never does this)."""
+    import array_api_compat
+
+    from xrnn.cell import get_cell
+    from xrnn.threads import one_blas_thread_for_training
+    from xrnn.tuning import step_flops
+
+    xp = array_api_compat.array_namespace(like)
+    one_blas_thread_for_training(xp, step_flops(get_cell(cell), hidden, batch_size))
+
+
+def _train(args: argparse.Namespace, own_process: bool) -> int:
     from xrnn import charlm
     from xrnn.charlm.train import resolve_device
 
@@ -282,6 +295,8 @@ def _train(args: argparse.Namespace) -> int:
         f"{f' · dropout {args.dropout}' if args.dropout else ''} · {args.optimizer} lr {args.lr}"
         f" · batch {args.batch_size}"
     )
+    if own_process:
+        _one_blas_thread(like, args.cell, args.hidden, args.batch_size)
     bar = _Progress(args.steps)
     try:
         model, history = charlm.train(
@@ -373,19 +388,25 @@ def _line(exc: BaseException, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); the exit status.
+    ``own_process``: the process is the command's alone (the ``xrnn`` executable and
+    ``python -m xrnn``), so ``xrnn train`` may set its BLAS threads (:mod:`xrnn.threads`);
+    called from a program, nothing process-wide changes."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:  # bare `xrnn`: what it can do
-        _parser().print_help(sys.stderr)
-        return 2
     try:
+        if not argv:  # bare `xrnn`: what it can do
+            _parser().print_help(sys.stderr)
+            return 2
         if argv[:1] == ["bench"]:
             return _bench(argv[1:])
         args = _parser().parse_args(argv)
         with warnings.catch_warnings():
             # overflow on the way to a diverged run: the run's one-line error says it all
             warnings.simplefilter("ignore", RuntimeWarning)
-            return {"train": _train, "sample": _sample}[args.command](args)
+            if args.command == "train":
+                return _train(args, own_process)
+            return _sample(args)
     except BrokenPipeError:  # `xrnn sample … | head`: the reader left; stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
@@ -411,4 +432,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(own_process=True))

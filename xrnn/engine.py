@@ -39,8 +39,6 @@ from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_o
 from xrnn.layout import output_layer_forward, public, reorder, reversal, time_major
 from xrnn.ops import chunk_gradients, vector_rows, weight_gradients
 from xrnn.params import parameter_items
-from xrnn.threads import step_threads
-from xrnn.tuning import step_flops
 
 __all__ = [
     "StepCaches",
@@ -447,14 +445,20 @@ def _state_names(cell: Cell, suffix: str) -> tuple[str, ...]:
     return tuple(f"{s}{suffix}" for s in cell.states)
 
 
-def call_scope(ctx: Context, cell: Cell, n_a: int, m: int) -> contextlib.ExitStack:
-    """What a sequence call runs under: its arrays' device (CuPy launches on the current
-    device) and the BLAS thread policy for its step size (:mod:`xrnn.threads`). The caller
-    adds the library's own thread policy (:meth:`xrnn.ops.Ops.own_threads`) once it knows
-    whether the loops run step by step."""
+def _output_names(cell: Cell) -> tuple[str, ...]:
+    return tuple(f"the output {s}" for s in cell.states)
+
+
+def call_scope(ctx: Context, check_finite: bool) -> contextlib.ExitStack:
+    """What a call runs under: its arrays' device (CuPy launches on the current device), and
+    with ``check_finite`` no floating-point warnings of the library's (non-finite results
+    raise instead). A sequence call adds the library's own thread policy
+    (:meth:`xrnn.ops.Ops.own_threads`) once it knows whether the loops run step by step."""
+    ops = get_ops(ctx.xp)
     scope = contextlib.ExitStack()
-    scope.enter_context(get_ops(ctx.xp).on_device(ctx.device))
-    scope.enter_context(step_threads(ctx.xp, step_flops(cell, n_a, m)))
+    scope.enter_context(ops.on_device(ctx.device))
+    if check_finite:
+        scope.enter_context(ops.quiet())
     return scope
 
 
@@ -521,21 +525,28 @@ def run_forward(
     named, ctx, (n_x, m, T, n_a, n_y) = check_forward(cell, x, initial, parameters)
     xp = ctx.xp
     ops = get_ops(xp)
-    with call_scope(ctx, cell, n_a, m) as scope:
+    with call_scope(ctx, check_finite) as scope:
         lengths, in_range = check_lengths(ctx, lengths, m, T)
+        if check_finite and in_range is not None:
+            # their range is read with everything else, after the loop (one host read); the
+            # loop meanwhile runs on lengths held to [1, T], so that none indexes outside x
+            lengths = xp.clip(lengths, 1, T)
         stepped = lengths is not None and not ops.all_full(lengths, T)
         arrays = [a for _, a in named]
         scope.enter_context(ops.own_threads(ctx.device, arrays, cell, n_a, m, stepped))
-        if check_finite:  # values and lengths' range: one host read
-            check_values(ctx, named, [in_range])
         state0 = tuple(
             xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s
             for s in initial
         )
         if array_api_compat.is_jax_namespace(xp):  # the loop as lax.scan (xrnn.jax.scan)
-            return _scanned_forward(
+            result = _scanned_forward(
                 ctx, cell, x, state0, parameters, lengths, reverse, return_caches, n_y
             )
+            if check_finite:
+                outputs, y = result[0], result[1]
+                produced = [*zip(_output_names(cell), outputs, strict=True), ("the output y", y)]
+                check_values(ctx, named, [in_range], produced)
+            return result
         W = cell.stack(xp, parameters, n_a)
         trace = forward(
             ctx, cell, W, x, state0, lengths=lengths, reverse=reverse, keep=return_caches
@@ -553,6 +564,9 @@ def run_forward(
             if trace.live is not None:
                 y = y * public(xp, trace.live)
             y = reorder(xp, y, trace.order)
+        if check_finite:  # the inputs, the lengths' range and what the loop made: one read
+            produced = [*zip(_output_names(cell), trace.states, strict=True), ("the output y", y)]
+            check_values(ctx, named, [in_range], produced)
         outputs = tuple(reorder(xp, public(xp, s), trace.order) for s in steps)
         if not return_caches:
             return outputs, y, None
@@ -685,22 +699,28 @@ def run_backward(
         if d is not None:
             check_shape(f"d{name}", d, (n_a, m, T), "(n_a, m, T_x) of the outputs")
     ops = get_ops(ctx.xp)
-    with call_scope(ctx, cell, n_a, m) as scope:
+    with call_scope(ctx, check_finite) as scope:
         arrays = [a for _, a in named]
         stepped = trace.live is not None
         scope.enter_context(ops.own_threads(ctx.device, arrays, cell, n_a, m, stepped))
-        if check_finite:
-            check_values(ctx, named)
         if array_api_compat.is_jax_namespace(ctx.xp):
-            return _scanned_backward(ctx, cell, trace, parameters, da, dfinal, dfurther)
-        W = cell.stack(ctx.xp, parameters, n_a)
-        dx, dstate0, dWa, dWx, db, dbh, dV = backward(ctx, W, trace, da, dfinal, dfurther)
-        grads = {"dx": dx}
-        grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dstate0, strict=True)})
-        grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))
-        if dV is not None:
-            grads.update(cell.unstack_vectors(dV, n_a))
+            grads = _scanned_backward(ctx, cell, trace, parameters, da, dfinal, dfurther)
+        else:
+            W = cell.stack(ctx.xp, parameters, n_a)
+            dx, dstate0, dWa, dWx, db, dbh, dV = backward(ctx, W, trace, da, dfinal, dfurther)
+            grads = {"dx": dx}
+            initial = _state_names(cell, "0")
+            grads.update({"d" + n: d for n, d in zip(initial, dstate0, strict=True)})
+            grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))
+            if dV is not None:
+                grads.update(cell.unstack_vectors(dV, n_a))
+        if check_finite:  # the inputs and the gradients they gave: one host read
+            check_values(ctx, named, (), _gradient_items(grads))
     return grads
+
+
+def _gradient_items(grads: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(f"the gradient {k}", g) for k, g in grads.items()]
 
 
 def _scanned_backward(
@@ -743,15 +763,13 @@ def run_cell_forward(
         *parameter_items(parameters, cell.keys + cell.output_keys),
     ]
     ctx = resolve(named)
-    with get_ops(ctx.xp).on_device(ctx.device):
+    with call_scope(ctx, check_finite):
         return _cell_forward(ctx, cell, xt, prev, parameters, named, check_finite)
 
 
 def _cell_forward(
     ctx: Context, cell: Cell, xt: Any, prev: tuple, parameters: Any, named: list, check: bool
 ) -> tuple[tuple, Any, tuple]:
-    if check:
-        check_values(ctx, named)
     xp, names = ctx.xp, _state_names(cell, "_prev")
     n_x, m = shape_of("xt", xt, ("n_x", "m"))
     n_a, _ = shape_of(names[0], prev[0], ("n_a", "m"))
@@ -766,6 +784,10 @@ def _cell_forward(
     if n_y is not None:
         w, b = cell.output_keys
         yt = softmax(xp.matmul(parameters[w], new[0]) + parameters[b])
+    if check:  # the inputs and the new state: one host read
+        states = zip(cell.states, new, strict=True)
+        produced = [*((f"the new state {s}", v) for s, v in states), ("yt", yt)]
+        check_values(ctx, named, (), produced)
     cache = cell.cache_tuple(tuple(prev), new, saved, xt, parameters)
     # the cell backward reads the new state from the cache: the caller gets copies
     return tuple(get_ops(xp).private(s) for s in new), yt, cache
@@ -793,10 +815,11 @@ def run_cell_backward(
         *parameter_items(parameters, cell.keys),
     ]
     ctx = resolve(named)
-    with get_ops(ctx.xp).on_device(ctx.device):
-        if check_finite:
-            check_values(ctx, named)
-        return _cell_backward(ctx, cell, dnew, prev, new, saved, xt, parameters)
+    with call_scope(ctx, check_finite):
+        grads = _cell_backward(ctx, cell, dnew, prev, new, saved, xt, parameters)
+        if check_finite:  # the inputs and the gradients they gave: one host read
+            check_values(ctx, named, (), _gradient_items(grads))
+        return grads
 
 
 def _cell_backward(

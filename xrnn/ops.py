@@ -304,6 +304,12 @@ class Ops:
         device, CuPy, enters it); nothing for the others."""
         return contextlib.nullcontext()
 
+    def quiet(self) -> contextlib.AbstractContextManager:
+        """A scope in which the library's own floating-point warnings (overflow, invalid
+        value) stay silent: for a call whose non-finite results raise an error anyway
+        (``check_finite=True``), not a second message. Nothing here."""
+        return contextlib.nullcontext()
+
     def own_threads(
         self, device: Any, arrays: list, cell: Any, n_a: int, m: int, stepped: bool
     ) -> contextlib.AbstractContextManager:

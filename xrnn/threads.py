@@ -1,27 +1,28 @@
-"""BLAS threads around the time loops: small per-step GEMMs run on one thread.
+"""The ``xrnn`` command's BLAS thread policy while it trains.
 
-A time loop issues one small recurrent GEMM per step, thousands per call. Fanned out over
-OpenBLAS's threads they gain little on an idle machine and lose badly on a busy one, where the
-threads wait for cores held by other programs (on the 2-core development machine with one
-competing process, ``xrnn train`` took 9.1 s with the default two threads and 3.6 s with one;
-README, *Performance on a busy machine*). So while a loop's steps are small, NumPy's BLAS runs
-them on one thread, through threadpoolctl; the batched GEMMs before and after the loop keep
-the library's own setting. A user who set the thread count (``OPENBLAS_NUM_THREADS``,
-``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, …) is left alone.
+The library never changes a thread pool: a thread count is one number for the whole process,
+and a call that set it around its work would change it under every other thread's NumPy
+calls. The time loops' per-step GEMMs run on a private one-thread OpenBLAS instead
+(:mod:`xrnn.backends.cblas`). A training step has more GEMMs than the loops' — the output
+layer's, the embedding's, the optimiser's —, and at the sizes of ``xrnn train`` they are small
+too: fanned out over BLAS's threads they gain little on an idle machine and lose badly on a
+busy one, where the threads wait for cores other programs hold (README, *A busy machine*).
+``xrnn train`` owns its process, so it puts NumPy's BLAS on one thread for the rest of the
+run when its steps are small, unless the user chose a thread count (``OPENBLAS_NUM_THREADS``,
+``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, …). A program that calls
+:func:`xrnn.charlm.train` itself decides for itself (``threadpoolctl.threadpool_limits(1)``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from functools import cache
 from typing import Any
 
 import array_api_compat
 
-from xrnn.tuning import SINGLE_THREAD_FLOPS, SMALL_STEP_FLOPS
+from xrnn.tuning import SMALL_TRAINING_STEP_FLOPS
 
-__all__ = ["USER_SETTINGS", "step_threads"]
+__all__ = ["USER_SETTINGS", "one_blas_thread_for_training"]
 
 USER_SETTINGS = (
     "OPENBLAS_NUM_THREADS",
@@ -32,31 +33,20 @@ USER_SETTINGS = (
 )
 
 
-@cache
-def _blas() -> Any:
-    """threadpoolctl's handle on the loaded BLAS libraries, or None (threadpoolctl missing,
-    no BLAS found, or the user chose the thread count)."""
-    if any(name in os.environ for name in USER_SETTINGS):
-        return None
+def one_blas_thread_for_training(xp: Any, step_flops: float) -> bool:
+    """Put NumPy's BLAS on one thread for the rest of the process when training steps of
+    ``step_flops`` recurrent-GEMM FLOPs (:func:`xrnn.tuning.step_flops`) are small (below
+    :data:`xrnn.tuning.SMALL_TRAINING_STEP_FLOPS`), the arrays are NumPy's and the user set no
+    thread count. For the ``xrnn`` command only (see the module notes). Whether it did."""
+    if (
+        step_flops >= SMALL_TRAINING_STEP_FLOPS
+        or not array_api_compat.is_numpy_namespace(xp)
+        or any(name in os.environ for name in USER_SETTINGS)
+    ):
+        return False
     try:
-        from threadpoolctl import ThreadpoolController
+        from threadpoolctl import threadpool_limits
     except ImportError:
-        return None
-    blas = ThreadpoolController().select(user_api="blas")
-    return blas if blas.lib_controllers else None
-
-
-def step_threads(
-    xp: Any,
-    step_flops: float,
-    small: float = SMALL_STEP_FLOPS,
-    floor: float = SINGLE_THREAD_FLOPS,
-) -> contextlib.AbstractContextManager:
-    """A context for a time loop whose steps each do ``step_flops`` GEMM FLOPs: NumPy's BLAS
-    on one thread when the steps are ``small`` (from ``floor`` up: smaller steps BLAS keeps
-    on one thread anyway), else nothing changes (other libraries manage their own
-    threads). The thresholds and why: :mod:`xrnn.tuning`."""
-    if step_flops >= small or step_flops < floor or not array_api_compat.is_numpy_namespace(xp):
-        return contextlib.nullcontext()
-    blas = _blas()
-    return contextlib.nullcontext() if blas is None else blas.limit(limits=1)
+        return False
+    threadpool_limits(limits=1, user_api="blas")  # not restored: the process is the command's
+    return True

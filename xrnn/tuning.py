@@ -12,13 +12,15 @@ from typing import Any
 __all__ = [
     "CHUNK_COLUMNS",
     "FORWARD_CHUNK_BYTES",
+    "INTERRUPT_CHECK_FLOPS",
     "LOCKSTEP_MAX_FLOPS",
     "LOCKSTEP_MIN_FLOPS",
-    "SINGLE_THREAD_FLOPS",
+    "POINTWISE_FLOPS",
     "SMALL_LOOP_FLOPS",
     "SMALL_STEP_FLOPS",
     "SMALL_TRAINING_STEP_FLOPS",
     "step_flops",
+    "steps_between_checks",
 ]
 
 
@@ -27,21 +29,18 @@ def step_flops(cell: Any, n_a: int, m: int) -> float:
     return 2.0 * cell.blocks * n_a * n_a * m
 
 
-# --- BLAS threads around a call's loops (xrnn.threads) ----------------------------------------
+# --- BLAS threads of the time loops and of training ---------------------------------------------
 
-# A step GEMM below this many FLOPs runs on one thread. For one call (the engine): 2^21, the
-# LSTM's 2·4n_a·n_a·m at n_a = 128, m = 16 — the benchmark's "long" config and everything
-# larger (config A: 8.4 MFLOP, 1.3× faster on two threads on an idle machine, 2× slower with
-# a competing process, like torch's own LSTM) keeps the threads; charlm-sized steps do not
-# gain from them anywhere. A training loop (xrnn.charlm) runs thousands of calls of one
-# size: up to 2^24 FLOPs (n_a = 128, m = 128) on one thread, which loses nothing idle and
-# keeps `xrnn train` 2.4× faster on a busy machine (xrnn bench --busy).
+# A loop's per-step GEMMs below this many FLOPs run on the private one-thread OpenBLAS
+# (xrnn.backends.cblas), larger ones on NumPy's, with its threads: 2^21 is the LSTM's
+# 2·4n_a·n_a·m at n_a = 128, m = 16, the benchmark's "long" config; config A (8.4 MFLOP) is
+# 1.3× faster on two threads on an idle machine (2× slower with a competing process, like
+# torch's own LSTM); charlm-sized steps gain from threads nowhere.
 SMALL_STEP_FLOPS = 2**21
+# `xrnn train` runs thousands of steps of one size: up to 2^24 FLOPs (n_a = 128, m = 128) its
+# process runs NumPy's BLAS on one thread (xrnn.threads), which loses nothing idle and keeps
+# it 2.4× faster on a busy machine (xrnn bench --busy)
 SMALL_TRAINING_STEP_FLOPS = 2**24
-# Below this OpenBLAS runs a GEMM on one thread by itself (interface/gemm.c: M·N·K under
-# 65536 · GEMM_MULTITHREAD_THRESHOLD, 4 by default): a limit would change nothing and cost
-# a call (threadpoolctl's limit()+restore, about 8 µs; charlm's forward takes 110 µs)
-SINGLE_THREAD_FLOPS = 2 * 65536 * 4
 
 # --- the compiled NumPy loops (xrnn.backends.jit, xrnn.backends.generated) --------------------
 
@@ -69,3 +68,18 @@ CHUNK_COLUMNS = 1024
 # side is four times their size per step), and few chunks for a small call, as each chunk
 # costs a start of the loops (the lockstep helper's hand-offs, some 0.1 ms).
 FORWARD_CHUNK_BYTES = 4 * 2**20
+
+# --- interrupts (xrnn.backends.jit) -----------------------------------------------------------
+
+# A compiled forward loop returns to Python, where a KeyboardInterrupt is raised, after about
+# this much work: recurrent-GEMM FLOPs plus POINTWISE_FLOPS per gate element of each step.
+# 2^28 is a few to some 30 ms of one core's work; a span's start costs a compiled call (and in
+# lockstep a hand-over to the helper, some 20 µs), at most a percent of it.
+INTERRUPT_CHECK_FLOPS = 2**28
+POINTWISE_FLOPS = 64
+
+
+def steps_between_checks(cell: Any, n_a: int, m: int) -> int:
+    """Steps a compiled loop runs before it returns to Python (see INTERRUPT_CHECK_FLOPS)."""
+    per_step = step_flops(cell, n_a, m) + POINTWISE_FLOPS * cell.blocks * n_a * m
+    return max(1, int(INTERRUPT_CHECK_FLOPS // per_step))

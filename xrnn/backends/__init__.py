@@ -169,29 +169,38 @@ def _traced(arrays: list) -> bool:
 
 
 def check_values(
-    ctx: Context, named: Iterable[tuple[str, Any]], conditions: Iterable[Any] = ()
+    ctx: Context,
+    named: Iterable[tuple[str, Any]],
+    conditions: Iterable[Any] = (),
+    produced: Iterable[tuple[str, Any]] = (),
 ) -> None:
     """Refuse an array holding NaN or infinity, or a false condition, with one host read.
 
     Parameters
     ----------
     named : iterable of (name, array or None)
-        Arrays that must be finite (``None`` entries skipped).
+        The call's inputs, which must be finite (``None`` entries skipped): ``ValueError``.
     conditions : iterable of (0-d boolean array, message), or None entries
-        Checks computed on the device (e.g. lengths in range) that must hold.
+        Checks computed on the device (e.g. lengths in range) that must hold: ``ValueError``.
+    produced : iterable of (name, array or None)
+        What the call computed from finite inputs, which must be finite too: where it is
+        not (a state or gradient overflowed), ``FloatingPointError``.
 
     The test itself is the backend's (:meth:`xrnn.ops.Ops.all_finite`: on a GPU one host
     read for all arrays and conditions); only a failure (or a sum of finite values that
-    overflowed) pays for the exact per-array and per-condition tests that name the culprit.
+    overflowed) pays for the exact per-array and per-condition tests that name the culprit,
+    inputs first.
     """
     xp = ctx.xp
     items = [(n, v) for n, v in named if v is not None]
+    results = [(n, v) for n, v in produced if v is not None]
     checks = [c for c in conditions if c is not None]
-    if not items and not checks:
+    if not items and not checks and not results:
         return
-    if _traced([v for _, v in items] + [ok for ok, _ in checks]):
+    values = [v for _, v in items] + [v for _, v in results]
+    if _traced(values + [ok for ok, _ in checks]):
         return  # values being traced (jax.jit, jax.grad, jax.vmap): nothing to read yet
-    if get_ops(xp).all_finite([v for _, v in items], [ok for ok, _ in checks]):
+    if get_ops(xp).all_finite(values, [ok for ok, _ in checks]):
         return
     with warnings.catch_warnings():  # torch warns when it reads a tensor that requires grad
         warnings.simplefilter("ignore", UserWarning)
@@ -204,6 +213,13 @@ def check_values(
         for ok, message in checks:
             if not bool(ok):
                 raise ValueError(message)
+        for name, value in results:
+            if not bool(xp.all(xp.isfinite(value))):
+                raise FloatingPointError(
+                    f"{name} came out with NaN or infinity from finite inputs: the values "
+                    f"overflowed (weights too large, or a recurrence that grows over the "
+                    f"steps); pass check_finite=False to get them unchecked"
+                )
 
 
 def get_ops(xp: Any) -> Any:

@@ -26,7 +26,7 @@ selects the pure-NumPy kernels instead.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -34,7 +34,7 @@ from numba import types
 from numba.extending import overload
 
 import xrnn.tuning as tuning
-from xrnn.backends import lockstep
+from xrnn.backends import cblas, lockstep
 from xrnn.backends.numpy import NumpyOps
 from xrnn.layout import input_side, time_major
 from xrnn.ops import BufferColumns, chunk_gradients, vector_rows
@@ -340,7 +340,7 @@ def lstm_forward_lockstep(blas, thread, flags, Wp, GX, H, C, R, u0, u1):
     for t in range(GX.shape[0]):
         if not lockstep.wait_for(flags, 1 - thread, t):  # a⟨t-1⟩ complete
             return
-        lockstep.gemm(
+        cblas.gemm(
             blas, False, False, Wp.shape[0], m, n_a, Wp, 0, n_a, H, t * n_a * m, m, 0.0, R, 0, m
         )
         lstm_forward_units(GX[t], R, C[t], C[t + 1], H[t + 1], u0, u1)
@@ -387,7 +387,7 @@ def lstm_chunk_lockstep(
         mine, theirs = P[thread, s % 2], P[other, s % 2]
         for b in range(4):
             row = b * n_a + u0
-            lockstep.gemm(
+            cblas.gemm(
                 blas, True, False, n_a, m, u1 - u0, Wa, row * n_a, n_a, dp, row * pitch + j * m,
                 pitch, 0.0 if b == 0 else 1.0, mine, 0, m,
             )  # fmt: skip
@@ -403,17 +403,15 @@ def lstm_chunk_lockstep(
     r0, r1 = (0, rows // 2) if thread == 0 else (rows // 2, rows)
     c0, c1 = (0, K // 2) if thread == 0 else (K // 2, K)
     h = r1 - r0
-    lockstep.gemm(
+    cblas.gemm(
         blas, False, True, h, n_a, K, dp, r0 * pitch, pitch, A, 0, K, 0.0, dWa, r0 * n_a, n_a
     )
-    lockstep.gemm(
+    cblas.gemm(
         blas, False, True, h, n_x, K, dp, r0 * pitch, pitch, X, 0, K, 0.0, dWx, r0 * n_x, n_x
     )
-    lockstep.gemm(blas, False, False, h, 1, K, dp, r0 * pitch, pitch, ones, 0, 1, 0.0, db, r0, 1)
+    cblas.gemm(blas, False, False, h, 1, K, dp, r0 * pitch, pitch, ones, 0, 1, 0.0, db, r0, 1)
     if c1 > c0:  # a one-column chunk leaves thread 0 none
-        lockstep.gemm(
-            blas, True, False, n_x, c1 - c0, rows, Wx, 0, n_x, dp, c0, pitch, 0.0, dX, c0, K
-        )
+        cblas.gemm(blas, True, False, n_x, c1 - c0, rows, Wx, 0, n_x, dp, c0, pitch, 0.0, dX, c0, K)
 
 
 @_kernel
@@ -425,7 +423,7 @@ def input_side_lockstep(blas, thread, flags, Wx, b, XE, G):
     half = T // 2
     first, last = (0, half) if thread == 0 else (half, T)
     for t in range(first, last):
-        lockstep.gemm(
+        cblas.gemm(
             blas, False, False, rows, m, n_x, Wx, 0, n_x, XE, t * n_x * m, m, 0.0, G,
             t * rows * m, m,
         )  # fmt: skip
@@ -504,6 +502,14 @@ def _lstm_chunk_lockstep(
     return g, (dWa, dWx, db, None, None), dX
 
 
+class _Span(NamedTuple):
+    """A span of a forward store's steps (:meth:`JitOps.forward_loop`): each state's blocks
+    t0 … t1 and the saved blocks t0 … t1 - 1 (or None), views."""
+
+    states: tuple
+    saved: Any
+
+
 # --- registered per cell -----------------------------------------------------------------------
 
 
@@ -571,11 +577,18 @@ class JitOps(NumpyOps):
         n_x, m, T = (int(s) for s in x.shape)
         blas = _lockstep(cell, x.dtype, int(W.Wa.shape[1]), m) if T >= 2 else None
         if blas is not None:
-            G = np.empty((T, int(W.Wx.shape[0]), m), dtype=x.dtype)
+            rows = int(W.Wx.shape[0])
+            G = np.empty((T, rows, m), dtype=x.dtype)
             XE, Wx = time_major(np, x), np.ascontiguousarray(W.Wx)
-            flags = lockstep.new_flags()
-            args = [(blas, thread, flags, Wx, W.b, XE, G) for thread in (0, 1)]
-            if lockstep.run(input_side_lockstep, args[0], args[1], flags):
+            # two threads' spans at a time (see forward_loop), each as costly as a loop's
+            every = 2 * max(1, int(tuning.INTERRUPT_CHECK_FLOPS // (2.0 * rows * n_x * m)))
+            for t0 in range(0, T, every):
+                t1 = min(T, t0 + every)
+                flags = lockstep.new_flags()
+                args = [(blas, i, flags, Wx, W.b, XE[t0:t1], G[t0:t1]) for i in (0, 1)]
+                if not lockstep.run(input_side_lockstep, args[0], args[1], flags):
+                    break  # no helper thread: the rest below, by one GEMM
+            else:
                 return G
         G = input_side(np, W.Wx, x)
         add_bias(G, W.b)
@@ -634,7 +647,22 @@ class JitOps(NumpyOps):
         :data:`xrnn.tuning.SMALL_LOOP_FLOPS`), on two threads in lockstep for the LSTM's
         mid-sized steps (:data:`xrnn.tuning.LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS
         GEMM into a reused buffer and one step kernel per step (none of the engine's per-step
-        bookkeeping)."""
+        bookkeeping). The compiled calls take the steps a span at a time
+        (:func:`xrnn.tuning.steps_between_checks`), so that a KeyboardInterrupt reaches the
+        caller between spans rather than when the last step is done."""
+        T, (n_a, m) = int(GX.shape[0]), (int(s) for s in store.states[0].shape[1:])
+        every = tuning.steps_between_checks(cell, n_a, m)
+        for t0 in range(0, T, every):
+            t1 = min(T, t0 + every)
+            span = _Span(
+                tuple(s[t0 : t1 + 1] for s in store.states),
+                None if store.saved is None else store.saved[t0:t1],
+            )
+            if not self._forward_span(cell, W, GX[t0:t1], span):
+                return False  # (no kernels for this cell: decided before any step ran)
+        return True
+
+    def _forward_span(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
         if cell.name not in _LOOPS:
             return _generated_forward_loop(cell, W, GX, store)
         H = store.states[0]
@@ -661,24 +689,25 @@ class JitOps(NumpyOps):
         WaT, g0, gx, ra = W.Wa.T, g[0], store.gx_buffer, store.ra_buffer
         up = np.empty_like(g0)
         steps = [(start + j, j * m) for j in reversed(range(int(dA.shape[0])))]
+        blas = _step_gemm(W.Wa, m)
         if cell.name == "lstm":
             C, dc = trace.states[1], g[1]
             for t, j0 in steps:
                 np.add(g0, dA[t - start], out=up)
                 lstm_backward_step(up, dc, S[t], C[t + 1], C[t], gx, j0)
-                np.matmul(WaT, gx[:, j0 : j0 + m], out=g0)
+                cblas.matmul_into(blas, WaT, gx[:, j0 : j0 + m], g0)
         elif cell.name == "gru":
             for t, j0 in steps:
                 np.add(g0, dA[t - start], out=up)
                 gru_backward_step(up, S[t], H[t], gx, ra, j0)
-                np.matmul(WaT, ra[:, j0 : j0 + m], out=g0)
+                cblas.matmul_into(blas, WaT, ra[:, j0 : j0 + m], g0)
                 g0 += up  # the direct part da∗Γz
         else:
             kernel = rnn_backward_step if cell.name == "rnn" else relu_backward_step
             for t, j0 in steps:
                 np.add(g0, dA[t - start], out=up)
                 kernel(up, H[t + 1], gx, j0)
-                np.matmul(WaT, gx[:, j0 : j0 + m], out=g0)
+                cblas.matmul_into(blas, WaT, gx[:, j0 : j0 + m], g0)
         return (g0, *g[1:])
 
 
@@ -711,7 +740,7 @@ def _generated_forward_step(ops, cell, W, gx, state, slot):
     # where the saved values go over the input side (JitOps.saved_in_gx), the store lent
     # GX[t] itself as slot.saved: the kernel writes them into gx
     kernels = _generated(cell, gx.dtype)
-    R = W.Wa @ state[0]
+    R = _recurrent(W.Wa, state[0])
     prev = tuple(np.ascontiguousarray(s) for s in state)  # the caller's initial states
     saved = () if slot.saved is None or kernels.saved_in_gx else (slot.saved,)
     kernels.forward_step(gx, R, *_vectors(W), *prev, *slot.states, *saved)
@@ -758,9 +787,9 @@ def _generated_forward_loop(cell: Any, W: Any, GX: Any, store: Any) -> bool:
         WaT = np.ascontiguousarray(W.Wa.T)
         kernels.forward_loop(WaT, GX, *V, *states, *(() if S is None else (S,)), R)
         return True
-    Wa = W.Wa
+    Wa, blas = W.Wa, _step_gemm(W.Wa, m)
     for t in range(int(GX.shape[0])):
-        np.matmul(Wa, states[0][t], out=R)
+        cblas.matmul_into(blas, Wa, states[0][t], R)
         kernels.forward_step(
             GX[t], R, *V, *(s[t] for s in states), *(s[t + 1] for s in states), *_saved(S, t)
         )
@@ -804,7 +833,7 @@ def _generated_backward_steps(
     states, S, m = trace.states, trace.saved, int(dA.shape[2])
     WaT, g0, gx = W.Wa.T, g[0], store.gx_buffer
     rows, V = cell.blocks * int(g0.shape[0]), _vectors(W)
-    up = np.empty_like(g0)
+    up, blas = np.empty_like(g0), _step_gemm(W.Wa, m)
     for j in reversed(range(int(dA.shape[0]))):
         t, j0 = start + j, j * m
         np.add(g0, dA[j], out=up)
@@ -812,39 +841,53 @@ def _generated_backward_steps(
             up, *g[1:], *_saved(S, t), *V, *(s[t] for s in states), *(s[t + 1] for s in states),
             gx, j0,
         )  # fmt: skip
-        np.matmul(WaT, gx[:rows, j0 : j0 + m], out=g0)
+        cblas.matmul_into(blas, WaT, gx[:rows, j0 : j0 + m], g0)
         if kernels.direct_hidden:
             g0 += up
     return (g0, *g[1:])
 
 
 def _blas_loop(name: str, W: Any, GX: Any, store: Any, R: Any) -> None:
-    """The forward steps from Python with BLAS's GEMM: per step one ``matmul(out=)`` and one
-    compiled kernel, views taken once."""
+    """The forward steps from Python with BLAS's GEMM: per step one GEMM into a reused buffer
+    (:func:`_step_gemm`) and one compiled kernel, views taken once."""
     Wa, H, T = W.Wa, store.states[0], int(GX.shape[0])
+    blas = _step_gemm(Wa, int(H.shape[2]))
     if name == "lstm":
         C = store.states[1]
         for t in range(T):
-            np.matmul(Wa, H[t], out=R)
+            cblas.matmul_into(blas, Wa, H[t], R)
             lstm_forward_step(GX[t], R, C[t], C[t + 1], H[t + 1])
     elif name == "gru":
         S, bhn = store.saved, W.bh
         for t in range(T):
-            np.matmul(Wa, H[t], out=R)
+            cblas.matmul_into(blas, Wa, H[t], R)
             gru_forward_step(GX[t], R, bhn, H[t], S[t], H[t + 1])
     else:
         kernel = rnn_forward_step if name == "rnn" else relu_forward_step
         for t in range(T):
             h = H[t + 1]
-            np.matmul(Wa, H[t], out=h)
+            cblas.matmul_into(blas, Wa, H[t], h)
             kernel(h, GX[t])
+
+
+def _step_gemm(Wa: Any, m: int) -> Any:
+    """The GEMM handle for a loop's steps ``Wa @ a`` (``a``: (n_a, m)), or None for NumPy's
+    matmul: :func:`xrnn.backends.cblas.step_gemm`'s policy."""
+    return cblas.step_gemm(Wa.dtype, 2.0 * int(Wa.shape[0]) * int(Wa.shape[1]) * m)
+
+
+def _recurrent(Wa: Any, a: Any, out: Any = None) -> Any:
+    """One step's recurrent GEMM ``Wa @ a`` (into ``out`` where given)."""
+    if out is None:
+        out = np.empty((int(Wa.shape[0]), int(a.shape[1])), dtype=Wa.dtype)
+    return cblas.matmul_into(_step_gemm(Wa, int(a.shape[1])), Wa, a, out)
 
 
 def _register_rnn(name: str, forward_kernel: Any, backward_kernel: Any) -> None:
     @JitOps.register(name, "forward")
     def forward(ops, cell, W, gx, state, slot):
         h = slot.states[0]
-        np.matmul(W.Wa, state[0], out=h)
+        _recurrent(W.Wa, state[0], h)
         forward_kernel(h, gx)
         return (h,), None
 
@@ -860,7 +903,7 @@ _register_rnn("rnn_relu", relu_forward_step, relu_backward_step)
 
 def _lstm_forward(ops, cell, W, gx, state, slot):
     h, c = slot.states  # slot.saved is GX[t]; the caller's c⟨0⟩ may be a strided view
-    lstm_forward_step(slot.saved, W.Wa @ state[0], np.ascontiguousarray(state[1]), c, h)
+    lstm_forward_step(slot.saved, _recurrent(W.Wa, state[0]), np.ascontiguousarray(state[1]), c, h)
     return (h, c), slot.saved
 
 
@@ -878,7 +921,7 @@ def _lstm_backward(ops, cell, saved, prev, new, up, slot):
 @JitOps.register("gru", "forward")
 def _gru_forward(ops, cell, W, gx, state, slot):
     h = slot.states[0]
-    gru_forward_step(gx, W.Wa @ state[0], W.bh, state[0], slot.saved, h)
+    gru_forward_step(gx, _recurrent(W.Wa, state[0]), W.bh, state[0], slot.saved, h)
     return (h,), slot.saved
 
 

@@ -9,27 +9,27 @@ and the pointwise kernel and the Python between the calls run on one core: on th
 
 What this module provides, for :mod:`xrnn.backends.jit`'s loops:
 
-- :func:`gemm`: BLAS's GEMM called from compiled code, through the C entry point of the
-  OpenBLAS that NumPy loaded (found by threadpoolctl; its address is an argument, so the
-  kernels stay cacheable on disk). Each thread calls it on its own rows, with OpenBLAS on one
-  thread for the loop (:func:`run`).
 - :func:`publish` / :func:`wait_for`: the per-step meeting point, an atomic store-release of a
   step counter and a spinning load-acquire of the other thread's counter (the wait is a few
   microseconds; a sleeping wait costs a wake-up per step), yielding the core after
-  :data:`SPINS` checks. A thread whose partner failed stops waiting (:data:`ABORT`).
-- :func:`run`: hands the helper thread its half and runs the caller's half; the helper is one
-  daemon thread per process, idle (blocked, not spinning) between calls, so it never competes
-  with BLAS's threads for the cores outside the loops.
+  :data:`SPINS` checks. A thread whose partner failed or was interrupted stops waiting
+  (:data:`ABORT`).
+- :func:`run`: hands a helper thread its half and runs the caller's half. Each thread's GEMMs
+  go through :mod:`xrnn.backends.cblas`'s private one-thread OpenBLAS, so nothing any other
+  thread can see changes. Helpers are daemon threads owned by this module, idle (blocked, not
+  spinning) between calls: one per caller running a loop at the same moment, so that
+  concurrent calls take the same path (and round alike) as a lone one. They are stopped and
+  joined at exit.
 
-The loop runs in lockstep only where it can: OpenBLAS with a C GEMM entry point, at least two
-CPUs for this process, BLAS allowed more than one thread (a user who set one thread gets
-one), and the helper idle (a second Python thread calling xrnn meanwhile runs serially).
-:func:`available` says so (and hands out the GEMM); the loops fall back to their one-thread
-form otherwise.
+The loop runs in lockstep only where it can: the private OpenBLAS loaded, at least two CPUs
+for this process, and NumPy's BLAS allowed more than one thread (a user who set one thread,
+or holds ``threadpool_limits(1)``, gets one). :func:`available` says so (and hands out the
+GEMM); the loops run on one thread otherwise.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import platform
@@ -44,18 +44,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = [
-    "ABORT",
-    "Blas",
-    "FLAGS",
-    "available",
-    "blas",
-    "gemm",
-    "new_flags",
-    "publish",
-    "run",
-    "wait_for",
-]
+from xrnn.backends import cblas
+from xrnn.backends.cblas import element_pointer
+
+__all__ = ["ABORT", "FLAGS", "available", "helpers", "new_flags", "publish", "run", "wait_for"]
 
 # The flags array (new_flags): int64, one counter per thread a cache line apart (no false
 # sharing), the abort flag and the address of the C library's sched_yield (0: none)
@@ -65,15 +57,9 @@ FLAGS, ABORT, YIELD = 24, 16, 17
 # OpenBLAS worker still spinning after a threaded GEMM: 70 ms waiting by spinning only, 6 ms
 # yielding after 100 checks, 2.8 ms without that worker either way)
 SPINS = 200
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 # --- atomics -------------------------------------------------------------------------------------
-
-
-def _element_pointer(context, builder, array_type, array, index):
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.gep(data, [index])
 
 
 @intrinsic
@@ -82,7 +68,7 @@ def _load_acquire(typingctx, flags, index):
     its release store of that value is visible after this load)."""
 
     def codegen(context, builder, sig, args):
-        pointer = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
         return builder.load_atomic(pointer, "acquire", 8)
 
     return types.int64(flags, index), codegen
@@ -93,7 +79,7 @@ def _store_release(typingctx, flags, index, value):
     """``flags[index] = value`` with release ordering (after every earlier write)."""
 
     def codegen(context, builder, sig, args):
-        pointer = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
         builder.store_atomic(args[2], pointer, "release", 8)
         return context.get_dummy_value()
 
@@ -172,150 +158,13 @@ def _sched_yield() -> int:
         return 0
 
 
-# --- BLAS's GEMM from compiled code ----------------------------------------------------------
-
-
-def _gemm_intrinsic(int_bits: int) -> Any:
-    integer = ir.IntType(int_bits)
-    enum = ir.IntType(32)
-
-    @intrinsic
-    def call(typingctx, address, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
-        """``C[c0:] = op(A[a0:]) op(B[b0:]) + beta C`` (row-major; ``op`` transposes where
-        ``ta``/``tb``) through the C function at ``address``: ``cblas_sgemm``/``cblas_dgemm``
-        for ``A``'s dtype, ``int_bits``-bit integers."""
-        scalar = A.dtype
-        sig = types.void(address, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
-
-        def codegen(context, builder, sig, args):
-            address_, ta_, tb_, M_, N_, K_, A_, a0_, lda_, B_, b0_, ldb_, beta_, C_, c0_, ldc_ = (
-                args
-            )
-            real = context.get_value_type(scalar)
-            pointer = ir.IntType(8).as_pointer()
-            fnty = ir.FunctionType(
-                ir.VoidType(),
-                [enum, enum, enum, integer, integer, integer, real, pointer, integer]
-                + [pointer, integer, real, pointer, integer],
-            )
-            fn = builder.inttoptr(address_, fnty.as_pointer())
-
-            def at(array_type, array, offset):
-                p = _element_pointer(context, builder, array_type, array, offset)
-                return builder.bitcast(p, pointer)
-
-            def int_(value):
-                return builder.trunc(value, integer) if int_bits < 64 else value
-
-            def trans(flag):
-                return builder.select(
-                    builder.icmp_signed("!=", flag, ir.Constant(flag.type, 0)),
-                    ir.Constant(enum, _TRANS),
-                    ir.Constant(enum, _NO_TRANS),
-                )
-
-            builder.call(
-                fn,
-                [
-                    ir.Constant(enum, _ROW_MAJOR), trans(ta_), trans(tb_),
-                    int_(M_), int_(N_), int_(K_), context.get_constant(scalar, 1),
-                    at(sig.args[6], A_, a0_), int_(lda_),
-                    at(sig.args[9], B_, b0_), int_(ldb_),
-                    context.cast(builder, beta_, sig.args[12], scalar),
-                    at(sig.args[13], C_, c0_), int_(ldc_),
-                ],
-            )  # fmt: skip
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return call
-
-
-_gemm64 = _gemm_intrinsic(64)
-_gemm32 = _gemm_intrinsic(32)
-
-
-@_kernel
-def gemm(blas, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
-    """``C = op(A) op(B) + beta C`` on the row-major blocks starting at flat element offsets
-    ``a0``, ``b0``, ``c0`` of the C-contiguous arrays ``A``, ``B``, ``C`` (leading dimensions
-    ``lda``, ``ldb``, ``ldc``); ``op(A) = Aᵀ`` where ``ta`` (``B``: ``tb``). ``blas`` is
-    :meth:`Blas.handle` for ``A``'s dtype."""
-    address, ilp64 = blas
-    if ilp64:
-        _gemm64(address, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
-    else:
-        _gemm32(address, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
-
-
-class Blas:
-    """The OpenBLAS NumPy loaded, through threadpoolctl: its C GEMM entry points and its
-    thread count."""
-
-    def __init__(self, controller: Any, addresses: dict[str, int], ilp64: bool) -> None:
-        self.controller, self.addresses, self.ilp64 = controller, addresses, ilp64
-
-    def handle(self, dtype: Any) -> tuple[int, bool] | None:
-        """``(address, ilp64)`` of the GEMM for ``dtype`` (``"float32"``/``"float64"``)."""
-        address = self.addresses.get(str(dtype))
-        return None if address is None else (address, self.ilp64)
-
-    def threads(self) -> int:
-        return int(self.controller.get_num_threads())
-
-    def set_threads(self, n: int) -> None:
-        self.controller.set_num_threads(n)
-
-
-@cache
-def blas() -> Blas | None:
-    """The :class:`Blas` of NumPy's OpenBLAS, or None (another BLAS, threadpoolctl missing, or
-    no C GEMM symbol under the names OpenBLAS builds use)."""
-    try:
-        import numpy  # noqa: F401  (loads the BLAS threadpoolctl looks for)
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    for controller in ThreadpoolController().select(internal_api="openblas").lib_controllers:
-        library = ctypes.CDLL(controller.filepath)
-        # numpy's wheels: scipy-openblas64 ("scipy_" prefix, "64_" suffix, 64-bit integers);
-        # distribution builds: plain names, 64-bit integers only with a "64_" suffix
-        for prefix, suffix in (("scipy_", "64_"), ("", "64_"), ("scipy_", ""), ("", "")):
-            names = {d: f"{prefix}cblas_{c}gemm{suffix}" for d, c in _PRECISIONS.items()}
-            if all(hasattr(library, n) for n in names.values()):
-                ilp64 = _ilp64(library, prefix, suffix)
-                if ilp64 is None:
-                    continue
-                addresses = {
-                    d: ctypes.cast(getattr(library, n), ctypes.c_void_p).value
-                    for d, n in names.items()
-                }
-                return Blas(controller, addresses, ilp64)  # type: ignore[arg-type]
-    return None
-
-
-_PRECISIONS = {"float32": "s", "float64": "d"}
-
-
-def _ilp64(library: Any, prefix: str, suffix: str) -> bool | None:
-    """Whether the library's integers are 64-bit: its build configuration says
-    ``USE64BITINT`` (None when it does not say)."""
-    config = getattr(library, f"{prefix}openblas_get_config{suffix}", None)
-    if config is None:
-        return None
-    config.restype = ctypes.c_char_p
-    return b"USE64BITINT" in (config() or b"")
-
-
-# --- the helper thread ------------------------------------------------------------------------
+# --- the helper threads -----------------------------------------------------------------------
 
 
 class _Helper:
-    """One daemon thread that runs the second half of lockstep loops, one call at a time."""
+    """A daemon thread that runs the second half of lockstep loops, one call at a time."""
 
     def __init__(self) -> None:
-        self.busy = threading.Lock()  # held by the caller whose loop the helper runs
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.done: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._serve, name="xrnn-lockstep", daemon=True)
@@ -323,7 +172,10 @@ class _Helper:
 
     def _serve(self) -> None:
         while True:
-            kernel, args, flags = self.jobs.get()
+            job = self.jobs.get()
+            if job is None:  # stop()
+                return
+            kernel, args, flags = job
             try:
                 kernel(*args)
                 error = None
@@ -332,16 +184,59 @@ class _Helper:
                 error = exc
             self.done.put(error)
 
+    def stop(self, timeout: float) -> None:
+        self.jobs.put(None)
+        self.thread.join(timeout)
 
-_helper: _Helper | None = None
+
+class _Pool:
+    """The idle helpers, and every helper started (for :meth:`stop`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: list[_Helper] = []
+        self.started: list[_Helper] = []
+
+    def take(self) -> _Helper | None:
+        """An idle helper, started if none is (None: no thread could start)."""
+        with self.lock:
+            if self.idle:
+                return self.idle.pop()
+            try:
+                helper = _Helper()
+            except RuntimeError:  # "can't start new thread": the caller runs on one thread
+                return None
+            self.started.append(helper)
+            return helper
+
+    def give_back(self, helper: _Helper) -> None:
+        with self.lock:
+            self.idle.append(helper)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop and join every helper (each finishes the job it has first)."""
+        with self.lock:
+            helpers, self.started, self.idle = self.started, [], []
+        for helper in helpers:
+            helper.stop(timeout)
+
+
+_pool = _Pool()
+atexit.register(_pool.stop)
 
 
 def _reset_after_fork() -> None:
-    global _helper
-    _helper = None  # a forked child has none of its parent's threads
+    global _pool
+    _pool = _Pool()  # a forked child has none of its parent's threads
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def helpers() -> list[threading.Thread]:
+    """The helper threads started and not stopped (for tests and diagnostics)."""
+    with _pool.lock:
+        return [h.thread for h in _pool.started]
 
 
 def _cpus() -> int:
@@ -357,47 +252,42 @@ def _enough_cpus() -> bool:
 
 
 def available(dtype: Any) -> tuple[int, bool] | None:
-    """The GEMM handle (:meth:`Blas.handle`) for a loop over ``dtype`` arrays that may run in
-    lockstep now, else None (see the module notes; the helper being idle is checked by
-    :func:`run` itself)."""
+    """The private GEMM handle (:meth:`xrnn.backends.cblas.Blas.handle`) for a loop over
+    ``dtype`` arrays that may run in lockstep now, else None (see the module notes)."""
     if os.environ.get("XRNN_LOCKSTEP", "1").strip() == "0" or not _enough_cpus():
         return None
-    b = blas()
-    if b is None or b.threads() < 2:
+    threads = cblas.numpy_threads()
+    if threads is None or threads < 2:
         return None
-    return b.handle(dtype)
+    blas = cblas.private()
+    return None if blas is None else blas.handle(dtype)
 
 
 def run(kernel: Any, mine: tuple, helpers: tuple, flags: Any) -> bool:
-    """Run ``kernel(*mine)`` here and ``kernel(*helpers)`` on the helper thread, OpenBLAS on
-    one thread meanwhile; both share ``flags`` (:func:`new_flags`). False, having run
-    nothing, when the helper is busy with another caller's loop."""
-    global _helper
-    if _helper is None:
-        _helper = _Helper()
-    helper, b = _helper, blas()
-    assert b is not None
-    if not helper.busy.acquire(blocking=False):
+    """Run ``kernel(*mine)`` here and ``kernel(*helpers)`` on a helper thread; both share
+    ``flags`` (:func:`new_flags`). False, having run nothing, when no helper thread could be
+    started. An exception in either half (a KeyboardInterrupt here included) stops the other
+    half at its next meeting and is raised once both have stopped."""
+    helper = _pool.take()
+    if helper is None:
         return False
-    threads = b.threads()
-    b.set_threads(1)  # each thread's GEMM stays on it
     helper.jobs.put((kernel, helpers, flags))
-    error = None
+    raised: BaseException | None = None
     try:
         kernel(*mine)
-    except BaseException:
+    except BaseException as exc:
         flags[ABORT] = 1  # the helper stops waiting for us
-        raise
-    finally:
+        raised = exc
+    while True:  # the helper's half ends at its next meeting at the latest
         try:
             error = helper.done.get()
-        except BaseException:  # interrupted while the helper works on: it finishes alone,
-            flags[ABORT] = 1  # holding its lock, and a later call starts another helper
-            _helper = None
-            raise
-        finally:
-            b.set_threads(threads)
-        helper.busy.release()
+            break
+        except BaseException as exc:  # interrupted while waiting: wait on, raise it after
+            flags[ABORT] = 1
+            raised = raised or exc
+    _pool.give_back(helper)
+    if raised is not None:
+        raise raised
     if error is not None:
         raise error
     return True

@@ -35,6 +35,9 @@ class NumpyOps(InPlaceOps):
         # a host array: reading it costs nothing, and full lengths skip the masking entirely
         return bool(np.all(lengths == T))
 
+    def quiet(self) -> Any:
+        return np.errstate(over="ignore", invalid="ignore", divide="ignore")  # this thread's
+
 
 def _sigmoid_(x: np.ndarray) -> None:
     """In-place ``0.5 * tanh(x / 2) + 0.5`` (no overflow, like :func:`xrnn.sigmoid`)."""

@@ -15,8 +15,6 @@ from xrnn.charlm.optim import SGD, Adam, clip_by_global_norm
 from xrnn.charlm.optim import clip as clip_values
 from xrnn.charlm.vocab import Vocabulary
 from xrnn.params import positive_int
-from xrnn.threads import step_threads
-from xrnn.tuning import SMALL_TRAINING_STEP_FLOPS, step_flops
 
 __all__ = ["resolve_device", "train"]
 
@@ -239,67 +237,62 @@ def train(
     pool: list[str] = []  # the shuffled names still to come, from pool[cursor] on
     cursor = 0
     start = time.perf_counter()
-    # the whole step (cell, output layer, optimiser) on one BLAS thread when its GEMMs are
-    # small, not only the cell's loops (xrnn.threads); set once for the whole loop, so also
-    # for the tiniest steps (floor 0): the step's other GEMMs may be large enough for threads
-    flops = step_flops(model.spec, hidden, batch_size)
-    with step_threads(model.xp, flops, small=SMALL_TRAINING_STEP_FLOPS, floor=0):
-        for step in range(1, steps + 1):
-            if len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
-                pool, cursor = pool[cursor:], 0  # once per epoch, not per step
-                while len(pool) < batch_size:  # (extended in place: a batch of many epochs
-                    epoch = list(names)  # costs its size, not its size squared)
-                    order.shuffle(epoch)
-                    pool.extend(epoch)
-            batch = pool[cursor : cursor + batch_size]
-            cursor += batch_size
-            if sharded is None:
-                loss, grads = model.loss_and_gradients(batch)
-            else:
-                loss, grads = sharded(model, batch, step)
-            if not math.isfinite(loss) or (step > 1 and loss > EXPLODED * history["loss"][0]):
-                raise FloatingPointError(
-                    f"training diverged at step {step} (loss {loss}): lower the learning rate or "
-                    "enable clipping"
-                )
-            if clip is not None:
-                grads = clip_values(grads, clip)
-            if clip_norm is not None:
-                grads = clip_by_global_norm(grads, clip_norm)
-            model.params = opt.step(model.params, grads)
-            if average is not None:
-                averaged = {
-                    k: average * averaged[k] + (1 - average) * p for k, p in model.params.items()
-                }
-            else:
-                averaged = model.params
-            history["loss"].append(loss)
-            history["steps"] = step
-            report: dict[str, Any] = {
-                "step": step,
-                "loss": loss,
-                "names_per_s": step * batch_size / (time.perf_counter() - start),
+    for step in range(1, steps + 1):
+        if len(pool) - cursor < batch_size:  # epochs one after another, each shuffled anew
+            pool, cursor = pool[cursor:], 0  # once per epoch, not per step
+            while len(pool) < batch_size:  # (extended in place: a batch of many epochs
+                epoch = list(names)  # costs its size, not its size squared)
+                order.shuffle(epoch)
+                pool.extend(epoch)
+        batch = pool[cursor : cursor + batch_size]
+        cursor += batch_size
+        if sharded is None:
+            loss, grads = model.loss_and_gradients(batch)
+        else:
+            loss, grads = sharded(model, batch, step)
+        if not math.isfinite(loss) or (step > 1 and loss > EXPLODED * history["loss"][0]):
+            raise FloatingPointError(
+                f"training diverged at step {step} (loss {loss}): lower the learning rate or "
+                "enable clipping"
+            )
+        if clip is not None:
+            grads = clip_values(grads, clip)
+        if clip_norm is not None:
+            grads = clip_by_global_norm(grads, clip_norm)
+        model.params = opt.step(model.params, grads)
+        if average is not None:
+            averaged = {
+                k: average * averaged[k] + (1 - average) * p for k, p in model.params.items()
             }
-            if val_names and (step % eval_every == 0 or step == steps):
-                live, model.params = model.params, averaged
-                bpc = model.evaluate(val_names)
-                model.params = live
-                history["val_bpc"].append([step, bpc])
-                report["val_bpc"] = bpc
-                if bpc < best[0]:
-                    best, stale = (bpc, averaged), 0
-                    history["best_step"] = step
-                else:
-                    stale += 1
-            if progress is not None:
-                progress(report)
-            if val_names and stale >= patience:
-                if lr_decay is None or len(history["lr_decays"]) >= decays:
-                    break
-                opt.lr *= lr_decay  # a plateau: resume from the best parameters, more slowly
-                model.params = averaged = best[1]
-                stale = 0
-                history["lr_decays"].append(step)
+        else:
+            averaged = model.params
+        history["loss"].append(loss)
+        history["steps"] = step
+        report: dict[str, Any] = {
+            "step": step,
+            "loss": loss,
+            "names_per_s": step * batch_size / (time.perf_counter() - start),
+        }
+        if val_names and (step % eval_every == 0 or step == steps):
+            live, model.params = model.params, averaged
+            bpc = model.evaluate(val_names)
+            model.params = live
+            history["val_bpc"].append([step, bpc])
+            report["val_bpc"] = bpc
+            if bpc < best[0]:
+                best, stale = (bpc, averaged), 0
+                history["best_step"] = step
+            else:
+                stale += 1
+        if progress is not None:
+            progress(report)
+        if val_names and stale >= patience:
+            if lr_decay is None or len(history["lr_decays"]) >= decays:
+                break
+            opt.lr *= lr_decay  # a plateau: resume from the best parameters, more slowly
+            model.params = averaged = best[1]
+            stale = 0
+            history["lr_decays"].append(step)
     if val_names:
         model.params = best[1]
     else:
