@@ -25,3 +25,19 @@ def test_worker_times_each_implementation(impl):
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(got["fwd"]) >= 2 and all(t > 0 for t in got["fwd"])
     assert (got["fb"] == []) == (impl in INFERENCE)
+
+
+def test_every_bench_option_says_what_it_does():
+    from xrnn.benchmark.table import parser
+
+    for action in parser()._actions:
+        assert action.help, f"{action.option_strings} has no help"
+
+
+def test_an_unknown_config_is_refused_before_any_work(capsys):
+    from xrnn.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--configs", "Z"])
+    assert exit_.value.code == 2  # argparse's usage error
+    assert "--configs: unknown 'Z'" in capsys.readouterr().err

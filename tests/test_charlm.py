@@ -135,6 +135,28 @@ def test_sampling_is_reproducible(xp):
         model.sample(2, temperature=0)
 
 
+def test_n_changes_how_many_names_a_seed_gives_not_which(xp):
+    vocab = charlm.Vocabulary.from_names(SMALL)
+    model = CharModel.initialise("gru", vocab, 8, seed=1, like=_like(xp))
+    eight = model.sample(8, seed=4)
+    assert model.sample(3, seed=4) == eight[:3]
+    assert model.sample(1, seed=4) == eight[:1]
+
+
+def test_no_name_is_empty(xp):
+    """Even a model that puts almost all its probability on ending the name."""
+    vocab = charlm.Vocabulary.from_names(SMALL)
+    model = CharModel.initialise("rnn", vocab, 8, seed=0, like=_like(xp))
+    W, b = model.spec.output_keys
+    bias = np.zeros((len(vocab), 1))
+    bias[0] = 30.0  # the newline, e^30 times as likely as any other character
+    model.params[b] = xrnn.to_device({"b": bias}, model.params[b])["b"]
+    names = model.sample(50, seed=0)
+    assert all(len(n) == 1 for n in names)  # one character, then the likely newline
+    cold = model.sample(5, seed=0, temperature=1e-40)  # every other character underflows
+    assert all(len(n) == 1 for n in cold)
+
+
 def test_sampling_is_the_same_on_every_backend(xp):
     vocab = charlm.Vocabulary.from_names(SMALL)
     ref = CharModel.initialise("rnn", vocab, 8, seed=2).sample(5, seed=3)

@@ -29,6 +29,9 @@ def test_train_save_then_sample(tmp_path):
     r = run("sample", "--load", str(ckpt), "--n", "4", "--seed", "2")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 4
+    assert all(name.strip() for name in r.stdout.splitlines())  # none empty
+    more = run("sample", "--load", str(ckpt), "--n", "8", "--seed", "2")
+    assert more.stdout.splitlines()[:4] == r.stdout.splitlines()  # --n: how many, not which
 
 
 def test_exercise_mode_from_a_data_file(tmp_path):

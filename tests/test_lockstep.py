@@ -97,6 +97,30 @@ def test_gemm_equals_numpy_on_offset_blocks(dtype, ta, tb):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
+@needs_lockstep
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matmul_into_equals_numpy_on_any_layout(dtype):
+    """Views BLAS takes (offset blocks, transposes, single rows or columns) go through the
+    private GEMM; the others (reversed, overlapping, strided rows) fall back to NumPy's."""
+    from xrnn.backends import cblas
+
+    rng = np.random.default_rng(1)
+    big = rng.normal(size=(20, 30)).astype(dtype)
+    handle = cblas.private().handle(dtype)
+    lhs = [
+        big[:5, :7], big[:7, :5].T, big[:1, :7], big[:7, :1], big[::-1][:5, :7],
+        big[:5, ::2][:, :7], np.broadcast_to(big[:1, :7], (5, 7)),
+    ]  # fmt: skip
+    tol = {"float32": 1e-5, "float64": 1e-13}[dtype]
+    for A in lhs:
+        K = A.shape[1]
+        for B in (big[2 : 2 + K, 3:6], big[:K, :1], big[:K, ::3][:, :4]):
+            out = np.zeros((A.shape[0], 2 * B.shape[1]), dtype)[:, ::2]  # a strided output
+            cblas.matmul_into(handle, A, B, out)
+            np.testing.assert_allclose(out, A @ B, rtol=tol, atol=tol)
+            assert cblas.matmul_into(None, A, B, np.empty_like(out)).dtype == np.dtype(dtype)
+
+
 # --- the loops against the one-thread path -------------------------------------------------------
 
 

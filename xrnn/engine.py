@@ -36,7 +36,7 @@ from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
-from xrnn.layout import output_layer_forward, public, reorder, reversal, time_major
+from xrnn.layout import output_layer_forward, public, reorder, reversal, step_masks, time_major
 from xrnn.ops import chunk_gradients, vector_rows, weight_gradients
 from xrnn.params import parameter_items
 
@@ -106,9 +106,7 @@ def loop_inputs(ctx: Context, x: Any, lengths: Any, reverse: bool) -> tuple[Any,
     order = reversal(xp, lengths, m, T) if reverse else None
     done = live = None
     if lengths is not None and not ops.all_full(lengths, T):
-        steps = xp.arange(T, dtype=lengths.dtype, device=ctx.device)
-        done = xp.reshape(steps, (T, 1, 1)) >= xp.reshape(lengths, (1, 1, m))
-        live = xp.astype(xp.logical_not(done), ctx.dtype)
+        done, live = step_masks(xp, lengths, T, ctx.dtype, ctx.device)
     return reorder(xp, x, order), order, done, live
 
 

@@ -71,6 +71,17 @@ def reversal(xp: Any, lengths: Any, m: int, T: int) -> Any:
     return xp.reshape(base + within, (m * T,))
 
 
+def step_masks(xp: Any, lengths: Any, T: int, dtype: Any, device: Any = None) -> tuple[Any, Any]:
+    """``(done, live)`` for ``lengths`` (m,): ``done`` (T, 1, m) boolean, true where step ``t``
+    of sequence ``j`` does not run (``t ≥ L_j``), and ``live``, its complement as 0/1 of
+    ``dtype``; on ``device`` (None: the library's default, as inside ``jax.jit``)."""
+    m = int(lengths.shape[0])
+    on = {} if device is None else {"device": device}
+    steps = xp.arange(T, dtype=lengths.dtype, **on)
+    done = xp.reshape(steps, (T, 1, 1)) >= xp.reshape(lengths, (1, 1, m))
+    return done, xp.astype(xp.logical_not(done), dtype)
+
+
 def reorder(xp: Any, a: Any, order: Any) -> Any:
     """``a`` (n, m, T) with each sequence's steps reordered by :func:`reversal`'s ``order``
     (``None``: unchanged)."""

@@ -149,14 +149,28 @@ def _matmul(blas, A, B, C):
     if B.strides[1] != size or C.strides[1] != size:
         return False
     if A.strides[1] == size:
-        ta, lda = False, A.strides[0] // size
+        ta, lda = False, _leading(A.strides[0], size, M, K)
     elif A.strides[0] == size:
-        ta, lda = True, A.strides[1] // size
+        ta, lda = True, _leading(A.strides[1], size, K, M)
     else:
         return False
-    ldb, ldc = B.strides[0] // size, C.strides[0] // size
-    gemm(blas, ta, False, M, N, K, A, 0, max(lda, 1), B, 0, max(ldb, 1), 0.0, C, 0, max(ldc, 1))
+    ldb, ldc = _leading(B.strides[0], size, K, N), _leading(C.strides[0], size, M, N)
+    if lda == 0 or ldb == 0 or ldc == 0:
+        return False
+    gemm(blas, ta, False, M, N, K, A, 0, lda, B, 0, ldb, 0.0, C, 0, ldc)
     return True
+
+
+@_kernel
+def _leading(stride, size, rows, columns):
+    """The leading dimension, in elements, of a row-major block of ``rows`` × ``columns``
+    whose rows lie ``stride`` bytes apart (any stride for a single row: NumPy's strides of a
+    length-1 axis say nothing); 0 where BLAS cannot take it (overlapping or reversed rows)."""
+    if rows == 1:
+        return max(columns, 1)
+    if stride % size != 0 or stride // size < columns:
+        return 0
+    return stride // size
 
 
 class Blas:
@@ -178,6 +192,8 @@ def _numpy_openblas() -> Any:
     except ImportError:
         return None
     found = ThreadpoolController().select(internal_api="openblas").lib_controllers
+    # NumPy's own copy where another library (SciPy's wheels) brought a second OpenBLAS
+    found.sort(key=lambda c: "numpy" not in os.path.basename(os.path.dirname(c.filepath)))
     return found[0] if found else None
 
 

@@ -1,4 +1,4 @@
-"""Time xrnn against the exercise's loop and torch.nn, in one process, and report ratios.
+"""Time xrnn against the exercise's loop and torch.nn, each in its own process; report ratios.
 
 Usage: ``xrnn bench [--quick] [--cells lstm,rnn,gru] [--dtypes float32,float64]
 [--configs A,B,charlm,long] [--out DIR]`` (also ``python benchmarks/bench.py`` and
@@ -184,6 +184,55 @@ def measure_in_process(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def parser() -> argparse.ArgumentParser:
+    """``xrnn bench``'s options."""
+    ap = argparse.ArgumentParser(prog="xrnn bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--busy", action="store_true", help="idle vs busy machine (xrnn bench --busy --help)"
+    )
+    ap.add_argument(
+        "--device",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="gpu: xrnn on CuPy and torch CUDA vs cuDNN (xrnn bench --device gpu --help)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run of about a minute: cells {QUICK['cells']}, configs "
+        f"{QUICK['configs']} unless given, one round, 2 timed calls or 0.2 s per measurement",
+    )
+    ap.add_argument(
+        "--cells", default=None, help="cells to time, comma-separated (default: lstm,gru,rnn)"
+    )
+    ap.add_argument("--dtypes", default="float32", help="float32 and/or float64, comma-separated")
+    ap.add_argument(
+        "--configs",
+        default=None,
+        help=f"configs (n_x, n_a, m, T) to time, comma-separated, of: "
+        f"{', '.join(f'{k} {v}' for k, v in CONFIGS.items())} (default: all)",
+    )
+    ap.add_argument(
+        "--impls",
+        default=",".join(IMPLS),
+        help=f"implementations to time, comma-separated, of: {', '.join(IMPLS)} (default: "
+        "all; those whose library is missing are left out)",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternating rounds of processes per measurement (--quick: 1)",
+    )
+    ap.add_argument("--out", default="bench-results", help="folder for bench.json and bench.png")
+    return ap
+
+
+# --quick's matrix where --cells/--configs are not given: one cell, the smallest config and a
+# mid-sized one (each measurement is a process of its own, most of it start-up)
+QUICK = {"cells": "lstm", "configs": "charlm,long"}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--busy" in argv:
@@ -196,26 +245,14 @@ def main(argv=None) -> int:
         from xrnn.benchmark import gpu
 
         return gpu.main(argv)
-    ap = argparse.ArgumentParser(prog="xrnn bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--busy", action="store_true", help="idle vs busy machine (xrnn bench --busy --help)"
-    )
-    ap.add_argument(
-        "--device",
-        choices=["cpu", "gpu"],
-        default="cpu",
-        help="gpu: xrnn on CuPy and torch CUDA vs cuDNN (xrnn bench --device gpu --help)",
-    )
-    ap.add_argument("--quick", action="store_true", help="fewer timed runs (a smoke run)")
-    ap.add_argument("--cells", default="lstm,gru,rnn")
-    ap.add_argument("--dtypes", default="float32")
-    ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument(
-        "--impls", default=",".join(IMPLS), help="implementations to time (default: all)"
-    )
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per measurement")
-    ap.add_argument("--out", default="bench-results")
+    ap = parser()
     args = ap.parse_args(argv)
+    defaults = QUICK if args.quick else {"cells": "lstm,gru,rnn", "configs": ",".join(CONFIGS)}
+    args.cells = args.cells or defaults["cells"]
+    args.configs = args.configs or defaults["configs"]
+    for name in args.configs.split(","):
+        if name not in CONFIGS:
+            ap.error(f"--configs: unknown {name!r}; one of {', '.join(CONFIGS)}")
     min_runs, budget = (2, 0.2) if args.quick else (7, 1.5)
     rounds = 1 if args.quick else max(1, args.rounds)
 
@@ -257,6 +294,13 @@ def main(argv=None) -> int:
         wanted = [i for i in wanted if i != "xrnn-jax"]
 
     rows = []
+    per_config = [
+        len([i for i in wanted if i != "exercise-loop" or hasattr(reference, f"{cell}_forward")])
+        for cell in args.cells.split(",")
+    ]
+    bar = _Bar(
+        sum(per_config) * rounds * len(args.configs.split(",")) * len(args.dtypes.split(","))
+    )
     header = (
         f"{'cell':4} {'config':7} {'(n_x,n_a,m,T)':19} {'dtype':7} {'impl':16} "
         f"{'fwd ms':>9} {'f+b ms':>9} {'spread':>7} {'f+b GF/s':>8} "
@@ -288,6 +332,7 @@ def main(argv=None) -> int:
                         got = measure_in_process(
                             impl, cell, cname, dtype, min_runs=min_runs, budget=budget, memory=mem
                         )
+                        bar.step(f"{cell} {cname} {dtype} {impl}")
                         samples[impl]["fwd"] += got["fwd"]
                         samples[impl]["fb"] += got["fb"]
                         samples[impl]["med"].append(_median(got["fb"]))
@@ -333,6 +378,7 @@ def main(argv=None) -> int:
                         flush=True,
                     )
 
+    bar.close()
     summary = summarise(rows, peaks)
     for line in summary["lines"]:
         print(line)
@@ -347,6 +393,30 @@ def main(argv=None) -> int:
     print(f"wrote {out / 'bench.json'}")
     plot(rows, out / "bench.png")
     return 0
+
+
+class _Bar:
+    """Progress over the measurements on stderr: tqdm when installed, else one line each."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.bar = total, 0, None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=total, unit="measurement", file=sys.stderr, dynamic_ncols=True)
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(what, refresh=False)
+            self.bar.update(1)
+        else:
+            print(f"[{self.done}/{self.total}] {what}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _cpu_model() -> str:

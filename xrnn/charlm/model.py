@@ -227,9 +227,11 @@ class CharModel:
         """Invent ``n`` names, one character at a time, all ``n`` in parallel on the device.
 
         Each step's probabilities ``softmax(logits / temperature)`` are copied to the host (V×n
-        numbers) and the characters are drawn there from ``numpy.random.default_rng(seed)`` —
-        the array API has no random generator — so a seed gives the same names on every
-        backend. A name ends at the newline or after ``max_length`` characters. Weights whose
+        numbers) and the characters are drawn there — the array API has no random generator
+        — name ``j`` from its own stream, ``numpy.random.SeedSequence(seed).spawn(n)[j]``: a
+        seed gives the same names on every backend, and the first names of ``n = 8`` are
+        those of ``n = 3``. A name ends at the newline or after ``max_length`` characters, and
+        has at least one (the first character is never the newline). Weights whose
         probabilities are not finite are a ``ValueError``.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -241,7 +243,13 @@ class CharModel:
         if n == 0:
             return []
         xp, V = self.xp, len(self.vocab)
-        rng = np.random.default_rng(seed)
+        # every name's draws for all its steps, from its own stream (see above)
+        uniforms = np.stack(
+            [
+                np.random.default_rng(s).random(max_length)
+                for s in np.random.SeedSequence(seed).spawn(n)
+            ]
+        )  # (n, max_length)
         cell = self.spec
         W, b = cell.output_keys
         kernels = [{k: self.params[layer_key(d, k)] for k in cell.keys} for d in range(self.layers)]
@@ -256,7 +264,7 @@ class CharModel:
         classes = xp.reshape(xp.arange(V, device=self.device), (V, 1))
         out: list[list[int]] = [[] for _ in range(n)]
         done = np.zeros(n, dtype=bool)
-        for _ in range(max_length):
+        for step in range(max_length):
             inp = x
             for d, kernel in enumerate(kernels):
                 states[d], _, _ = run_cell_forward(cell, inp, states[d], kernel, check_finite=False)
@@ -271,8 +279,13 @@ class CharModel:
                     "the model's next-character probabilities are not finite (its weights "
                     "overflow); it cannot sample names"
                 )
+            if step == 0:  # no empty name: the first character is any but the newline
+                likeliest = 1 + np.argmax(p[1:], axis=0)
+                p[0] = 0.0
+                none_left = ~(p.sum(axis=0) > 0)  # (every other character underflowed)
+                p[likeliest[none_left], np.flatnonzero(none_left)] = 1.0
             cdf = np.cumsum(p, axis=0)
-            draws = (cdf < rng.random(n) * cdf[-1]).sum(axis=0).clip(0, V - 1)
+            draws = (cdf < uniforms[:, step] * cdf[-1]).sum(axis=0).clip(0, V - 1)
             for j in np.flatnonzero(~done):
                 if draws[j] == 0:
                     done[j] = True

@@ -26,18 +26,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from xrnn.cell import Cell
-from xrnn.layout import public, reorder, reversal
+from xrnn.layout import public, reorder, reversal, step_masks
 
 __all__ = ["sequence", "sequence_backward"]
-
-
-def _masks(lengths: Any, m: int, T: int, dtype: Any) -> Any:
-    """``live`` (T, 1, m): 1 where step ``t`` of sequence ``j`` runs, else 0; None without
-    lengths."""
-    if lengths is None:
-        return None
-    steps = jnp.arange(T, dtype=lengths.dtype)
-    return (steps[:, None, None] < lengths[None, None, :]).astype(dtype)
 
 
 def _loop_forward(
@@ -137,7 +128,7 @@ def _prepare(cell: Cell, x: Any, weights: tuple, n_a: int, lengths: Any, reverse
     _, m, T = x.shape
     W = cell.stack(jnp, dict(zip(cell.keys, weights, strict=True)), n_a)
     order = reversal(jnp, lengths, m, T) if reverse else None
-    return W, order, _masks(lengths, m, T, x.dtype)
+    return W, order, None if lengths is None else step_masks(jnp, lengths, T, x.dtype)[1]
 
 
 def _outputs(states: tuple, live: Any, order: Any) -> tuple:
