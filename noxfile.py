@@ -12,8 +12,9 @@ import nox
 nox.options.sessions = ["tests", "dask", "gpu-build", "cupy", "lint"]
 nox.options.error_on_missing_interpreters = True
 
-# torch==2.13.0 is the CPU build on this workplace's package index (the same pin on the public
-# index is the multi-GB CUDA build: there, add --index-url https://download.pytorch.org/whl/cpu).
+# The sessions pin the oldest PyTorch the package supports (pyproject: torch>=2.13,<3), whose
+# CPU build is what the package index CI uses resolves it to (a newer torch resolves to a
+# multi-GB CUDA build there; installing PyTorch's CPU wheel elsewhere: README, *Install*).
 # Every CPU session installs it: PyTorch parity (tests/test_torch_parity.py,
 # tests/test_interop.py) runs for that session's backend; tests/test_kernel_imports.py checks
 # that xrnn itself imports and runs without it.
