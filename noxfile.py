@@ -1,10 +1,14 @@
 """Test matrix, lint and benchmarks. Plain ``nox`` runs the CPU matrix (which includes the CuPy
 backend emulated on the CPU), the Dask session, the GPU build (every CUDA kernel compiled, no
-GPU needed), the CuPy session (which skips itself without a GPU) and lint."""
+GPU needed), the CuPy session (which skips itself without a GPU) and lint. By name only: the
+oldest and newest Python (``tests-python``), the dependency floors (``min-deps``), the package
+build (``package``) and the benchmarks (``bench``)."""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 
 import nox
@@ -93,7 +97,44 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6", "mypy>=1.10", "numpy", "array-api-compat")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", "xrnn")
+    session.run("mypy", "xrnn", "_xrnn_entry.py")
+
+
+# The oldest and newest Python the package claims (requires-python); pyenv's builds of them
+# are found where they are not on PATH
+PYTHONS = ["3.10", "3.13"]
+_pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+for _version in PYTHONS:
+    if shutil.which(f"python{_version}") is None:
+        for _bin in sorted(glob.glob(os.path.join(_pyenv, "versions", f"{_version}.*", "bin"))):
+            os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+
+
+@nox.session(name="tests-python", python=PYTHONS)
+def tests_python(session: nox.Session) -> None:
+    """The numpy suite (compiled kernels; the backend-free tests) on the oldest and newest
+    Python claimed, with the newest dependencies each allows; no PyTorch (its CPU build is on
+    this index for one Python only). Not in plain ``nox``."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "--backend", "numpy", *session.posargs)
+
+
+def _floors() -> list[str]:
+    """The core dependencies at the lowest versions pyproject.toml allows (its
+    ``dependencies = [...]`` list, each ``"name>=floor"``)."""
+    with open("pyproject.toml", encoding="utf-8") as f:
+        block = re.search(r"^dependencies = \[(.*?)^\]", f.read(), re.M | re.S)
+    assert block is not None, "pyproject.toml has no dependencies list"
+    return [f"{name}=={floor}" for name, floor in re.findall(r'"([\w.-]+)>=([\w.]+)"', block[1])]
+
+
+@nox.session(name="min-deps")
+def min_deps(session: nox.Session) -> None:
+    """The numpy suite with numpy, array-api-compat, threadpoolctl and numba at their declared
+    floors (and PyTorch, for the parity tests). Not in plain ``nox``."""
+    session.install("-e", ".[test]", *_floors(), TORCH)
+    session.run("pip", "check")
+    session.run("pytest", "--backend", "numpy", *session.posargs)
 
 
 @nox.session

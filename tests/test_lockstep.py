@@ -287,6 +287,8 @@ def _child(queue):
 @needs_lockstep
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX's, where it is imported
+# Python 3.12+'s: forking a process with threads (the helpers: what this test is about)
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_gets_its_own_helper(counted):
     want = float(_lstm_call(8, 4, 6, "float64")["dWf"].sum())  # the parent's helper runs
     assert counted

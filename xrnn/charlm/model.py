@@ -56,6 +56,25 @@ def _init(
     return params
 
 
+def _uniforms(key: Any, n: int, step: int) -> np.ndarray:
+    """(n,) uniform numbers in [0, 1) for step ``step`` of names ``0 … n-1``, each a function
+    of ``(key, name, step)`` only: SplitMix64's output function applied to the counter
+    ``key + φ·(name·2³² + step + 1)`` (mod 2⁶⁴), its top 53 bits as a fraction. Name ``j``'s
+    draws are the same whatever ``n`` is, and cost O(n) a step."""
+    golden, m1, m2 = (
+        np.uint64(0x9E3779B97F4A7C15),
+        np.uint64(0xBF58476D1CE4E5B9),
+        np.uint64(0x94D049BB133111EB),
+    )
+    counter = np.arange(n, dtype=np.uint64) << np.uint64(32)
+    counter += np.uint64(step + 1)
+    z = np.uint64(key) + golden * counter  # uint64 arithmetic wraps, as the mix intends
+    z = (z ^ (z >> np.uint64(30))) * m1
+    z = (z ^ (z >> np.uint64(27))) * m2
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
 class CharModel:
     """A trained (or freshly initialised) character model.
 
@@ -228,9 +247,10 @@ class CharModel:
 
         Each step's probabilities ``softmax(logits / temperature)`` are copied to the host (V×n
         numbers) and the characters are drawn there — the array API has no random generator
-        — name ``j`` from its own stream, ``numpy.random.SeedSequence(seed).spawn(n)[j]``: a
-        seed gives the same names on every backend, and the first names of ``n = 8`` are
-        those of ``n = 3``. A name ends at the newline or after ``max_length`` characters, and
+        —, name ``j``'s at step ``t`` with a uniform number that depends on ``(seed, j, t)``
+        alone (:func:`_uniforms`): a seed gives the same names on every backend, and the first
+        names of ``n = 8`` are those of ``n = 3``. A name ends at the newline or after
+        ``max_length`` characters, and
         has at least one (the first character is never the newline). Weights whose
         probabilities are not finite are a ``ValueError``.
         """
@@ -243,13 +263,7 @@ class CharModel:
         if n == 0:
             return []
         xp, V = self.xp, len(self.vocab)
-        # every name's draws for all its steps, from its own stream (see above)
-        uniforms = np.stack(
-            [
-                np.random.default_rng(s).random(max_length)
-                for s in np.random.SeedSequence(seed).spawn(n)
-            ]
-        )  # (n, max_length)
+        key = np.random.SeedSequence(seed).generate_state(1, np.uint64)[0]
         cell = self.spec
         W, b = cell.output_keys
         kernels = [{k: self.params[layer_key(d, k)] for k in cell.keys} for d in range(self.layers)]
@@ -285,7 +299,7 @@ class CharModel:
                 none_left = ~(p.sum(axis=0) > 0)  # (every other character underflowed)
                 p[likeliest[none_left], np.flatnonzero(none_left)] = 1.0
             cdf = np.cumsum(p, axis=0)
-            draws = (cdf < uniforms[:, step] * cdf[-1]).sum(axis=0).clip(0, V - 1)
+            draws = (cdf < _uniforms(key, n, step) * cdf[-1]).sum(axis=0).clip(0, V - 1)
             for j in np.flatnonzero(~done):
                 if draws[j] == 0:
                     done[j] = True
