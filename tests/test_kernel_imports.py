@@ -98,6 +98,7 @@ LAYERS = [
         "xrnn.backends.numpy",
         "xrnn.backends.cupy",
         "xrnn.backends.torch",
+        "xrnn.backends.jax",
         "xrnn.backends.cblas",  # BLAS from compiled code, a private copy: no cell
         "xrnn.backends.lockstep",  # the helper threads: no cell
         "xrnn.backends.generated",  # kernels generated from a cell's traced math: no cell
@@ -127,6 +128,7 @@ def test_imports_point_down_the_layers(module):
             "xrnn.backends.jit",
             "xrnn.backends.torch",
             "xrnn.backends.cupy",
+            "xrnn.backends.jax",
         }:
             continue  # get_ops: the registry's lazy import of a backend when first asked for
         assert _layer(imported) <= _layer(module), f"{module} imports {imported} from above"

@@ -36,7 +36,7 @@ from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cell import Cell
 from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
-from xrnn.layout import output_layer_forward, public, reorder, reversal, step_masks, time_major
+from xrnn.layout import public, reorder, reversal, step_masks, time_major
 from xrnn.ops import chunk_gradients, vector_rows, weight_gradients
 from xrnn.params import parameter_items
 
@@ -558,7 +558,7 @@ def run_forward(
         y = None
         if n_y is not None:
             w, b = cell.output_keys
-            y = output_layer_forward(xp, parameters[w], parameters[b], steps[0])
+            y = ops.output_layer(parameters[w], parameters[b], steps[0])
             if trace.live is not None:
                 y = y * public(xp, trace.live)
             y = reorder(xp, y, trace.order)
@@ -600,7 +600,7 @@ def _scanned_forward(
     if n_y is not None:
         w, b = cell.output_keys
         H = xp.permute_dims(outputs[0], (2, 0, 1))
-        y = output_layer_forward(xp, parameters[w], parameters[b], H)
+        y = get_ops(xp).output_layer(parameters[w], parameters[b], H)
         if live is not None:  # zero past each length (where, is the same in either order)
             y = y * public(xp, live)
     if not return_caches:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import array_api_compat
 
-from xrnn.layout import columns, input_side, public
+from xrnn.layout import columns, input_side, output_layer_forward, public
 
 __all__ = [
     "BufferColumns",
@@ -303,6 +303,11 @@ class Ops:
         """A scope in which work on ``device`` runs (a library that launches on a *current*
         device, CuPy, enters it); nothing for the others."""
         return contextlib.nullcontext()
+
+    def output_layer(self, W: Any, b: Any, H: Any) -> Any:
+        """``softmax(W a⟨t⟩ + b)`` for every step: ``H`` (T, n_a, m), the result (n_y, m, T)
+        (:func:`xrnn.layout.output_layer_forward`)."""
+        return output_layer_forward(self.xp, W, b, H)
 
     def quiet(self) -> contextlib.AbstractContextManager:
         """A scope in which the library's own floating-point warnings (overflow, invalid

@@ -247,6 +247,10 @@ def _ops_for(xp: Any) -> Any:
         from xrnn.backends.cupy import CupyOps
 
         return CupyOps(xp)
+    if array_api_compat.is_jax_namespace(xp):
+        from xrnn.backends.jax import JaxOps
+
+        return JaxOps(xp)
     return Ops(xp)
 
 
