@@ -197,13 +197,22 @@ def _numpy_openblas() -> Any:
     return found[0] if found else None
 
 
-_controller_lock = threading.Lock()
+def _once(load: Any) -> Any:
+    """``load()`` run once per process, on first use, however many threads ask at once."""
+    lock = threading.Lock()
+    result: list[Any] = []
+
+    def get() -> Any:
+        if not result:
+            with lock:
+                if not result:  # (another thread may have loaded it meanwhile)
+                    result.append(load())
+        return result[0]
+
+    return get
 
 
-@cache
-def _controller() -> Any:
-    with _controller_lock:
-        return _numpy_openblas()
+_controller = _once(_numpy_openblas)
 
 
 def numpy_threads() -> int | None:
@@ -276,31 +285,29 @@ def _ilp64(library: Any, prefix: str, suffix: str) -> bool | None:
     return b"USE64BITINT" in (config() or b"")
 
 
-_private_lock = threading.Lock()
+def _load_private() -> Blas | None:
+    controller = _controller()
+    if controller is None:
+        return None
+    copy = _load_copy(controller.filepath)
+    found = None if copy is None else _entry_points(copy)
+    if found is None:
+        return None
+    addresses, ilp64, set_threads = found
+    theirs = _entry_points(ctypes.CDLL(controller.filepath))  # NumPy's, already loaded
+    if theirs is None or theirs[0] == addresses:
+        return None  # the loader handed back NumPy's library itself: not ours to change
+    set_threads.argtypes = [ctypes.c_int]
+    set_threads(1)
+    return Blas(addresses, ilp64)
 
 
-@cache
-def _private() -> Blas | None:
-    with _private_lock:
-        controller = _controller()
-        if controller is None:
-            return None
-        copy = _load_copy(controller.filepath)
-        found = None if copy is None else _entry_points(copy)
-        if found is None:
-            return None
-        addresses, ilp64, set_threads = found
-        theirs = _entry_points(ctypes.CDLL(controller.filepath))  # NumPy's, already loaded
-        if theirs is None or theirs[0] == addresses:
-            return None  # the loader handed back NumPy's library itself: not ours to change
-        set_threads.argtypes = [ctypes.c_int]
-        set_threads(1)
-        return Blas(addresses, ilp64)
+_private = _once(_load_private)
 
 
 def private() -> Blas | None:
-    """The private one-thread OpenBLAS (see the module notes), loaded on first use; None where
-    there is none."""
+    """The private one-thread OpenBLAS (see the module notes), loaded on first use (once per
+    process); None where there is none."""
     return _private()
 
 
