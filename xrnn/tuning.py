@@ -21,6 +21,7 @@ __all__ = [
     "SMALL_TRAINING_STEP_FLOPS",
     "step_flops",
     "steps_between_checks",
+    "steps_per_span",
 ]
 
 
@@ -81,5 +82,10 @@ POINTWISE_FLOPS = 64
 
 def steps_between_checks(cell: Any, n_a: int, m: int) -> int:
     """Steps a compiled loop runs before it returns to Python (see INTERRUPT_CHECK_FLOPS)."""
-    per_step = step_flops(cell, n_a, m) + POINTWISE_FLOPS * cell.blocks * n_a * m
-    return max(1, int(INTERRUPT_CHECK_FLOPS // per_step))
+    return steps_per_span(step_flops(cell, n_a, m) + POINTWISE_FLOPS * cell.blocks * n_a * m)
+
+
+def steps_per_span(flops_per_step: float) -> int:
+    """Steps of ``flops_per_step`` each that make one span of compiled work between two
+    returns to Python (INTERRUPT_CHECK_FLOPS; at least one)."""
+    return max(1, int(INTERRUPT_CHECK_FLOPS // flops_per_step))

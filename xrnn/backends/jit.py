@@ -581,7 +581,7 @@ class JitOps(NumpyOps):
             G = np.empty((T, rows, m), dtype=x.dtype)
             XE, Wx = time_major(np, x), np.ascontiguousarray(W.Wx)
             # two threads' spans at a time (see forward_loop), each as costly as a loop's
-            every = 2 * max(1, int(tuning.INTERRUPT_CHECK_FLOPS // (2.0 * rows * n_x * m)))
+            every = 2 * tuning.steps_per_span(2.0 * rows * n_x * m)
             for t0 in range(0, T, every):
                 t1 = min(T, t0 + every)
                 flags = lockstep.new_flags()
