@@ -8,7 +8,8 @@ For every config, dtype and cell it first checks that the implementations agree,
 forward and forward+backward with warm-up and reports medians: xrnn on every available backend
 (NumPy; PyTorch tensors; CuPy, synchronised, where a GPU is present), ``reference.py`` (the
 exercise's loop) and ``torch.nn.LSTM``/``nn.RNN``. It prints a table (ms, GFLOP/s of the
-GEMMs, ratios), writes ``bench.json`` and, with matplotlib, ``bench.png`` into ``--out``.
+GEMMs, ratios), writes ``bench.json``, ``bench.md`` (the tables as Markdown) and, with
+matplotlib, ``bench.png`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -391,6 +392,8 @@ def main(argv=None) -> int:
         )
     )
     print(f"wrote {out / 'bench.json'}")
+    (out / "bench.md").write_text(markdown(rows, machine))
+    print(f"wrote {out / 'bench.md'}")
     plot(rows, out / "bench.png")
     return 0
 
@@ -440,7 +443,7 @@ def _geomean(values: list[float]) -> float:
 
 
 def summarise(rows, peaks) -> dict:
-    """The lines the README quotes: per cell the worst ratio to torch.nn (float32), xrnn on
+    """The summary lines: per cell the worst ratio to torch.nn (float32), xrnn on
     torch tensors against xrnn on NumPy, and the speed-up over the exercise's loop."""
     by = {(r["cell"], r["config"], r["dtype"], r["impl"]): r for r in rows}
     lines = []
@@ -489,6 +492,94 @@ def summarise(rows, peaks) -> dict:
     return {"worst_ratio_to_torch": worst, "geomean_speedup_vs_exercise": geomeans, "lines": lines}
 
 
+def _ms(row: dict | None, key: str) -> str:
+    value = float("nan") if row is None else row[key]
+    return "—" if np.isnan(value) else f"{value:.2f}"
+
+
+def _ratio(value: float, worse: float) -> str:
+    """A ratio to torch.nn, in bold from ``worse`` up."""
+    if np.isnan(value):
+        return "—"
+    text = f"{value:.2f}×"
+    return f"**{text}**" if value >= worse else text
+
+
+def markdown(rows: list[dict], machine: dict) -> str:
+    """``bench.md``: the run's tables as Markdown (the performance docs include it as is).
+
+    Training: xrnn on NumPy against torch.nn, forward and forward+backward, with the other
+    implementations' times beside. Inside programs: forward+backward under PyTorch autograd,
+    JAX's ``jit``/``grad``, and the inference forwards. Ratios at or above 1.3× forward or
+    1.2× forward+backward are in bold."""
+    by = {(r["cell"], r["config"], r["dtype"], r["impl"]): r for r in rows}
+    groups = list(dict.fromkeys((r["cell"], r["config"], r["dtype"]) for r in rows))
+    torch = machine.get("torch") or "not installed"
+    rounds = max((len(r["fb_round_medians_ms"]) for r in rows), default=0)
+    lines = [
+        f"Measured on {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}, "
+        f"NumPy {machine['numpy']}, numba {machine['numba']}, PyTorch {torch}. Each implementation "
+        f"in its own process, {rounds} alternating round(s); milliseconds, medians over every "
+        "timed call; spread: the rounds' forward+backward medians, (max − min) / median.",
+        "",
+        "| cell | config (n_x, n_a, m, T) | dtype | xrnn fwd | xrnn f+b (spread) "
+        "| torch.nn fwd / f+b | fwd vs torch.nn | f+b vs torch.nn | f+b, XRNN_JIT=0 "
+        "| xrnn on torch tensors fwd / f+b | exercise's loop f+b (xrnn's speed-up) "
+        "| fwd peak MB, xrnn / exercise |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for cell, config, dtype in groups:
+        row = by.get((cell, config, dtype, "xrnn-numpy"))
+        if row is None:
+            continue
+        nn = by.get((cell, config, dtype, "torch.nn"))
+        on_torch = by.get((cell, config, dtype, "xrnn-torch"))
+        nojit = by.get((cell, config, dtype, "xrnn-numpy-nojit"))
+        loop = by.get((cell, config, dtype, "exercise-loop"))
+        peak = row.get("fwd_peak_mb")
+        loop_peak = None if loop is None else loop.get("fwd_peak_mb")
+        lines.append(
+            f"| {cell} | {config} {tuple(row['shape'])} | {dtype} | {_ms(row, 'fwd_ms')} "
+            f"| {_ms(row, 'fb_ms')} ({100 * row['spread']:.0f} %) "
+            f"| {_ms(nn, 'fwd_ms')} / {_ms(nn, 'fb_ms')} "
+            f"| {_ratio(row['fwd_vs_torch'], 1.3)} | {_ratio(row['fb_vs_torch'], 1.2)} "
+            f"| {_ms(nojit, 'fb_ms')} | {_ms(on_torch, 'fwd_ms')} / {_ms(on_torch, 'fb_ms')} "
+            f"| {_ms(loop, 'fb_ms')}"
+            + ("" if loop is None else f" ({row['speedup_vs_exercise']:.2f}×)")
+            + f" | {'—' if peak is None else f'{peak:.2f}'}"
+            f" / {'—' if loop_peak is None else f'{loop_peak:.2f}'} |"
+        )
+    inside = [
+        g
+        for g in groups
+        if any(g + (i,) in by for i in ("xrnn-torch-autograd", "xrnn-jax", "xrnn-numpy-lean"))
+    ]
+    if inside:
+        lines += [
+            "",
+            "| cell | config | dtype | torch.nn f+b | xrnn under torch autograd f+b (vs torch.nn) "
+            "| xrnn, jax.jit fwd / jax.grad | torch.nn no_grad fwd "
+            "| xrnn without caches fwd (vs torch.nn no_grad) |",
+            "|---|---|---|--:|--:|--:|--:|--:|",
+        ]
+        for cell, config, dtype in inside:
+            nn = by.get((cell, config, dtype, "torch.nn"))
+            auto = by.get((cell, config, dtype, "xrnn-torch-autograd"))
+            jax = by.get((cell, config, dtype, "xrnn-jax"))
+            no_grad = by.get((cell, config, dtype, "torch.nn-no_grad"))
+            lean = by.get((cell, config, dtype, "xrnn-numpy-lean"))
+            lines.append(
+                f"| {cell} | {config} | {dtype} | {_ms(nn, 'fb_ms')} "
+                f"| {_ms(auto, 'fb_ms')}"
+                + ("" if auto is None else f" ({_ratio(auto['fb_vs_torch'], 1.2)})")
+                + f" | {_ms(jax, 'fwd_ms')} / {_ms(jax, 'fb_ms')} | {_ms(no_grad, 'fwd_ms')} "
+                f"| {_ms(lean, 'fwd_ms')}"
+                + ("" if lean is None else f" ({_ratio(lean['fwd_vs_torch'], 1.3)})")
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows, path: Path) -> None:
     try:
         import matplotlib
@@ -499,7 +590,7 @@ def plot(rows, path: Path) -> None:
         print("matplotlib not installed: no chart")
         return
     groups = sorted({(r["cell"], r["config"], r["dtype"]) for r in rows})
-    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    impls = [i for i in dict.fromkeys(r["impl"] for r in rows) if i not in INFERENCE]  # f+b only
     fig, ax = plt.subplots(figsize=(max(8, len(groups) * 0.9), 4.5))
     width = 0.8 / len(impls)
     for k, impl in enumerate(impls):
