@@ -1,11 +1,13 @@
 """Test matrix, lint and benchmarks. Plain ``nox`` runs the CPU matrix (which includes the CuPy
 backend emulated on the CPU), the Dask session, the GPU build (every CUDA kernel compiled, no
-GPU needed), the CuPy session (which skips itself without a GPU) and lint. By name only: the
-oldest and newest Python (``tests-python``), the dependency floors (``min-deps``), the package
-build (``package``) and the benchmarks (``bench``)."""
+GPU needed), the CuPy session (which skips itself without a GPU) and lint, as many sessions
+at a time as there are CPUs. By name only: the oldest and newest Python (``tests-python``), the
+dependency floors (``min-deps``), the package build (``package``), the documentation site
+(``docs``) and the benchmarks (``bench``)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -15,10 +17,38 @@ import nox
 
 nox.options.sessions = ["tests", "dask", "gpu-build", "cupy", "lint"]
 nox.options.error_on_missing_interpreters = True
+if hasattr(nox.options, "parallel"):  # nox >= 2026.10: sessions side by side, one per CPU
+    nox.options.parallel = "auto"
+    nox.options.allow_parallel = True
+
+
+@contextlib.contextmanager
+def _one_install_at_a_time(session: nox.Session):
+    """Installing the project writes its metadata (``*.egg-info``) into the source tree:
+    sessions running side by side install one at a time (a lock file in nox's envdir)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: nox runs the sessions one at a time there anyway
+        yield
+        return
+    os.makedirs(".nox", exist_ok=True)
+    with open(os.path.join(".nox", "install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def install(session: nox.Session, *requirements: str) -> None:
+    """``pip install`` in the session's environment, one session at a time."""
+    with _one_install_at_a_time(session):
+        session.install(*requirements)
+
 
 # The sessions pin the oldest PyTorch the package supports (pyproject: torch>=2.13,<3), whose
 # CPU build is what the package index CI uses resolves it to (a newer torch resolves to a
-# multi-GB CUDA build there; installing PyTorch's CPU wheel elsewhere: README, *Install*).
+# multi-GB CUDA build there; PyTorch's CPU wheel elsewhere: docs/getting-started.md).
 # Every CPU session installs it: PyTorch parity (tests/test_torch_parity.py,
 # tests/test_interop.py) runs for that session's backend; tests/test_kernel_imports.py checks
 # that xrnn itself imports and runs without it.
@@ -38,7 +68,7 @@ BACKENDS = {
 def tests(session: nox.Session, backend: str) -> None:
     """pytest over one backend (the numpy sessions also run the backend-free tests;
     numpy-nojit with NumPy's compiled step kernels switched off)."""
-    session.install("-e", ".[test]", *BACKENDS[backend])
+    install(session, "-e", ".[test]", *BACKENDS[backend])
     name, _, variant = backend.partition("-")
     env = {"XRNN_JIT": "0"} if variant == "nojit" else {}
     session.run("pytest", "--backend", name, *session.posargs, env=env)
@@ -47,9 +77,11 @@ def tests(session: nox.Session, backend: str) -> None:
 @nox.session
 def dask(session: nox.Session) -> None:
     """The Dask path (xrnn/dask.py) on a dask.distributed LocalCluster: every cell's outputs
-    and gradients against NumPy's, laziness, graph size, errors, data-parallel training."""
-    session.install("-e", ".[test,dask]")
-    session.run("pytest", "--backend", "numpy", "tests/test_dask.py", *session.posargs)
+    and gradients against NumPy's, laziness, graph size, errors, data-parallel training; the
+    docs' Dask page."""
+    install(session, "-e", ".[test,dask]")
+    page = "tests/test_docs.py::test_page_runs[dask]"  # the docs' Dask page, run as a script
+    session.run("pytest", "--backend", "numpy", "tests/test_dask.py", page, *session.posargs)
 
 
 # tests/cuda_build.py drives CuPy's private code generator: CuPy pinned exactly (it checks the
@@ -67,7 +99,7 @@ def gpu_build(session: nox.Session) -> None:
     by NVRTC for sm_80 and sm_90 — on any machine, GPU or not; a float32 kernel with a
     double-precision instruction fails (tests/test_cuda_build.py). CuPy's kernel cache stays
     in the session's temporary directory."""
-    session.install("-e", ".[test]", *GPU_BUILD)
+    install(session, "-e", ".[test]", *GPU_BUILD)
     cache = os.path.join(session.create_tmp(), "cupy-kernel-cache")
     env = {"XRNN_GPU_BUILD": "1", "CUPY_CACHE_DIR": cache}
     session.run(
@@ -84,7 +116,7 @@ def cupy(session: nox.Session) -> None:
     """The CuPy backend; skips itself (before installing CuPy) on a machine without a GPU."""
     if not _nvidia_gpu_visible():
         session.skip("no NVIDIA GPU or driver on this machine (no nvidia-smi, no /dev/nvidiactl)")
-    session.install("-e", ".[test,gpu]")
+    install(session, "-e", ".[test,gpu]")
     probe = "import cupy; print(cupy.is_available())"
     if "True" not in str(session.run("python", "-c", probe, silent=True)):
         session.skip("cupy.is_available() is false")
@@ -94,7 +126,7 @@ def cupy(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) on everything, mypy on the package."""
-    session.install("ruff>=0.6", "mypy>=1.10", "numpy", "array-api-compat")
+    install(session, "ruff>=0.6", "mypy>=1.10", "numpy", "array-api-compat")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "xrnn", "_xrnn_entry.py")
@@ -115,7 +147,7 @@ def tests_python(session: nox.Session) -> None:
     """The numpy suite (compiled kernels; the backend-free tests) on the oldest and newest
     Python claimed, with the newest dependencies each allows; no PyTorch (its CPU build is on
     this index for one Python only). Not in plain ``nox``."""
-    session.install("-e", ".[test]")
+    install(session, "-e", ".[test]")
     session.run("pytest", "--backend", "numpy", *session.posargs)
 
 
@@ -132,7 +164,7 @@ def _floors() -> list[str]:
 def min_deps(session: nox.Session) -> None:
     """The numpy suite with numpy, array-api-compat, threadpoolctl and numba at their declared
     floors (and PyTorch, for the parity tests). Not in plain ``nox``."""
-    session.install("-e", ".[test]", *_floors(), TORCH)
+    install(session, "-e", ".[test]", *_floors(), TORCH)
     session.run("pip", "check")
     session.run("pytest", "--backend", "numpy", *session.posargs)
 
@@ -141,15 +173,29 @@ def min_deps(session: nox.Session) -> None:
 def package(session: nox.Session) -> None:
     """The sdist and wheel built (python -m build) and checked (twine check); not in plain
     ``nox``."""
-    session.install("build>=1", "twine>=5")
+    install(session, "build>=1", "twine>=5")
     out = os.path.join(session.create_tmp(), "dist")
     shutil.rmtree(out, ignore_errors=True)  # this build's files only
     session.run("python", "-m", "build", "--outdir", out, ".")
     session.run("twine", "check", *(os.path.join(out, f) for f in sorted(os.listdir(out))))
 
 
+DOCS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python]>=0.26,<2"]
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (MkDocs, Material theme, the API reference by mkdocstrings from
+    the numpydoc docstrings) built into ``site/``, any warning an error (``strict`` in
+    mkdocs.yml). Its examples run in the test suite (tests/test_docs.py)."""
+    install(session, "-e", ".", *DOCS)
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
+    )
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite: xrnn vs the exercise's loop vs torch.nn, table + JSON (+ PNG)."""
-    session.install("-e", ".", TORCH, "matplotlib>=3.7")
+    install(session, "-e", ".", TORCH, "matplotlib>=3.7")
     session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -3,7 +3,7 @@
 ``python benchmarks/phases.py`` times, for configs A and B in float32 (medians), the pieces of
 ``xrnn.lstm_forward``/``lstm_backward`` on NumPy separately, with the same kernels the public
 functions call, and the per-step recurrent GEMMs alone; then forward+backward time and page
-faults for several BPTT chunk sizes (``xrnn.tuning.CHUNK_COLUMNS``). The README quotes it.
+faults for several BPTT chunk sizes (``xrnn.tuning.CHUNK_COLUMNS``). docs/performance.md quotes it.
 """
 
 from __future__ import annotations

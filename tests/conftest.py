@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import xrnn
 
@@ -33,6 +34,10 @@ class Backend:
             import torch
 
             return torch.asarray(host, device=self.device)
+        if self.name == "jax":  # the same array; jnp.asarray(device=) takes 4x as long
+            import jax
+
+            return jax.device_put(host, self.device)
         return self.xp.asarray(host, device=self.device)
 
     def params(self, host: dict[str, Any], dtype: str = "float64") -> dict[str, Any]:
@@ -88,6 +93,12 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "backends(*names): run the xp-parametrised test only on these backends"
     )
+    # Property tests draw 20 examples; a session of JAX alone draws 8, as every example is a
+    # new shape that JAX compiles anew
+    settings.register_profile("default", max_examples=20)
+    settings.register_profile("jax", max_examples=8)
+    wanted = config.getoption("--backend")
+    settings.load_profile("jax" if wanted and all(w == "jax" for w in wanted) else "default")
 
 
 def pytest_addoption(parser):

@@ -1,5 +1,5 @@
-"""The examples run: every module's docstring Examples under doctest (NumPy), and the README's
-Python blocks."""
+"""The examples run: every module's docstring Examples under doctest (NumPy), every page of the
+docs as a script (its Python blocks in order), and each of the README's Python blocks alone."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import doctest
 import importlib
 import pkgutil
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,96 +36,168 @@ def test_docstring_examples_run(name):
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def readme_blocks(section: str) -> list[str]:
-    """The ```python blocks under the README heading ``## <section>``, in order."""
-    text = README.read_text("utf-8")
-    start = text.index(f"\n## {section}\n")
-    end = text.find("\n## ", start + 1)
-    body = text[start : end if end >= 0 else len(text)]
-    return re.findall(r"```python\n(.*?)```", body, flags=re.S)
-
-
-def _needs_gpu(block: str) -> bool:
-    return "cuda" in block or "import cupy" in block
-
-
-def _gpu_available() -> bool:
-    import xrnn
-
-    if "cupy" not in xrnn.available_backends():
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def run_readme(sections: tuple[str, ...], *, gpu: bool = False) -> None:
-    """Run the Python blocks of ``sections`` in order, in one namespace (later sections use
-    earlier ones' variables); GPU blocks only with ``gpu``."""
-    namespace: dict = {}
-    for section in sections:
-        blocks = readme_blocks(section)
-        assert blocks, f"no python blocks under ## {section}"
-        for block in blocks:
-            if _needs_gpu(block) and not gpu:
-                continue
-            exec(compile(block, f"README.md ({section})", "exec"), namespace)
-
-
-LAYERS = "Layers"
-TBPTT = "Initial states and truncated backpropagation through time"
-EXERCISE = "The exercise's second part (Dinosaur Island)"
-
-
-@pytest.mark.parametrize(
-    "sections, gpu",
-    [
-        (("Quickstart",), False),
-        pytest.param(
-            ("Quickstart",),
-            True,
-            marks=pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and torch CUDA"),
-            id="Quickstart-gpu",
-        ),
-        ((EXERCISE,), False),
-        ((LAYERS, TBPTT), False),
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+# the libraries a block's imports need, beyond xrnn's own
+NEEDS = {
+    "torch": r"^\s*(import|from) (torch|xrnn\.torch)\b",
+    "jax": r"^\s*(import|from) jax\b",
+    "dask": r"^\s*(import|from) (dask|distributed)\b",
+}
+# what each script must print (beyond running without an error)
+PRINTS = {
+    "index": ["(5, 10, 7) (5, 8)\n"],
+    "getting-started": [
+        "(5, 10, 7) (2, 10, 7) (5, 8)\n",
+        "['gru', 'lstm', 'peephole_lstm', 'rnn', 'rnn_relu']\n",
+        " float32\n",
+        "True\n",
     ],
-    ids=["Quickstart", "Quickstart-gpu", "exercise", "layers-tbptt"],
-)
-def test_readme_examples_run(sections, gpu, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # the examples save files
-    run_readme(sections, gpu=gpu)
-    printed = capsys.readouterr().out
-    if EXERCISE in sections:  # the values the README quotes
-        assert "10.0 0.2971381536101662" in printed
-        assert "126.50397572165" in printed and " 93\n" in printed
-        assert "True\n" in printed and "Iteration: 2000, Loss:" in printed
-    if TBPTT in sections:  # the error falls from the first epoch to the last
+    "exercise": [
+        "10.0 0.2971381536101662\n",
+        "126.50397572165",
+        " 93\n",
+        "True\n",
+        "Iteration: 2000, Loss:",
+    ],
+    "layers": [],  # the falling error is checked below
+    "pytorch": [
+        "torch.Size([3, 4, 20]) torch.Size([8, 11])\n",
+        "torch.Size([20, 4, 16]) torch.Size([4, 4, 8])\nTrue\n",
+        "True\nTrue\n",
+    ],
+    "jax": ["(8, 11)\nTrue\n(4,)\n"],
+    "dask": ["(32, 48) (16, 4000, 20)\n20\n"],
+    "charlm": ["150 3\n", "True\n"],
+    "backends": ["True\n"],
+}
+
+
+def python_blocks(path: Path) -> list[str]:
+    """The ```python blocks of a Markdown file, in order."""
+    return re.findall(r"```python\n(.*?)```", path.read_text("utf-8"), flags=re.S)
+
+
+# every page with Python blocks but docs/cells.md, whose first block is a module the second
+# imports: tests/test_cells.py runs it that way
+PAGES = sorted(p.stem for p in DOCS.glob("*.md") if p.stem != "cells" and python_blocks(p))
+
+
+def needs(code: str) -> set[str]:
+    return {library for library, pattern in NEEDS.items() if re.search(pattern, code, re.M)}
+
+
+def run_script(code: str, where: Path) -> str:
+    """Run ``code`` as a script file in ``where`` (its own process, ``__name__ == "__main__"``);
+    its standard output."""
+    for library in sorted(needs(code)):
+        pytest.importorskip(library, reason=f"the example imports {library}")
+    script = where / "example.py"
+    script.write_text(code, "utf-8")
+    done = subprocess.run(
+        [sys.executable, script.name], cwd=where, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def check_page(page: str, tmp_path: Path) -> None:
+    printed = run_script("\n".join(python_blocks(DOCS / f"{page}.md")), tmp_path)
+    for expected in PRINTS[page]:
+        assert expected in printed, (expected, printed)
+    if page == "layers":  # the truncated-BPTT example: the error falls from epoch 0 to 4
         errors = [float(v) for v in re.findall(r"mean squared error ([0-9.]+)", printed)]
         assert len(errors) == 5 and errors[-1] < 0.7 * errors[0], errors
 
 
-@pytest.mark.backends("torch")
-def test_readme_pytorch_example_runs(xp, tmp_path, monkeypatch):
-    """The interop example needs torch: it runs in the torch session (any xp would do)."""
-    monkeypatch.chdir(tmp_path)
-    run_readme((LAYERS, "PyTorch weights"))
+def test_every_page_is_checked():
+    assert set(PAGES) == set(PRINTS)
 
 
-@pytest.mark.backends("torch")
-def test_readme_autograd_example_runs(xp, capsys):
-    run_readme(("Gradients inside PyTorch programs",))
-    printed = capsys.readouterr().out
-    assert "torch.Size([3, 4, 20]) torch.Size([8, 11])" in printed
-    assert "torch.Size([20, 4, 16]) torch.Size([4, 4, 8])\nTrue\n" in printed
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if "jax" not in needs("".join(python_blocks(DOCS / f"{p}.md")))]
+)
+def test_page_runs(page, tmp_path):
+    check_page(page, tmp_path)
 
 
 @pytest.mark.backends("jax")
-def test_readme_jax_example_runs(xp, capsys):
-    run_readme(("Gradients inside JAX programs",))
-    assert capsys.readouterr().out == "(8, 11)\nTrue\n"
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if "jax" in needs("".join(python_blocks(DOCS / f"{p}.md")))]
+)
+def test_jax_page_runs(xp, page, tmp_path):
+    """Pages whose examples need JAX run in the JAX session (any xp would do)."""
+    check_page(page, tmp_path)
+
+
+README_BLOCKS = python_blocks(README)
+README_PRINTS = [
+    "(5, 10, 7) (2, 10, 7) (5, 8)\n",
+    " float32\n",
+    "float32 (16, 19) (32, 4, 50)\n",
+]
+
+
+def test_readme_has_its_examples():
+    assert len(README_BLOCKS) == len(README_PRINTS)
+
+
+@pytest.mark.parametrize("index", range(len(README_BLOCKS)))
+def test_readme_block_runs_alone(index, tmp_path):
+    printed = run_script(README_BLOCKS[index], tmp_path)
+    assert README_PRINTS[index] in printed, printed
+
+
+def test_the_api_reference_documents_every_public_name():
+    """Every name in the public modules' ``__all__`` has a ``::: name`` entry in
+    docs/reference/ (a whole module's entry covers its names), so mkdocstrings renders its
+    docstring — shapes included — into the site."""
+    entries = set()
+    for page in (DOCS / "reference").glob("*.md"):
+        entries |= set(re.findall(r"^::: ([\w.]+)", page.read_text("utf-8"), flags=re.M))
+    modules = {"xrnn.charlm", "xrnn.dask", "xrnn.exercise", "xrnn.interop", "xrnn.torch"}
+    public = {f"xrnn.{n}" for n in xrnn.__all__ if f"xrnn.{n}" not in modules}
+    for name in sorted(modules):
+        public |= {f"{name}.{n}" for n in importlib.import_module(name).__all__}
+    lazy = {"xrnn.torch.GRU", "xrnn.torch.LSTM", "xrnn.torch.RNN", "xrnn.torch.Recurrent"}
+    missing = [
+        name
+        for name in sorted(public)
+        if name not in entries
+        and name.rsplit(".", 1)[0] not in entries  # documented with its whole module
+        and not (name in lazy and name.replace("xrnn.torch.", "xrnn.torch.nn.") in entries)
+    ]
+    assert not missing, f"not in docs/reference/: {missing}"
+
+
+def test_the_cells_page_shows_the_shipped_peephole_cell():
+    """docs/cells.md quotes the peephole LSTM's definition (not run: it is the shipped cell):
+    every line of the quote is a line of xrnn/cells/peephole_lstm.py (comments aside)."""
+    from xrnn.cells import peephole_lstm
+
+    quote = re.search(
+        r"```\n(class PeepholeLSTMCell.*?)```", (DOCS / "cells.md").read_text("utf-8"), re.S
+    )
+    assert quote is not None
+
+    def code(line: str) -> str:
+        return line.split("  #", 1)[0].strip()
+
+    source = {code(line) for line in Path(peephole_lstm.__file__).read_text("utf-8").splitlines()}
+    missing = [line for line in quote[1].splitlines() if code(line) not in source]
+    assert not missing, missing
+
+
+def test_the_performance_page_shows_the_benchmark_run_beside_it():
+    """docs/performance.md's tables are what ``xrnn bench`` wrote (``bench.md``) for the run
+    whose ``bench.json`` the docs ship."""
+    import json
+
+    from xrnn.benchmark.table import markdown
+
+    run = json.loads((DOCS / "bench.json").read_text("utf-8"))
+    page = (DOCS / "performance.md").read_text("utf-8")
+    shown = page.split("<!-- bench.md: generated by xrnn bench from bench.json -->\n", 1)[1]
+    shown = shown.split("<!-- end of bench.md -->", 1)[0]
+    assert shown == markdown(run["rows"], run["machine"])

@@ -1,6 +1,7 @@
 """``xrnn bench --device gpu``: without a GPU one line and exit 2; the table's machinery (check
-against NumPy, timing, rows, the README table's lines) on CPU stand-ins. The CUDA timers and
-the kernel counter run only where a GPU is (the first such run fills the README's table)."""
+against NumPy, timing, rows, the summary lines) on CPU stand-ins. The CUDA timers and the
+kernel counter run only where a GPU is (the first such run fills docs/performance.md's GPU
+table)."""
 
 from __future__ import annotations
 

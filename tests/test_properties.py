@@ -19,9 +19,9 @@ dims = st.tuples(
     st.booleans(),  # reverse
     st.integers(0, 2**16),
 )
-SETTINGS = settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+# Every example is a new shape, and JAX compiles each call's programs anew for a new shape
+# (about a second): its session draws fewer (tests/conftest.py, the "jax" profile)
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _check(xp, arr, shape, dtype):

@@ -49,7 +49,7 @@ def test_lstm_forward_peak_memory_near_the_exercise_loop(shape, dtype):
     (n_x m T); the exercise's loop about 8 n_a m T. So xrnn peaks a little above it — the
     weight and input copies — on these shapes (configs A, B and long of the benchmark are
     alike), and more on tiny batches of short sequences such as the character model's
-    (27, 50, 1, 25), where the weight copy dominates (README: measured)."""
+    (27, 50, 1, 25), where the weight copy dominates (docs/performance.md: measured)."""
     n_x, n_a, m, T = shape
     x, a0, p, _ = _inputs("lstm", n_x, n_a, m, T)
     x, a0 = x.astype(dtype), a0.astype(dtype)

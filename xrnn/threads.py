@@ -6,7 +6,8 @@ calls. The time loops' per-step GEMMs run on a private one-thread OpenBLAS inste
 (:mod:`xrnn.backends.cblas`). A training step has more GEMMs than the loops' — the output
 layer's, the embedding's, the optimiser's —, and at the sizes of ``xrnn train`` they are small
 too: fanned out over BLAS's threads they gain little on an idle machine and lose badly on a
-busy one, where the threads wait for cores other programs hold (README, *A busy machine*).
+busy one, where the threads wait for cores other programs hold (docs/performance.md, *A busy
+machine*).
 ``xrnn train`` owns its process, so it puts NumPy's BLAS on one thread for the rest of the
 run when its steps are small, unless the user chose a thread count (``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, …). A program that calls

@@ -103,8 +103,8 @@ def train(
 
     The defaults — a 2-layer, 128-unit LSTM with dropout 0.3, Adam at 0.005 cut to 0.3× on each
     of two validation plateaus, a moving average of the parameters (0.99) validated and kept —
-    gave the best held-out bits/char on the bundled names among the settings tried (README,
-    *The character model*).
+    gave the best held-out bits/char on the bundled names among the settings tried (docs/charlm.md,
+    *Results*).
 
     Parameters
     ----------
