@@ -109,16 +109,22 @@ def pytest_addoption(parser):
         help="run the backend matrix only for these backends (prefix match: 'torch', "
         "'array_api_strict' selects both of its devices)",
     )
+    parser.addoption(
+        "--no-backend-free",
+        action="store_true",
+        help="run only the backend-parametrised tests, also with --backend numpy (the "
+        "numpy-nojit session: the backend-free tests ran in the numpy session)",
+    )
 
 
 _BACKENDS = all_backends()
 
 
 def pytest_collection_modifyitems(config, items):
-    """With ``--backend`` naming no ``numpy``, run only the backend-parametrised tests: the
-    backend-free ones run once, in the numpy session."""
+    """With ``--backend`` naming no ``numpy`` (or with ``--no-backend-free``), run only the
+    backend-parametrised tests: the backend-free ones run once, in the numpy session."""
     wanted = config.getoption("--backend")
-    if not wanted or "numpy" in wanted:
+    if (not wanted or "numpy" in wanted) and not config.getoption("--no-backend-free"):
         return
     keep = [i for i in items if "xp" in getattr(i, "fixturenames", ())]
     config.hook.pytest_deselected(items=[i for i in items if i not in keep])

@@ -176,13 +176,6 @@ def test_the_module_examples_run():
     assert result.failed == 0 and result.attempted > 0
 
 
-@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the fixture's cluster
-def test_the_readme_section_runs():
-    from test_docs import run_readme
-
-    run_readme(("Scaling out with Dask",))
-
-
 def _gpu() -> bool:
     try:
         import cupy

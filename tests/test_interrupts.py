@@ -32,7 +32,19 @@ def _long_call():
     return lambda: xrnn.lstm_forward(x, a0, p)
 
 
-def test_a_keyboard_interrupt_stops_a_long_compiled_loop_promptly():
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler for the test. A process started with SIGINT ignored (a
+    test runner's worker, such as nox's parallel sessions) keeps it ignored, and a Ctrl-C
+    would then never reach the loop."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_keyboard_interrupt_stops_a_long_compiled_loop_promptly(ctrl_c_raises):
     call = _long_call()
     start = time.perf_counter()
     call()
@@ -65,8 +77,11 @@ def _small_args():
     return np.ones((3, 2, 5)), np.zeros((4, 2)), p
 
 
+# The child installs Python's SIGINT handler first, as Python does where SIGINT is not ignored
+# (a test runner's worker may have started it ignored, and the child inherits that)
 INTERRUPT_DURING_IMPORTS = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 class Interrupt:
     def find_spec(self, name, path=None, target=None):
         if name == "numpy":  # the first heavy import on the way to xrnn.cli
