@@ -23,12 +23,13 @@ if hasattr(nox.options, "parallel"):  # nox >= 2026.10: sessions side by side, o
 
 
 @contextlib.contextmanager
-def _one_install_at_a_time(session: nox.Session):
+def _one_at_a_time():
     """Installing the project writes its metadata (``*.egg-info``) into the source tree:
-    sessions running side by side install one at a time (a lock file in nox's envdir)."""
+    sessions running side by side take turns (a lock file in nox's envdir). Without
+    ``fcntl`` there is no lock: run the sessions one at a time there (``nox -j 1``)."""
     try:
         import fcntl
-    except ImportError:  # not POSIX: nox runs the sessions one at a time there anyway
+    except ImportError:
         yield
         return
     os.makedirs(".nox", exist_ok=True)
@@ -40,10 +41,24 @@ def _one_install_at_a_time(session: nox.Session):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def install(session: nox.Session, *requirements: str) -> None:
-    """``pip install`` in the session's environment, one session at a time."""
-    with _one_install_at_a_time(session):
-        session.install(*requirements)
+def _dependencies(extras: str) -> list[str]:
+    """pyproject.toml's dependencies and those of ``extras`` (comma-separated)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the project's own install brings them
+        return []
+    with open("pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    optional = project.get("optional-dependencies", {})
+    return [*project["dependencies"], *(r for e in extras.split(",") if e for r in optional[e])]
+
+
+def install_project(session: nox.Session, extras: str, *requirements: str) -> None:
+    """The project, editable with ``extras``, and ``requirements``: the dependencies side by
+    side with other sessions, the project's own (metadata-writing) install in turn."""
+    session.install(*_dependencies(extras), *requirements)
+    with _one_at_a_time():
+        session.install("-e", f".[{extras}]" if extras else ".", *requirements)
 
 
 # The sessions pin the oldest PyTorch the package supports (pyproject: torch>=2.13,<3), whose
@@ -72,7 +87,7 @@ SIDE_BY_SIDE = {"OMP_WAIT_POLICY": "PASSIVE"}
 def tests(session: nox.Session, backend: str) -> None:
     """pytest over one backend (the numpy session also runs the backend-free tests;
     numpy-nojit runs the backend's tests with NumPy's compiled step kernels switched off)."""
-    install(session, "-e", ".[test]", *BACKENDS[backend])
+    install_project(session, "test", *BACKENDS[backend])
     name, _, variant = backend.partition("-")
     env = dict(SIDE_BY_SIDE)
     options = ["--backend", name]
@@ -87,7 +102,7 @@ def dask(session: nox.Session) -> None:
     """The Dask path (xrnn/dask.py) on a dask.distributed LocalCluster: every cell's outputs
     and gradients against NumPy's, laziness, graph size, errors, data-parallel training; the
     docs' Dask page."""
-    install(session, "-e", ".[test,dask]")
+    install_project(session, "test,dask")
     page = "tests/test_docs.py::test_page_runs[dask]"  # the docs' Dask page, run as a script
     session.run(
         "pytest",
@@ -115,7 +130,7 @@ def gpu_build(session: nox.Session) -> None:
     by NVRTC for sm_80 and sm_90 — on any machine, GPU or not; a float32 kernel with a
     double-precision instruction fails (tests/test_cuda_build.py). CuPy's kernel cache stays
     in the session's temporary directory."""
-    install(session, "-e", ".[test]", *GPU_BUILD)
+    install_project(session, "test", *GPU_BUILD)
     cache = os.path.join(session.create_tmp(), "cupy-kernel-cache")
     env = {"XRNN_GPU_BUILD": "1", "CUPY_CACHE_DIR": cache}
     session.run(
@@ -132,7 +147,7 @@ def cupy(session: nox.Session) -> None:
     """The CuPy backend; skips itself (before installing CuPy) on a machine without a GPU."""
     if not _nvidia_gpu_visible():
         session.skip("no NVIDIA GPU or driver on this machine (no nvidia-smi, no /dev/nvidiactl)")
-    install(session, "-e", ".[test,gpu]")
+    install_project(session, "test,gpu")
     probe = "import cupy; print(cupy.is_available())"
     if "True" not in str(session.run("python", "-c", probe, silent=True)):
         session.skip("cupy.is_available() is false")
@@ -142,7 +157,7 @@ def cupy(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) on everything, mypy on the package."""
-    install(session, "ruff>=0.6", "mypy>=1.10", "numpy", "array-api-compat")
+    session.install("ruff>=0.6", "mypy>=1.10", "numpy", "array-api-compat")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "xrnn", "_xrnn_entry.py")
@@ -163,7 +178,7 @@ def tests_python(session: nox.Session) -> None:
     """The numpy suite (compiled kernels; the backend-free tests) on the oldest and newest
     Python claimed, with the newest dependencies each allows; no PyTorch (its CPU build is on
     this index for one Python only). Not in plain ``nox``."""
-    install(session, "-e", ".[test]")
+    install_project(session, "test")
     session.run("pytest", "--backend", "numpy", *session.posargs)
 
 
@@ -180,7 +195,7 @@ def _floors() -> list[str]:
 def min_deps(session: nox.Session) -> None:
     """The numpy suite with numpy, array-api-compat, threadpoolctl and numba at their declared
     floors (and PyTorch, for the parity tests). Not in plain ``nox``."""
-    install(session, "-e", ".[test]", *_floors(), TORCH)
+    install_project(session, "test", *_floors(), TORCH)
     session.run("pip", "check")
     session.run("pytest", "--backend", "numpy", *session.posargs)
 
@@ -189,7 +204,7 @@ def min_deps(session: nox.Session) -> None:
 def package(session: nox.Session) -> None:
     """The sdist and wheel built (python -m build) and checked (twine check); not in plain
     ``nox``."""
-    install(session, "build>=1", "twine>=5")
+    session.install("build>=1", "twine>=5")
     out = os.path.join(session.create_tmp(), "dist")
     shutil.rmtree(out, ignore_errors=True)  # this build's files only
     session.run("python", "-m", "build", "--outdir", out, ".")
@@ -204,7 +219,7 @@ def docs(session: nox.Session) -> None:
     """The documentation site (MkDocs, Material theme, the API reference by mkdocstrings from
     the numpydoc docstrings) built into ``site/``, any warning an error (``strict`` in
     mkdocs.yml). Its examples run in the test suite (tests/test_docs.py)."""
-    install(session, "-e", ".", *DOCS)
+    install_project(session, "", *DOCS)
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
     )
@@ -213,5 +228,5 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite: xrnn vs the exercise's loop vs torch.nn, table + JSON (+ PNG)."""
-    install(session, "-e", ".", TORCH, "matplotlib>=3.7")
+    install_project(session, "", TORCH, "matplotlib>=3.7")
     session.run("python", "benchmarks/bench.py", *session.posargs)
