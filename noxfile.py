@@ -1,9 +1,9 @@
 """Test matrix, lint and benchmarks. Plain ``nox`` runs the CPU matrix (which includes the CuPy
 backend emulated on the CPU), the Dask session, the GPU build (every CUDA kernel compiled, no
-GPU needed), the CuPy session (which skips itself without a GPU) and lint, as many sessions
-at a time as there are CPUs. By name only: the oldest and newest Python (``tests-python``), the
-dependency floors (``min-deps``), the package build (``package``), the documentation site
-(``docs``) and the benchmarks (``bench``)."""
+GPU needed), the CuPy session (which skips itself without a GPU), lint and the documentation
+site, as many sessions at a time as there are CPUs. By name only: the oldest and newest Python
+(``tests-python``), the dependency floors (``min-deps``), the package build (``package``) and
+the benchmarks (``bench``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["tests", "dask", "gpu-build", "cupy", "lint"]
+nox.options.sessions = ["tests", "dask", "gpu-build", "cupy", "lint", "docs"]
 nox.options.error_on_missing_interpreters = True
 if hasattr(nox.options, "parallel"):  # nox >= 2026.10: sessions side by side, one per CPU
     nox.options.parallel = "auto"
@@ -73,12 +73,12 @@ TORCH = "torch==2.13.0"
 BACKENDS = {
     "jax": ["jax[cpu]>=0.4.32", TORCH],  # 64-bit floats are switched on by tests/conftest.py
     "numpy": [TORCH],
-    "numpy-nojit": [TORCH],  # the numpy suite with the compiled kernels off (XRNN_JIT=0)
+    "numpy-nojit": [TORCH],  # the numpy backend's tests, compiled kernels off (XRNN_JIT=0)
     "array_api_strict": ["array-api-strict>=2.2", TORCH],
     "torch": [TORCH],
 }
-# Sessions run side by side: torch's OpenMP threads wait for work without spinning, so that
-# they leave the cores to the other session (spinning, they made the torch suite 2-7x slower)
+# Sessions run side by side: torch's OpenMP threads wait for work without spinning, which would
+# take the cores the other session needs
 SIDE_BY_SIDE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -164,11 +164,13 @@ def lint(session: nox.Session) -> None:
 
 
 # The oldest and newest Python the package claims (requires-python); pyenv's builds of them
-# are found where they are not on PATH
+# are found where they are not on PATH, or only as pyenv's shims (which run the version that
+# pyenv selects, not necessarily this one)
 PYTHONS = ["3.10", "3.13"]
 _pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
 for _version in PYTHONS:
-    if shutil.which(f"python{_version}") is None:
+    _found = shutil.which(f"python{_version}")
+    if _found is None or os.path.dirname(_found) == os.path.join(_pyenv, "shims"):
         for _bin in sorted(glob.glob(os.path.join(_pyenv, "versions", f"{_version}.*", "bin"))):
             os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
