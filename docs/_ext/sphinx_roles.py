@@ -1,5 +1,7 @@
 """A griffe extension for the API reference: the docstrings' Sphinx roles (``:func:`x```,
-``:class:`~a.b.C```, ...) rendered as inline code, as Sphinx would show them."""
+``:class:`~a.b.C```, ...) rendered as inline code, as Sphinx would show them, and their
+reStructuredText literals (double backticks) as Markdown's (single), which the reference's
+parameter types show as they are."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from griffe import Extension
 
 # :role:`target` or :role:`~dotted.target` (the tilde: show the last name only)
 ROLE = re.compile(r":(?:func|meth|class|mod|data|attr|obj|exc):`(~?)([^`]+)`")
+LITERAL = re.compile(r"``([^`]+)``")
 
 
 def _code(match: re.Match[str]) -> str:
@@ -20,4 +23,5 @@ def _code(match: re.Match[str]) -> str:
 class SphinxRoles(Extension):
     def on_object(self, *, obj: Any, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = ROLE.sub(_code, obj.docstring.value)
+            text = ROLE.sub(_code, obj.docstring.value)
+            obj.docstring.value = LITERAL.sub(r"`\1`", text)
