@@ -528,14 +528,20 @@ def markdown(rows: list[dict], machine: dict) -> str:
         "| fwd peak MB, xrnn / exercise |",
         "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for cell, config, dtype in groups:
-        row = by.get((cell, config, dtype, "xrnn-numpy"))
+    for group in groups:
+        cell, config, dtype = group
+        row, nn, on_torch, nojit, loop = (
+            by.get((*group, impl))
+            for impl in (
+                "xrnn-numpy",
+                "torch.nn",
+                "xrnn-torch",
+                "xrnn-numpy-nojit",
+                "exercise-loop",
+            )
+        )
         if row is None:
             continue
-        nn = by.get((cell, config, dtype, "torch.nn"))
-        on_torch = by.get((cell, config, dtype, "xrnn-torch"))
-        nojit = by.get((cell, config, dtype, "xrnn-numpy-nojit"))
-        loop = by.get((cell, config, dtype, "exercise-loop"))
         peak = row.get("fwd_peak_mb")
         loop_peak = None if loop is None else loop.get("fwd_peak_mb")
         lines.append(
@@ -562,12 +568,18 @@ def markdown(rows: list[dict], machine: dict) -> str:
             "| xrnn without caches fwd (vs torch.nn no_grad) |",
             "|---|---|---|--:|--:|--:|--:|--:|",
         ]
-        for cell, config, dtype in inside:
-            nn = by.get((cell, config, dtype, "torch.nn"))
-            auto = by.get((cell, config, dtype, "xrnn-torch-autograd"))
-            jax = by.get((cell, config, dtype, "xrnn-jax"))
-            no_grad = by.get((cell, config, dtype, "torch.nn-no_grad"))
-            lean = by.get((cell, config, dtype, "xrnn-numpy-lean"))
+        for group in inside:
+            cell, config, dtype = group
+            nn, auto, jax, no_grad, lean = (
+                by.get((*group, impl))
+                for impl in (
+                    "torch.nn",
+                    "xrnn-torch-autograd",
+                    "xrnn-jax",
+                    "torch.nn-no_grad",
+                    "xrnn-numpy-lean",
+                )
+            )
             lines.append(
                 f"| {cell} | {config} | {dtype} | {_ms(nn, 'fb_ms')} "
                 f"| {_ms(auto, 'fb_ms')}"
