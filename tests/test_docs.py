@@ -88,6 +88,10 @@ def needs(code: str) -> set[str]:
     return {library for library, pattern in NEEDS.items() if re.search(pattern, code, re.M)}
 
 
+# the pages whose examples need JAX: they run in the JAX session
+JAX_PAGES = [p for p in PAGES if "jax" in needs("\n".join(python_blocks(DOCS / f"{p}.md")))]
+
+
 def run_script(code: str, where: Path) -> str:
     """Run ``code`` as a script file in ``where`` (its own process, ``__name__ == "__main__"``);
     its standard output."""
@@ -115,17 +119,13 @@ def test_every_page_is_checked():
     assert set(PAGES) == set(PRINTS)
 
 
-@pytest.mark.parametrize(
-    "page", [p for p in PAGES if "jax" not in needs("".join(python_blocks(DOCS / f"{p}.md")))]
-)
+@pytest.mark.parametrize("page", [p for p in PAGES if p not in JAX_PAGES])
 def test_page_runs(page, tmp_path):
     check_page(page, tmp_path)
 
 
 @pytest.mark.backends("jax")
-@pytest.mark.parametrize(
-    "page", [p for p in PAGES if "jax" in needs("".join(python_blocks(DOCS / f"{p}.md")))]
-)
+@pytest.mark.parametrize("page", JAX_PAGES)
 def test_jax_page_runs(xp, page, tmp_path):
     """Pages whose examples need JAX run in the JAX session (any xp would do)."""
     check_page(page, tmp_path)
