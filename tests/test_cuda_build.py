@@ -54,7 +54,7 @@ def test_kernel_compiles_for_every_architecture(key, dtype, layout, bits):
 
 def test_an_unsuffixed_literal_in_a_float32_kernel_is_caught():
     """``0.5`` instead of ``(T)0.5``: right values, double-precision instructions."""
-    source = cupy_backend.SOURCES["lstm_fwd"]
+    source = SOURCES["lstm_fwd"]
     assert "(T)0.5 * tanh" in source.operation
     broken = source._replace(operation=source.operation.replace("(T)0.5 * tanh", "0.5 * tanh", 1))
     ptx = compile_kernel(kernel_code(broken, "float32", "contiguous", True), "80", "ptx")

@@ -109,16 +109,18 @@ def test_each_step_kernel_matches_the_reference(cell, dtype, ops):
     assert _step_mismatches(ops, cell, dtype) == []
 
 
-# Bugs planted in the kernel sources: each must make the step comparison fail.
+# Bugs planted in the kernel sources (hand-written, or generated from a cell's elementwise
+# math: "<cell>_fwd"/"<cell>_bwd" of all_sources()): each must make the step comparison fail.
 PLANTED = {
-    "lstm forward: wrong gate (Γf from the update block)": ("lstm_fwd", "f + rf", "f + ru"),
-    "lstm backward: c⟨t⟩ for c⟨t-1⟩": ("lstm_bwd", "tanh(c);", "tanh(c_prev);"),
-    "lstm backward: += into dP": ("lstm_bwd", "dpf = dc", "dpf += dc"),
-    "lstm backward: dc⟨t-1⟩ without Γf": ("lstm_bwd", "dc_prev = dc * f;", "dc_prev = dc;"),
+    "lstm forward: wrong gate (Γf from the update block)": (
+        "lstm_fwd", "T z0 = gx0_ + r0_;", "T z0 = gx0_ + r1_;"),
+    "lstm backward: c⟨t-1⟩ for c⟨t⟩": ("lstm_bwd", "tanh(n1);", "tanh(p1);"),
+    "lstm backward: += into dP": ("lstm_bwd", "dz0 = ", "dz0 += "),
+    "lstm backward: dc⟨t-1⟩ unwritten": ("lstm_bwd", "w1 = ", "T unused = "),
     "gru forward: wrong gate (z from the reset block)": ("gru_fwd", "gz + rz", "gr + rz"),
     "gru backward: wrong dP block": ("gru_bwd", "dhz = dz;", "dhz = dr;"),
-    "rnn backward: tanh' of the wrong sign": ("rnn_bwd", "(T)1 - a * a", "(T)1 + a * a"),
-    "relu forward: no clamp": ("rnn_relu_fwd", "max(h + gx, (T)0)", "h + gx"),
+    "rnn backward: tanh' of the wrong sign": ("rnn_bwd", "((T)1.0 - t3)", "((T)1.0 + t3)"),
+    "relu forward: no clamp": ("rnn_relu_fwd", "max(z0, (T)0.0)", "z0"),
 }  # fmt: skip
 
 
@@ -126,11 +128,21 @@ PLANTED = {
 @pytest.mark.parametrize("bug", list(PLANTED))
 def test_a_planted_kernel_bug_is_caught(bug, dtype, build_dir, monkeypatch):
     key, old, new = PLANTED[bug]
-    source = cupy_backend.SOURCES[key]
+    source = cupy_backend.all_sources()[key]
     assert old in source.operation, f"the planted bug no longer applies to {key}"
     broken = source._replace(operation=source.operation.replace(old, new))
-    monkeypatch.setitem(cupy_backend.SOURCES, key, broken)
-    cell = key.rsplit("_", 1)[0]  # "lstm_bwd" -> "lstm"
+    cell, direction = key.rsplit("_", 1)  # "lstm_bwd" -> "lstm", "bwd"
+    if key in cupy_backend.SOURCES:
+        monkeypatch.setitem(cupy_backend.SOURCES, key, broken)
+    else:
+        made = cupy_backend.traced_sources
+        which = {"fwd": "forward", "bwd": "backward"}[direction]
+
+        def planted(c):
+            out = made(c)
+            return {**out, which: broken} if c.name == cell else out
+
+        monkeypatch.setattr(cupy_backend, "traced_sources", planted)
     assert _step_mismatches(emulated_ops(build_dir), cell, dtype) != []
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from cells import NAMES, random_parameters, spec
 
+import xrnn
 from xrnn import tuning
 from xrnn.backends import jit_enabled
 
@@ -75,15 +76,35 @@ def test_float64_tanh_and_sigmoid_to_1e15(apply):
 
 
 KERNELS = [
-    "rnn_forward_step",
-    "rnn_backward_step",
-    "relu_forward_step",
-    "relu_backward_step",
-    "lstm_forward_step",
-    "lstm_backward_step",
     "gru_forward_step",
     "gru_backward_step",
 ]
+# the kernels generated from each registered cell's elementwise math (xrnn.backends.generated)
+GENERATED = [
+    (name, kernel)
+    for name, cell in xrnn.CELLS.items()
+    if hasattr(type(cell), "programs")
+    for kernel in ("forward_units", "backward_units")
+]
+
+
+def _float32_ir(py_func):
+    """The LLVM IR of ``py_func`` compiled afresh (numba cannot show the IR of code loaded from
+    its cache) for float32 arrays, its loops running 0 times."""
+    import numba
+
+    kernel = numba.njit(nogil=True, error_model="numpy")(py_func)
+    code = py_func.__code__
+    names = code.co_varnames[: code.co_argcount]
+    ints = ("j0", "u0", "u1", "lo", "hi")
+    kernel(*(0 if n in ints else np.zeros((0, 3), np.float32) for n in names))
+    (ir,) = kernel.inspect_llvm().values()
+    return ir.split("define", 1)[1]
+
+
+def _computes_in_float32(body: str) -> bool:
+    arithmetic = re.compile(r"= (fadd|fsub|fmul|fdiv|frem|fneg|call)( \w+)* double\b")
+    return "fpext" not in body and not arithmetic.search(body)
 
 
 @pytest.mark.parametrize("name", KERNELS)
@@ -93,19 +114,21 @@ def test_float32_kernels_compute_in_float32(name, jit):
     (``fpext``) nor computes or calls anything in ``double``. (numba's ``reshape`` compares
     the element count as doubles — integers converted, no element is involved — so ``double``
     alone may appear.)"""
-    import numba
-
-    # a fresh uncached compilation: numba cannot show the IR of code loaded from its cache
-    kernel = numba.njit(nogil=True, error_model="numpy")(getattr(jit, name).py_func)
-    code = kernel.py_func.__code__
-    names = code.co_varnames[: code.co_argcount]
-    # compiles the float32 specialisation; the loops run 0 times
-    kernel(*(0 if n == "j0" else np.zeros((0, 3), np.float32) for n in names))
-    (ir,) = kernel.inspect_llvm().values()
-    body = ir.split("define", 1)[1]
-    arithmetic = re.compile(r"= (fadd|fsub|fmul|fdiv|frem|fneg|call)( \w+)* double\b")
-    assert "fpext" not in body and not arithmetic.search(body), name
+    body = _float32_ir(getattr(jit, name).py_func)
+    assert _computes_in_float32(body), name
     assert "fmul float" in body or "relu" in name, name  # the pattern would see float32 math
+
+
+@pytest.mark.parametrize(("cell", "kernel"), GENERATED)
+def test_generated_float32_kernels_compute_in_float32(cell, kernel, jit):
+    """The same for the step kernels generated from each cell's elementwise math."""
+    from xrnn.backends import generated
+
+    compiled = generated.compiled(xrnn.get_cell(cell), np.float32)
+    step = compiled.forward_step if kernel == "forward_units" else compiled.backward_step
+    body = _float32_ir(step.py_func.__globals__[kernel].py_func)
+    assert _computes_in_float32(body), (cell, kernel)
+    assert "fmul float" in body or "relu" in cell, (cell, kernel)
 
 
 def _numpy_ops():

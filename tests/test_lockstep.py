@@ -156,8 +156,8 @@ def _lstm_call(n_a, m, T, dtype, seed=0, reverse=False, dfinal=False, xp=np):
 def test_lockstep_loops_equal_the_one_thread_path(counted, monkeypatch, dtype, n_a, m, T, kw):
     got = _lstm_call(n_a, m, T, dtype, **kw)
     assert {
-        "lstm_forward_lockstep",
-        "lstm_chunk_lockstep",
+        "forward_lockstep",
+        "chunk_lockstep",
         "input_side_lockstep",
     } <= set(counted)
     counted.clear()
@@ -189,7 +189,7 @@ def test_concurrent_calls_each_get_a_helper_and_round_alike(counted, callers):
         t.start()
     for t in threads:
         t.join(120)
-    assert counted.count("lstm_forward_lockstep") == 5 * callers
+    assert counted.count("forward_lockstep") == 5 * callers
     for repeats in results:
         assert repeats is not None
         for got in repeats:
@@ -316,7 +316,7 @@ def test_torch_cpu_tensors_run_the_compiled_kernels(counted):
     want = _lstm_call(9, 4, 7, "float32")
     counted.clear()
     got = _lstm_call(9, 4, 7, "float32", xp=torch)
-    assert {"lstm_forward_lockstep", "lstm_chunk_lockstep"} <= set(counted)
+    assert {"forward_lockstep", "chunk_lockstep"} <= set(counted)
     assert torch.get_num_threads() == threads  # held at one during the calls only
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, err_msg=k)

@@ -220,12 +220,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Progress:
-    """tqdm when installed, else a plain line every 10 % of the steps."""
+    """tqdm when installed and stderr is a terminal, else a plain line every 10 % of the
+    steps (a log file or a pipe gets whole lines, not a bar redrawn with carriage returns)."""
 
     def __init__(self, steps: int) -> None:
         self.steps = steps
         self.bar: Any = None
         self.val = float("nan")
+        if not sys.stderr.isatty():
+            return
         try:
             from tqdm import tqdm
         except ImportError:

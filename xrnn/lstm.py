@@ -11,8 +11,8 @@ from typing import Any
 
 import array_api_compat
 
-from xrnn.activations import sigmoid
-from xrnn.cell import GatedCell, register
+from xrnn.cell import register
+from xrnn.cells.elementwise import ElementwiseCell
 from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
 from xrnn.params import initialize
 
@@ -25,26 +25,44 @@ __all__ = [
     "lstm_forward",
 ]
 
-# (weight, bias) per gate in the stacked order: the three sigmoid gates first, so one sigmoid
-# covers them, then c̃.
+# (weight, bias) per gate in the stacked order: the three sigmoid gates first, then c̃.
 GATES = (("Wf", "bf"), ("Wi", "bi"), ("Wo", "bo"), ("Wc", "bc"))
 # PyTorch stacks (i, f, g, o): our keys in its order.
 TORCH_GATES = (("Wi", "bi"), ("Wf", "bf"), ("Wc", "bc"), ("Wo", "bo"))
 
 
-class LSTMCell(GatedCell):
+class LSTMCell(ElementwiseCell):
     """The spec of the LSTM: four gate blocks ``[Γf; Γu; Γo; c̃]``; saves the activated gates."""
 
     name = "lstm"
+    functions = "lstm"
     gates = GATES
     torch_gates = TORCH_GATES
     keys = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo")
-    output_keys = ("Wy", "by")
     states = ("a", "c")
-    blocks = 4
-    saved_blocks = 4
-    cache_size = 10
+    saves = ("ft", "it", "ot", "cct")
     cache_layout = "(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)"
+
+    @staticmethod
+    def forward(m, zf, zi, zo, zc, a_prev, c_prev):
+        f, i, o = m.sigmoid(zf), m.sigmoid(zi), m.sigmoid(zo)
+        cct = m.tanh(zc)
+        c = f * c_prev + i * cct
+        return (o * m.tanh(c), c), (f, i, o, cct)
+
+    @staticmethod
+    def backward(m, f, i, o, cct, a_prev, c_prev, a, c, da, dc):
+        """The corrected equations (erratum 1): with ``dc = dc⟨t⟩ + da∗Γo∗(1 − tanh²(c⟨t⟩))``
+        (the tanh′ factor multiplies only the ``da`` term),
+        ``dΓo = da∗tanh(c⟨t⟩)∗Γo(1−Γo)``, ``dc̃ = dc∗Γu∗(1−c̃²)``, ``dΓu = dc∗c̃∗Γu(1−Γu)``,
+        ``dΓf = dc∗c⟨t-1⟩∗Γf(1−Γf)``, ``dc⟨t-1⟩ = dc∗Γf``."""
+        tc = m.tanh(c)
+        dct = dc + da * o * (1 - tc * tc)
+        dzf = dct * c_prev * f * (1 - f)
+        dzi = dct * cct * i * (1 - i)
+        dzo = da * tc * o * (1 - o)
+        dzc = dct * i * (1 - cct * cct)
+        return (dzf, dzi, dzo, dzc), (), (None, dct * f)
 
     def draw(self, uniform, zeros, n_x, n_a):
         # Biases zero except the forget gate's bf = 1, which keeps the cell's memory open early
@@ -54,37 +72,6 @@ class LSTMCell(GatedCell):
             out[w] = uniform((n_a, n_a + n_x))
             out[b] = zeros((n_a, 1)) + (1.0 if w == "Wf" else 0.0)
         return out
-
-    def forward_pointwise(self, xp, gx, ra, state, W):
-        n_a = int(state[0].shape[0])
-        p = gx + ra
-        s = sigmoid(p[: 3 * n_a, :])
-        cct = xp.tanh(p[3 * n_a :, :])
-        c = s[:n_a, :] * state[1] + s[n_a : 2 * n_a, :] * cct
-        a = s[2 * n_a :, :] * xp.tanh(c)
-        return (a, c), xp.concat([s, cct], axis=0)
-
-    def backward_pointwise(self, xp, saved, prev, new, up, W=None):
-        """The corrected equations (erratum 1): with ``dc = dc⟨t⟩ + da∗Γo∗(1 − tanh²(c⟨t⟩))``
-        (the tanh′ factor multiplies only the ``da`` term),
-        ``dΓo = da∗tanh(c⟨t⟩)∗Γo(1−Γo)``, ``dc̃ = dc∗Γu∗(1−c̃²)``, ``dΓu = dc∗c̃∗Γu(1−Γu)``,
-        ``dΓf = dc∗c⟨t-1⟩∗Γf(1−Γf)``, ``dc⟨t-1⟩ = dc∗Γf``."""
-        n_a = int(prev[0].shape[0])
-        f, u = saved[:n_a, :], saved[n_a : 2 * n_a, :]
-        o, cct = saved[2 * n_a : 3 * n_a, :], saved[3 * n_a :, :]
-        da, dc_next = up
-        tc = xp.tanh(new[1])
-        dc = dc_next + da * o * (1 - tc * tc)
-        dp = xp.concat(
-            [
-                dc * prev[1] * f * (1 - f),
-                dc * cct * u * (1 - u),
-                da * tc * o * (1 - o),
-                dc * u * (1 - cct * cct),
-            ],
-            axis=0,
-        )
-        return dp, dp, (None, dc * f)
 
     def cache_tuple(self, prev, new, saved, xt, parameters):
         n_a = int(prev[0].shape[0])

@@ -103,7 +103,8 @@ class BufferStore:
             if s is not view:
                 buf[t + 1, ...] = s
         if saved is not None and saved is not slot.saved:
-            self.saved[t, ...] = saved
+            # the saved blocks may fill only the first rows of a step's GX (saved_in_gx)
+            self.saved[t, : int(saved.shape[0]), ...] = saved
 
     def result(self) -> tuple[tuple, Any]:
         return tuple(self.states), self.saved

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from xrnn.cell import Cell, Stacked, register, torch_bias
+from xrnn.cell import Stacked, register, torch_bias
+from xrnn.cells.elementwise import ElementwiseCell
 from xrnn.engine import (
     recorded_cell,
     run_backward,
@@ -30,15 +31,25 @@ __all__ = [
 ]
 
 
-class RNNCell(Cell):
-    """The spec of the vanilla (tanh) RNN: one gate block, nothing saved beyond the state."""
+class RNNCell(ElementwiseCell):
+    """The spec of the vanilla (tanh) RNN: one gate block, nothing saved beyond the state; its
+    weight kept as the exercise's two matrices ``Waa``, ``Wax`` rather than one on
+    ``[a⟨t-1⟩; x⟨t⟩]``."""
 
     name = "rnn"
+    functions = "rnn"
+    gates = torch_gates = (("Waa", "ba"),)  # one block: Waa acts on a⟨t-1⟩, Wax on x⟨t⟩
     keys = ("Wax", "Waa", "ba")
     output_keys = ("Wya", "by")
-    blocks = 1
-    cache_size = 4
     cache_layout = "(a_next, a_prev, xt, parameters)"
+
+    @staticmethod
+    def forward(m, z, a_prev):
+        return (m.tanh(z),), ()
+
+    @staticmethod
+    def backward(m, a_prev, a, da):
+        return (da * (1 - a * a),), (), (None,)
 
     def shapes(self, n_x, n_a):
         return {
@@ -69,21 +80,6 @@ class RNNCell(Cell):
         b = torch_bias(xp, bias_ih, bias_hh, weight_hh)
         return {"Wax": weight_ih, "Waa": weight_hh, "ba": xp.reshape(b, (n_a, 1))}
 
-    def forward_pointwise(self, xp, gx, ra, state, W):
-        return (xp.tanh(gx + ra),), None
-
-    def backward_pointwise(self, xp, saved, prev, new, up, W=None):
-        a = new[0]
-        dz = up[0] * (1 - a * a)
-        return dz, dz, (None,)
-
-    def cache_tuple(self, prev, new, saved, xt, parameters):
-        return (new[0], prev[0], xt, parameters)
-
-    def cache_parts(self, cache):
-        a_next, a_prev, xt, parameters = cache
-        return (a_prev,), (a_next,), None, xt, parameters
-
 
 class ReluRNNCell(RNNCell):
     """The ReLU RNN (PyTorch's ``nonlinearity="relu"``): ``a⟨t⟩ = max(0, Waa a⟨t-1⟩ + Wax
@@ -91,14 +87,13 @@ class ReluRNNCell(RNNCell):
 
     name = "rnn_relu"
 
-    def forward_pointwise(self, xp, gx, ra, state, W):
-        z = gx + ra
-        return (xp.where(z > 0, z, xp.zeros_like(z)),), None
+    @staticmethod
+    def forward(m, z, a_prev):
+        return (m.maximum(z, 0),), ()
 
-    def backward_pointwise(self, xp, saved, prev, new, up, W=None):
-        a = new[0]
-        dz = xp.where(a > 0, up[0], xp.zeros_like(a))  # the subgradient 0 at a = 0, as PyTorch
-        return dz, dz, (None,)
+    @staticmethod
+    def backward(m, a_prev, a, da):
+        return (m.where(a > 0, da, 0),), (), (None,)  # the subgradient 0 at a = 0, as PyTorch
 
 
 RNN_CELL = RNNCell()

@@ -44,45 +44,6 @@ _SIG = "(T)0.5 * tanh((T)0.5 * ({0})) + (T)0.5"
 
 #: Every fused kernel, by the name the step functions below use.
 SOURCES: dict[str, KernelSource] = {
-    "rnn_fwd": KernelSource("T gx", "T h", "h = tanh(h + gx)", "xrnn_rnn_forward_step"),
-    "rnn_bwd": KernelSource(
-        "T da, T a", "T dp", "dp = da * ((T)1 - a * a)", "xrnn_rnn_backward_step"
-    ),
-    "rnn_relu_fwd": KernelSource(
-        "T gx", "T h", "h = max(h + gx, (T)0)", "xrnn_rnn_relu_forward_step"
-    ),
-    "rnn_relu_bwd": KernelSource(
-        "T da, T a", "T dp", "dp = a > (T)0 ? da : (T)0", "xrnn_rnn_relu_backward_step"
-    ),
-    # f, u, o, cc hold the input side on entry and the activated gates on exit.
-    "lstm_fwd": KernelSource(
-        "T rf, T ru, T ro, T rc, T c_prev",
-        "T f, T u, T o, T cc, T c, T h",
-        f"""
-        f = {_SIG.format("f + rf")};
-        u = {_SIG.format("u + ru")};
-        o = {_SIG.format("o + ro")};
-        cc = tanh(cc + rc);
-        c = f * c_prev + u * cc;
-        h = o * tanh(c);
-        """,
-        "xrnn_lstm_forward_step",
-    ),
-    # dc_prev may be dc_next itself (the engine's temporary): read before it is written.
-    "lstm_bwd": KernelSource(
-        "T da, T dc_next, T f, T u, T o, T cc, T c, T c_prev",
-        "T dpf, T dpu, T dpo, T dpc, T dc_prev",
-        """
-        T tc = tanh(c);
-        T dc = dc_next + da * o * ((T)1 - tc * tc);
-        dpo = da * tc * o * ((T)1 - o);
-        dpc = dc * u * ((T)1 - cc * cc);
-        dpu = dc * cc * u * ((T)1 - u);
-        dpf = dc * c_prev * f * ((T)1 - f);
-        dc_prev = dc * f;
-        """,
-        "xrnn_lstm_backward_step",
-    ),
     # gr, gz, gn: input side; rr, rz, rn: recurrent side Wa a⟨t-1⟩; bhn broadcast (n_a, 1)
     "gru_fwd": KernelSource(
         "T gr, T gz, T gn, T rr, T rz, T rn, T bhn, T a_prev",
@@ -289,52 +250,6 @@ class _Traced(NamedTuple):
 
     def __call__(self, *args: Any) -> Any:
         return self.kernel(*args)
-
-
-def _register_rnn(name: str) -> None:
-    """The (tanh or ReLU) RNN's step kernels: the recurrent GEMM into the new state's slot,
-    then the fused ``name_fwd`` pointwise kernel; backward the fused ``name_bwd``."""
-
-    @CupyOps.register(name, "forward")
-    def forward(ops, cell, W, gx, state, slot):
-        h = slot.states[0]
-        ops.lib.matmul(W.Wa, state[0], out=h)
-        ops.fused[f"{name}_fwd"](gx, h)
-        return (h,), None
-
-    @CupyOps.register(name, "backward")
-    def backward(ops, cell, saved, prev, new, up, slot):
-        dp = slot[0]  # the chunk's column block
-        ops.fused[f"{name}_bwd"](up[0], new[0], dp)
-        return dp, dp, (None,)
-
-
-for _name in ("rnn", "rnn_relu"):
-    _register_rnn(_name)
-
-
-def _lstm_forward(ops, cell, W, gx, state, slot):
-    n_a = int(state[0].shape[0])
-    r = ops.lib.matmul(W.Wa, state[0])
-    h, c = slot.states
-    # slot.saved is GX[t]: the kernel turns the input side into the gates in place
-    ops.fused["lstm_fwd"](*_blocks(r, n_a, 4), state[1], *_blocks(slot.saved, n_a, 4), c, h)
-    return (h, c), slot.saved
-
-
-_lstm_forward.saved_in_gx = True  # type: ignore[attr-defined]
-CupyOps.register("lstm", "forward")(_lstm_forward)
-
-
-@CupyOps.register("lstm", "backward")
-def _lstm_backward(ops, cell, saved, prev, new, up, slot):
-    n_a = int(prev[0].shape[0])
-    dp = slot[0]
-    dc = up[1]  # the engine's temporary: dc⟨t-1⟩ overwrites dc⟨t⟩ element by element
-    ops.fused["lstm_bwd"](
-        up[0], dc, *_blocks(saved, n_a, 4), new[1], prev[1], *_blocks(dp, n_a, 4), dc
-    )
-    return dp, dp, (None, dc)
 
 
 @CupyOps.register("gru", "forward")

@@ -11,8 +11,9 @@ template per kernel around those programs and compiles it with numba, per cell a
 - ``backward_step(U…, [S], [V], P…, N…, DP, j0)``: from the upstream gradients ``U`` (each
   overwritten by the direct gradient of its previous state component), the gate and vector
   rows of the chunk's gradient buffer ``DP`` at columns ``j0 + j``;
-- ``forward_loop(WaT, GX, [V], H…, [S], R)``: every forward step of a call in one compiled
-  call for small steps (the hand-written GEMM of :func:`xrnn.backends.jit.small_gemm`);
+- ``forward_loop(WaT, GX, [V], H…, [S], R)`` and ``backward_loop``: every forward step of a
+  call, and every backward step of a chunk, in one compiled call for small steps (the
+  hand-written GEMM of :func:`xrnn.backends.jit.small_gemm`);
 - ``forward_lockstep`` and ``chunk_lockstep``: one thread's half of the forward loop and of a
   backward chunk (steps, then the chunk's weight GEMMs) on two threads in lockstep
   (:mod:`xrnn.backends.lockstep`) for mid-sized steps, over ``forward_units`` and
@@ -50,6 +51,7 @@ class Compiled(NamedTuple):
     forward_step: Any
     backward_step: Any
     forward_loop: Any
+    backward_loop: Any
     direct_hidden: bool  # the backward writes a direct gradient of a⟨t-1⟩ into U0
     saved_in_gx: bool  # the forward writes the saved values over GX (:func:`saves_in_gx`)
     forward_lockstep: Any
@@ -66,6 +68,9 @@ def compiled(cell: Any, dtype: Any) -> Compiled | None:
     programs = getattr(cell, "programs", None)
     if programs is None:
         return None
+    found = _CACHE.get((type(cell), cell.name, dtype))  # dtype as the caller has it: no
+    if found is not None:  # normalising on every call of a loop
+        return found
     key = (type(cell), cell.name, np.dtype(dtype).name)
     found = _CACHE.get(key)
     if found is None:
@@ -73,6 +78,7 @@ def compiled(cell: Any, dtype: Any) -> Compiled | None:
             found = _CACHE.get(key)
             if found is None:
                 found = _CACHE[key] = _build(cell, programs, np.dtype(dtype))
+    _CACHE[(type(cell), cell.name, dtype)] = found
     return found
 
 
@@ -115,30 +121,31 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         *(f"    {a}f = {a}.reshape(size)" for a in P + N),
         *(["    Sf = S.reshape(S.size)"] if S else []),
         *(f"    o{q} = np.uintp({q} * size)" for q in range(max(k, s))),
-        *(f"    ro{q} = np.uintp({q} * (u1 - u0) * m)" for q in range(k)),
+        *(f"    ro{q} = np.uintp({q} * (hi - lo) * m)" for q in range(k)),
     ]
     inner = [*(f"{x} = {e}" for x, e in reads.items() if x in forward.used), *body]
     if v:  # a vector's value per row, over that row's m elements
         loop = [
-            "    for i in range(u0, u1):",
+            "    for i in range(lo, hi):",
             *(f"        {x} = {e}" for x, e in rows.items() if x in forward.used),
-            "        base, rbase = np.uintp(i * m), np.uintp((i - u0) * m)",
+            "        base, rbase = np.uintp(i * m), np.uintp((i - lo) * m)",
             "        for j in range(m):",
             "            k, kr = base + np.uintp(j), rbase + np.uintp(j)",
             *(f"            {line}" for line in inner),
         ]
     else:
         loop = [
-            "    base = np.uintp(u0 * m)",
-            "    for e in range((u1 - u0) * m):",
+            "    base = np.uintp(lo * m)",
+            "    for e in range((hi - lo) * m):",
             "        kr = np.uintp(e)",
             "        k = base + kr",
             *(f"        {line}" for line in inner),
         ]
-    # the units u0 ≤ i < u1 only, whose gate rows of Wa a⟨t-1⟩ are all R holds (the two
-    # threads of the lockstep loop each run half); forward_step runs them all
+    # the units lo ≤ i < hi only (names no cell input takes: its upstream gradients are
+    # u0, u1, ...), whose gate rows of Wa a⟨t-1⟩ are all R holds (the two threads of the
+    # lockstep loop each run half); forward_step runs them all
     lines = [
-        f"def forward_units(GX, R, {_args(V, P, N, S)}, u0, u1):",
+        f"def forward_units(GX, R, {_args(V, P, N, S)}, lo, hi):",
         *head,
         *loop,
         "",
@@ -167,10 +174,10 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     SB = ["S"] if s else []
     lines += [
         "",
-        f"def backward_units({_args(U, SB, V, P, N)}, DP, j0, u0, u1):",
+        f"def backward_units({_args(U, SB, V, P, N)}, DP, j0, lo, hi):",
         "    n, m = N0.shape",
         "    c0 = np.uintp(j0)",
-        "    for i in range(u0, u1):",
+        "    for i in range(lo, hi):",
         *(f"        {x} = {e}" for x, e in rows.items() if x in backward.used),
         "        for j in range(m):",
         *(f"            {x} = {e}" for x, e in reads.items() if x in backward.used),
@@ -191,32 +198,59 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         f"        forward_step(GX[t], R, {step_args})",
     ]
 
-    # the loops on two threads in lockstep (xrnn.backends.lockstep; the LSTM's hand-written
-    # loops in xrnn.backends.jit are the model): thread ``thread`` owns the hidden units
-    # [u0, u1), its rows of each step's recurrent GEMM and its units' pointwise math; the
+    # every backward step of a chunk (small steps): the carried gradient g0 = Waᵀ dz by the
+    # hand-written GEMM over the step's columns of the chunk buffer
+    G = [f"G{q}" for q in range(1, n)]  # the carried gradients of the further states
+    unit_args = _args(
+        ["up"], G, [x + "[t]" for x in SB], V, [f"{h}[t]" for h in H], [f"{h}[t + 1]" for h in H]
+    )
+    lines += [
+        "",
+        f"def backward_loop(Wa, dA, start, {_args(SB, V, H)}, g0, {''.join(g + ', ' for g in G)}"
+        "up, dp):",
+        "    k, n_a, m = dA.shape[0], g0.shape[0], g0.shape[1]",
+        f"    rows = {k} * n_a",
+        "    for s in range(k):",
+        "        j = k - 1 - s",
+        "        t = start + j",
+        "        for i in range(n_a):",
+        "            for c in range(m):",
+        "                up[i, c] = g0[i, c] + dA[j, i, c]",
+        f"        backward_units({unit_args}, dp, j * m, 0, n_a)",
+        "        small_gemm(Wa, dp[:rows, j * m : (j + 1) * m], g0)",
+        *(
+            [
+                "        for i in range(n_a):",
+                "            for c in range(m):",
+                "                g0[i, c] += up[i, c]",
+            ]
+            if direct_hidden
+            else []
+        ),
+    ]
+
+    # the loops on two threads in lockstep (xrnn.backends.lockstep): thread ``thread`` owns
+    # the hidden units
+    # [lo, hi), its rows of each step's recurrent GEMM and its units' pointwise math; the
     # threads meet once per step, where each needs rows the other wrote
     lines += [
         "",
-        f"def forward_lockstep(blas, thread, flags, Wp, GX, {_args(V, H, S)}, R, u0, u1):",
+        f"def forward_lockstep(blas, thread, flags, Wp, GX, {_args(V, H, S)}, R, lo, hi):",
         "    n_a, m = H0.shape[1], H0.shape[2]",
         "    for t in range(GX.shape[0]):",
         "        if not wait_for(flags, 1 - thread, t):",
         "            return",
         "        gemm(blas, False, False, Wp.shape[0], m, n_a, Wp, 0, n_a, H0, t * n_a * m, m,",
         "             0.0, R, 0, m)",
-        f"        forward_units(GX[t], R, {step_args}, u0, u1)",
+        f"        forward_units(GX[t], R, {step_args}, lo, hi)",
         "        publish(flags, thread, t + 1)",
     ]
-    G = [f"G{q}" for q in range(1, n)]  # the carried gradients of the further states
-    unit_args = _args(
-        ["up"], G, [x + "[t]" for x in SB], V, [f"{h}[t]" for h in H], [f"{h}[t + 1]" for h in H]
-    )
     direct = " + up[i, c]" if direct_hidden else ""
     lines += [
         "",
         f"def chunk_lockstep(blas, thread, flags, Wa, Wx, dA, start, {_args(SB, V, H)}, XE, g0,",
         f"                   {''.join(g + ', ' for g in G)}up, dp, P, A, X, ones, dWa, dWx, db,",
-        "                   dX, u0, u1):",
+        "                   dX, lo, hi):",
         "    k, n_a, m, pitch = dA.shape[0], g0.shape[0], g0.shape[1], dp.shape[1]",
         f"    rows, n_x, K = {k} * n_a, X.shape[0], k * m",
         "    other = 1 - thread",
@@ -233,19 +267,19 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "    for s in range(k):",
         "        j = k - 1 - s",
         "        t = start + j",
-        "        for i in range(u0, u1):",
+        "        for i in range(lo, hi):",
         "            for c in range(m):",
         "                up[i, c] = g0[i, c] + dA[j, i, c]",
-        f"        backward_units({unit_args}, dp, j * m, u0, u1)",
+        f"        backward_units({unit_args}, dp, j * m, lo, hi)",
         "        mine, theirs = P[thread, s % 2], P[other, s % 2]",
         f"        for b in range({k}):",
-        "            row = b * n_a + u0",
-        "            gemm(blas, True, False, n_a, m, u1 - u0, Wa, row * n_a, n_a, dp,",
+        "            row = b * n_a + lo",
+        "            gemm(blas, True, False, n_a, m, hi - lo, Wa, row * n_a, n_a, dp,",
         "                 row * pitch + j * m, pitch, 0.0 if b == 0 else 1.0, mine, 0, m)",
         "        publish(flags, thread, s + 1)",
         "        if not wait_for(flags, other, s + 1):",
         "            return",
-        "        for i in range(u0, u1):",
+        "        for i in range(lo, hi):",
         "            for c in range(m):",
         f"                g0[i, c] = mine[i, c] + theirs[i, c]{direct}",
         "    r0, r1 = (0, rows // 2) if thread == 0 else (rows // 2, rows)",
@@ -285,6 +319,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         module.forward_step,
         module.backward_step,
         module.forward_loop,
+        module.backward_loop,
         direct_hidden,
         in_gx,
         module.forward_lockstep,

@@ -25,6 +25,7 @@ selects the pure-NumPy kernels instead.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -119,98 +120,6 @@ def _one(x):
 
 
 @_kernel
-def rnn_forward_step(h, gx):  # h: Wa a⟨t-1⟩ in, a⟨t⟩ out; both C-contiguous (flat loop)
-    h1, gx1 = h.reshape(h.size), gx.reshape(gx.size)
-    for p in range(h1.size):
-        h1[p] = tanh(h1[p] + gx1[p])
-
-
-@_kernel
-def rnn_backward_step(da, a, dp, j0):  # dp: the chunk's (n_a, k·m) buffer, columns j0 + j
-    u0 = np.uintp(j0)  # unsigned column indices: no negative-index wraparound in the loop
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            dp[i, u0 + np.uintp(j)] = da[i, j] * (one(a[i, j]) - a[i, j] * a[i, j])
-
-
-@_kernel
-def relu_forward_step(h, gx):
-    h1, gx1 = h.reshape(h.size), gx.reshape(gx.size)
-    for p in range(h1.size):
-        v = h1[p] + gx1[p]
-        h1[p] = one(v) - one(v) if v < 0 else v  # NaN stays NaN, as in numpy.maximum
-
-
-@_kernel
-def relu_backward_step(da, a, dp, j0):
-    u0 = np.uintp(j0)
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            dp[i, u0 + np.uintp(j)] = da[i, j] if a[i, j] > 0 else da[i, j] - da[i, j]
-
-
-@_kernel
-def lstm_forward_step(g, r, c_prev, c, h):
-    """``g`` (4n_a, m): the input side ``Wx x⟨t⟩ + b`` in, the gates ``[Γf; Γu; Γo; c̃]`` out;
-    ``r`` (4n_a, m) ``Wa a⟨t-1⟩``; ``c_prev``, ``c``, ``h`` (n_a, m). All C-contiguous."""
-    lstm_forward_units(g, r, c_prev, c, h, 0, c.shape[0])
-
-
-@_kernel
-def lstm_forward_units(g, r, c_prev, c, h, u0, u1):
-    """:func:`lstm_forward_step` for the hidden units ``u0 ≤ i < u1`` only, whose four gate
-    blocks of ``Wa a⟨t-1⟩`` are all ``r`` holds: (4(u1 - u0), m)."""
-    m = c.shape[1]
-    g1, r1 = g.reshape(g.size), r.reshape(r.size)
-    cp1, c1, h1 = c_prev.reshape(c_prev.size), c.reshape(c.size), h.reshape(h.size)
-    # gate k of element p lies at k·n + p in g, k·nu + p - base in r; every offset unsigned
-    # (no wraparound check) and precomputed (with ``2 * n`` in the loop LLVM did not vectorise)
-    n, nu, base = np.uintp(c1.size), np.uintp((u1 - u0) * m), np.uintp(u0 * m)
-    n2, n3, nu2, nu3 = n + n, n + n + n, nu + nu, nu + nu + nu
-    for p in range((u1 - u0) * m):
-        k = np.uintp(p)
-        q = base + k
-        f = sigmoid(g1[q] + r1[k])
-        u = sigmoid(g1[n + q] + r1[nu + k])
-        o = sigmoid(g1[n2 + q] + r1[nu2 + k])
-        cc = tanh(g1[n3 + q] + r1[nu3 + k])
-        ct = f * cp1[q] + u * cc
-        g1[q] = f
-        g1[n + q] = u
-        g1[n2 + q] = o
-        g1[n3 + q] = cc
-        c1[q] = ct
-        h1[q] = o * tanh(ct)
-
-
-@_kernel
-def lstm_backward_step(da, dc, g, c, c_prev, dp, j0):
-    """``dc`` (n_a, m): ``dc⟨t⟩`` in, ``dc⟨t-1⟩`` out; ``dp``: the chunk's (4n_a, k·m) buffer,
-    columns ``j0 + j`` get ``[dΓf; dΓu; dΓo; dc̃]`` (the corrected equations of
-    :mod:`xrnn.lstm`)."""
-    lstm_backward_units(da, dc, g, c, c_prev, dp, j0, 0, c.shape[0])
-
-
-@_kernel
-def lstm_backward_units(da, dc, g, c, c_prev, dp, j0, u0, u1):
-    """:func:`lstm_backward_step` for the hidden units ``u0 ≤ i < u1`` only."""
-    n, c0 = c.shape[0], np.uintp(j0)
-    for i in range(u0, u1):
-        for j in range(c.shape[1]):
-            f, u, o, cc = g[i, j], g[n + i, j], g[2 * n + i, j], g[3 * n + i, j]
-            d, cp = da[i, j], c_prev[i, j]
-            k = one(d)
-            tc = tanh(c[i, j])
-            dct = dc[i, j] + d * o * (k - tc * tc)
-            q = c0 + np.uintp(j)  # unsigned: no wraparound check, the loop vectorises
-            dp[i, q] = dct * cp * f * (k - f)
-            dp[n + i, q] = dct * cc * u * (k - u)
-            dp[2 * n + i, q] = d * tc * o * (k - o)
-            dp[3 * n + i, q] = dct * u * (k - cc * cc)
-            dc[i, j] = dct * f
-
-
-@_kernel
 def gru_forward_step(gx, ra, bhn, a_prev, s, h):
     """``gx``, ``ra`` (3n_a, m) input and recurrent sides; ``bhn`` (n_a, 1); ``s`` (4n_a, m)
     out: ``[Γr; Γz; ñ; hn]``; ``h`` (n_a, m) out."""
@@ -297,121 +206,10 @@ def small_gemm(WaT, A, R):
 
 
 @_kernel
-def rnn_forward_loop(WaT, GX, H, R):
-    for t in range(GX.shape[0]):
-        small_gemm(WaT, H[t], H[t + 1])
-        rnn_forward_step(H[t + 1], GX[t])
-
-
-@_kernel
-def relu_forward_loop(WaT, GX, H, R):
-    for t in range(GX.shape[0]):
-        small_gemm(WaT, H[t], H[t + 1])
-        relu_forward_step(H[t + 1], GX[t])
-
-
-@_kernel
-def lstm_forward_loop(WaT, GX, H, C, R):
-    """Every step of :func:`lstm_forward_step`: ``GX`` (T, 4n_a, m) in, the gates out; ``H``,
-    ``C`` (T+1, n_a, m) with the initial states in block 0; ``R`` (4n_a, m) scratch."""
-    for t in range(GX.shape[0]):
-        small_gemm(WaT, H[t], R)
-        lstm_forward_step(GX[t], R, C[t], C[t + 1], H[t + 1])
-
-
-@_kernel
 def gru_forward_loop(WaT, GX, bhn, H, S, R):
     for t in range(GX.shape[0]):
         small_gemm(WaT, H[t], R)
         gru_forward_step(GX[t], R, bhn, H[t], S[t], H[t + 1])
-
-
-# --- the LSTM's loops on two threads in lockstep (xrnn.backends.lockstep) ----------------------
-# Thread ``thread`` (0: the caller, 1: the helper) owns the hidden units [u0, u1): its rows of
-# each step's recurrent GEMM (BLAS on one thread) and its units' pointwise math. The threads
-# meet once per step, where each needs rows the other wrote.
-
-
-@_kernel
-def lstm_forward_lockstep(blas, thread, flags, Wp, GX, H, C, R, u0, u1):
-    """This thread's half of :func:`lstm_forward_loop`: ``Wp`` (4(u1 - u0), n_a) holds Wa's
-    rows of its units' four gates, ``R`` (4(u1 - u0), m) is its scratch."""
-    n_a, m = H.shape[1], H.shape[2]
-    for t in range(GX.shape[0]):
-        if not lockstep.wait_for(flags, 1 - thread, t):  # a⟨t-1⟩ complete
-            return
-        cblas.gemm(
-            blas, False, False, Wp.shape[0], m, n_a, Wp, 0, n_a, H, t * n_a * m, m, 0.0, R, 0, m
-        )
-        lstm_forward_units(GX[t], R, C[t], C[t + 1], H[t + 1], u0, u1)
-        lockstep.publish(flags, thread, t + 1)
-
-
-@_kernel
-def lstm_chunk_lockstep(
-    blas, thread, flags, Wa, Wx, dA, start, S, C, H, XE, g0, dc, up, dp, P, A, X, ones, dWa, dWx,
-    db, dX, u0, u1,
-):  # fmt: skip
-    """This thread's half of a chunk of the LSTM's backward pass (:meth:`JitOps.backward_chunk`):
-    the steps ``start + k - 1`` down to ``start`` — rows [u0, u1) of ``g0`` (da⟨t⟩ carried back,
-    (n_a, m)), ``dc`` and ``up``, the chunk's ``dp`` columns of its units' gates —, then its
-    half of the chunk's gradients: rows of ``dWa = dp A_prevᵀ``, ``dWx = dp Xᵀ``, ``db = dp 1``,
-    columns of ``dX = Wxᵀ dp``. ``Wa`` (4n_a, n_a), ``Wx`` (4n_a, n_x) C-contiguous; ``P`` (2,
-    2, n_a, m): each thread's partial ``Waᵀ dΓ``, two buffers each, by step parity; ``A`` (n_a,
-    k m), ``X`` (n_x, k m): the chunk's previous states and inputs as columns, filled here."""
-    k, n_a, m, pitch = dA.shape[0], g0.shape[0], g0.shape[1], dp.shape[1]
-    rows, n_x, K = 4 * n_a, X.shape[0], k * m
-    other = 1 - thread
-    # this thread's rows of A and X; the other's are complete once it has met this thread
-    # after the first step
-    a0, a1 = (0, n_a // 2) if thread == 0 else (n_a // 2, n_a)
-    x0, x1 = (0, n_x // 2) if thread == 0 else (n_x // 2, n_x)
-    for j in range(k):
-        for i in range(a0, a1):
-            for c in range(m):
-                A[i, j * m + c] = H[start + j, i, c]
-    for i in range(x0, x1):
-        for c in range(m):
-            for j in range(k):
-                X[i, j * m + c] = XE[i, c, start + j]
-    for s in range(k):
-        j = k - 1 - s
-        t = start + j
-        for i in range(u0, u1):
-            for c in range(m):
-                up[i, c] = g0[i, c] + dA[j, i, c]
-        lstm_backward_units(up, dc, S[t], C[t + 1], C[t], dp, j * m, u0, u1)
-        # this thread's part of da⟨t-1⟩ = Waᵀ dΓ⟨t⟩, over the gate rows it has just written:
-        # no GEMM reads rows the other core wrote (splitting by output rows instead, the
-        # GEMMs' reads of the other half took 22 rather than 17 µs a step on the "long" config)
-        mine, theirs = P[thread, s % 2], P[other, s % 2]
-        for b in range(4):
-            row = b * n_a + u0
-            cblas.gemm(
-                blas, True, False, n_a, m, u1 - u0, Wa, row * n_a, n_a, dp, row * pitch + j * m,
-                pitch, 0.0 if b == 0 else 1.0, mine, 0, m,
-            )  # fmt: skip
-        lockstep.publish(flags, thread, s + 1)
-        if not lockstep.wait_for(flags, other, s + 1):
-            return
-        # the other thread writes its other buffer next step and this one only after it has
-        # waited for this thread's next step, by which this thread has read it
-        for i in range(u0, u1):
-            for c in range(m):
-                g0[i, c] = mine[i, c] + theirs[i, c]
-    # every dΓ of the chunk is written (the last meeting): the gradients, by halves
-    r0, r1 = (0, rows // 2) if thread == 0 else (rows // 2, rows)
-    c0, c1 = (0, K // 2) if thread == 0 else (K // 2, K)
-    h = r1 - r0
-    cblas.gemm(
-        blas, False, True, h, n_a, K, dp, r0 * pitch, pitch, A, 0, K, 0.0, dWa, r0 * n_a, n_a
-    )
-    cblas.gemm(
-        blas, False, True, h, n_x, K, dp, r0 * pitch, pitch, X, 0, K, 0.0, dWx, r0 * n_x, n_x
-    )
-    cblas.gemm(blas, False, False, h, 1, K, dp, r0 * pitch, pitch, ones, 0, 1, 0.0, db, r0, 1)
-    if c1 > c0:  # a one-column chunk leaves thread 0 none
-        cblas.gemm(blas, True, False, n_x, c1 - c0, rows, Wx, 0, n_x, dp, c0, pitch, 0.0, dX, c0, K)
 
 
 @_kernel
@@ -432,30 +230,14 @@ def input_side_lockstep(blas, thread, flags, Wx, b, XE, G):
 
 def _lockstep(cell: Any, dtype: Any, n_a: int, m: int) -> Any:
     """The BLAS handle for ``cell``'s loops over these steps in lockstep, or None: they run
-    on one thread (cells other than the LSTM and the generated ones, too small or too large
-    steps, no helper)."""
-    if cell.name != "lstm" and not _traced(cell):
+    on one thread (cells without generated kernels, too small or too large steps, no
+    helper)."""
+    if not _traced(cell):
         return None
     flops = step_flops(cell, n_a, m)
     if not tuning.LOCKSTEP_MIN_FLOPS <= flops <= tuning.LOCKSTEP_MAX_FLOPS or n_a < 2:
         return None
     return lockstep.available(dtype)
-
-
-def _lstm_forward_lockstep(blas: Any, W: Any, GX: Any, store: Any) -> bool:
-    H, C = store.states
-    n_a, m = int(H.shape[1]), int(H.shape[2])
-    halves = ((0, n_a // 2), (n_a // 2, n_a))
-    gates = W.Wa.reshape(4, n_a, n_a)
-    flags = lockstep.new_flags()
-
-    def args(thread: int) -> tuple:
-        u0, u1 = halves[thread]
-        Wp = np.ascontiguousarray(gates[:, u0:u1, :]).reshape(4 * (u1 - u0), n_a)
-        R = np.empty((4 * (u1 - u0), m), dtype=GX.dtype)
-        return (blas, thread, flags, Wp, GX, H, C, R, u0, u1)
-
-    return lockstep.run(lstm_forward_lockstep, args(0), args(1), flags)
 
 
 def _chunk_work(W: Any, trace: Any, dA: Any, g0: Any, store: Any, rows: int) -> tuple:
@@ -482,26 +264,6 @@ def _chunk_work(W: Any, trace: Any, dA: Any, g0: Any, store: Any, rows: int) -> 
     )
 
 
-def _lstm_chunk_lockstep(
-    blas: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
-) -> tuple[tuple, tuple, Any] | None:
-    g0, dc = g
-    n_a, XE = int(g0.shape[0]), trace.x
-    work = _chunk_work(W, trace, dA, g0, store, 4 * n_a)
-    Wa, Wx, up, P, A, X, ones, dWa, dWx, db, dX, flags = work
-    S, C, H, dp = trace.saved, trace.states[1], trace.states[0], store.gx_buffer
-
-    def args(thread: int, u0: int, u1: int) -> tuple:
-        return (
-            blas, thread, flags, Wa, Wx, dA, start, S, C, H, XE, g0, dc, up, dp, P, A, X, ones,
-            dWa, dWx, db, dX, u0, u1,
-        )  # fmt: skip
-
-    if not lockstep.run(lstm_chunk_lockstep, args(0, 0, n_a // 2), args(1, n_a // 2, n_a), flags):
-        return None
-    return g, (dWa, dWx, db, None, None), dX
-
-
 class _Span(NamedTuple):
     """A span of a forward store's steps (:meth:`JitOps.forward_loop`): each state's blocks
     t0 … t1 and the saved blocks t0 … t1 - 1 (or None), views."""
@@ -517,7 +279,7 @@ class ColumnBlock(tuple):
     """A backward step's ``(dgx, dra)`` column views, plus the C-contiguous chunk buffers they
     lie in and their first column: a kernel writing ``buffer[i, j0 + j]`` (unsigned column
     indices) runs a vectorised innermost loop over contiguous memory; through the strided view
-    (numba's any-layout arrays) the LSTM backward step took 5× longer."""
+    (numba's any-layout arrays) a backward step took 5× longer."""
 
     gx: Any
     ra: Any
@@ -547,6 +309,12 @@ class JitOps(NumpyOps):
         if found is None and direction == "forward" and _traced(cell):
             return _generated_forward_step
         return found
+
+    def step_kernels(self, cell: Any, dtype: Any) -> Any:
+        """The compiled step kernels generated from ``cell``'s elementwise math for ``dtype``
+        (:class:`xrnn.backends.generated.Compiled`), or None for a cell without traced math:
+        what :mod:`xrnn.backends.torch` runs on CPU tensors' memory between torch's GEMMs."""
+        return _generated(cell, dtype)
 
     def saved_in_gx(self, cell: Any) -> bool:
         if super().kernel(cell, "forward") is None and _traced(cell):
@@ -608,7 +376,7 @@ class JitOps(NumpyOps):
     def backward_chunk(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
     ) -> tuple[tuple, tuple, Any] | None:
-        """A whole chunk: for the LSTM's mid-sized steps, its steps and its gradients on two
+        """A whole chunk: for mid-sized steps, its steps and its gradients on two
         threads in lockstep, one hand-over for both (see :meth:`input_side`); else the lean
         loop of :meth:`backward_steps` and NumPy's GEMMs — what the engine would do, here so
         that torch CPU tensors borrowing these kernels get NumPy's GEMMs too."""
@@ -618,10 +386,7 @@ class JitOps(NumpyOps):
             return None
         blas = _lockstep(cell, dA.dtype, int(g[0].shape[0]), int(dA.shape[2]))
         if blas is not None:
-            if _traced(cell):
-                whole = _generated_chunk_lockstep(blas, cell, W, trace, dA, start, g, store)
-            else:
-                whole = _lstm_chunk_lockstep(blas, W, trace, dA, start, g, store)
+            whole = _generated_chunk_lockstep(blas, cell, W, trace, dA, start, g, store)
             if whole is not None:
                 return whole
         carried = self.backward_steps(cell, W, trace, dA, start, g, store)
@@ -644,13 +409,19 @@ class JitOps(NumpyOps):
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
         """Every forward step at once: in one compiled call when the steps are small (see
-        :data:`xrnn.tuning.SMALL_LOOP_FLOPS`), on two threads in lockstep for the LSTM's
-        mid-sized steps (:data:`xrnn.tuning.LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS
-        GEMM into a reused buffer and one step kernel per step (none of the engine's per-step
+        :data:`xrnn.tuning.SMALL_LOOP_FLOPS`), on two threads in lockstep for mid-sized steps
+        (:data:`xrnn.tuning.LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS GEMM into a
+        reused buffer and one step kernel per step (none of the engine's per-step
         bookkeeping). The compiled calls take the steps a span at a time
         (:func:`xrnn.tuning.steps_between_checks`), so that a KeyboardInterrupt reaches the
         caller between spans rather than when the last step is done."""
         T, (n_a, m) = int(GX.shape[0]), (int(s) for s in store.states[0].shape[1:])
+        if cell.name in _LOOPS:
+            run = functools.partial(self._forward_span, cell, W)
+        else:
+            run = _generated_forward(cell, W, GX.dtype, n_a, m)
+            if run is None:
+                return False  # no kernels for this cell
         every = tuning.steps_between_checks(cell, n_a, m)
         for t0 in range(0, T, every):
             t1 = min(T, t0 + every)
@@ -658,19 +429,12 @@ class JitOps(NumpyOps):
                 tuple(s[t0 : t1 + 1] for s in store.states),
                 None if store.saved is None else store.saved[t0:t1],
             )
-            if not self._forward_span(cell, W, GX[t0:t1], span):
-                return False  # (no kernels for this cell: decided before any step ran)
+            run(GX[t0:t1], span)
         return True
 
     def _forward_span(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
-        if cell.name not in _LOOPS:
-            return _generated_forward_loop(cell, W, GX, store)
         H = store.states[0]
         n_a, m = int(H.shape[1]), int(H.shape[2])
-        if cell.name == "lstm":
-            blas = _lockstep(cell, GX.dtype, n_a, m)
-            if blas is not None and _lstm_forward_lockstep(blas, W, GX, store):
-                return True
         R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
         if step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:
             _LOOPS[cell.name](np.ascontiguousarray(W.Wa.T), GX, W, store, R)
@@ -690,24 +454,12 @@ class JitOps(NumpyOps):
         up = np.empty_like(g0)
         steps = [(start + j, j * m) for j in reversed(range(int(dA.shape[0])))]
         blas = _step_gemm(W.Wa, m)
-        if cell.name == "lstm":
-            C, dc = trace.states[1], g[1]
-            for t, j0 in steps:
-                np.add(g0, dA[t - start], out=up)
-                lstm_backward_step(up, dc, S[t], C[t + 1], C[t], gx, j0)
-                cblas.matmul_into(blas, WaT, gx[:, j0 : j0 + m], g0)
-        elif cell.name == "gru":
+        if cell.name == "gru":
             for t, j0 in steps:
                 np.add(g0, dA[t - start], out=up)
                 gru_backward_step(up, S[t], H[t], gx, ra, j0)
                 cblas.matmul_into(blas, WaT, ra[:, j0 : j0 + m], g0)
                 g0 += up  # the direct part da∗Γz
-        else:
-            kernel = rnn_backward_step if cell.name == "rnn" else relu_backward_step
-            for t, j0 in steps:
-                np.add(g0, dA[t - start], out=up)
-                kernel(up, H[t + 1], gx, j0)
-                cblas.matmul_into(blas, WaT, gx[:, j0 : j0 + m], g0)
         return (g0, *g[1:])
 
 
@@ -756,51 +508,64 @@ def _generated_backward_step(cell, saved, prev, new, up, slot, W):
     return slot[0], slot[0], (up[0] if kernels.direct_hidden else None, *up[1:])
 
 
-def _generated_forward_loop(cell: Any, W: Any, GX: Any, store: Any) -> bool:
-    """Every forward step of a generated cell: one compiled loop for small steps, else a lean
-    loop of BLAS's GEMM into a reused buffer and the compiled step (as :func:`_blas_loop`)."""
-    kernels = _generated(cell, GX.dtype)
+def _generated_forward(cell: Any, W: Any, dtype: Any, n_a: int, m: int) -> Any:
+    """The forward loop of a generated cell for steps of ``n_a`` units and batch ``m``, as a
+    function of one span of steps ``(GX, store)``, or None (no kernels): in lockstep on two
+    threads for mid-sized steps, one compiled loop for small ones, else a lean loop of BLAS's
+    GEMM into a reused buffer and the compiled step. What every span reuses — the scratch, the
+    weights' layouts, the threads' halves — is made once."""
+    kernels = _generated(cell, dtype)
     if kernels is None:
-        return False
-    states = store.states
-    S = None if kernels.saved_in_gx else store.saved  # else the store's saved blocks are GX
-    n_a, m = int(states[0].shape[1]), int(states[0].shape[2])
+        return None
     V = _vectors(W)
-    blas = _lockstep(cell, GX.dtype, n_a, m)
+
+    def saved(store: Any) -> tuple:  # where they go over the input side, the saved blocks are GX
+        return () if kernels.saved_in_gx or store.saved is None else (store.saved,)
+
+    blas = _lockstep(cell, dtype, n_a, m)
     if blas is not None:
-        halves = ((0, n_a // 2), (n_a // 2, n_a))
         gates = W.Wa.reshape(cell.blocks, n_a, n_a)
-        flags = lockstep.new_flags()
+        halves = []
+        for lo, hi in ((0, n_a // 2), (n_a // 2, n_a)):
+            rows = cell.blocks * (hi - lo)
+            Wp = np.ascontiguousarray(gates[:, lo:hi, :]).reshape(rows, n_a)
+            halves.append((Wp, np.empty((rows, m), dtype=dtype), lo, hi))
 
-        def args(thread: int) -> tuple:
-            u0, u1 = halves[thread]
-            rows = cell.blocks * (u1 - u0)
-            Wp = np.ascontiguousarray(gates[:, u0:u1, :]).reshape(rows, n_a)
-            R = np.empty((rows, m), dtype=GX.dtype)
-            saved = () if S is None else (S,)
-            return (blas, thread, flags, Wp, GX, *V, *states, *saved, R, u0, u1)
+        def in_lockstep(GX: Any, store: Any) -> None:
+            flags = lockstep.new_flags()
+            mine, theirs = (
+                (blas, thread, flags, Wp, GX, *V, *store.states, *saved(store), R, lo, hi)
+                for thread, (Wp, R, lo, hi) in enumerate(halves)
+            )
+            if not lockstep.run(kernels.forward_lockstep, mine, theirs, flags):
+                one_thread(GX, store)  # no helper thread
 
-        if lockstep.run(kernels.forward_lockstep, args(0), args(1), flags):
-            return True
-    R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
+    R = np.empty((cell.blocks * n_a, m), dtype=dtype)
     if step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:
         WaT = np.ascontiguousarray(W.Wa.T)
-        kernels.forward_loop(WaT, GX, *V, *states, *(() if S is None else (S,)), R)
-        return True
-    Wa, blas = W.Wa, _step_gemm(W.Wa, m)
-    for t in range(int(GX.shape[0])):
-        cblas.matmul_into(blas, Wa, states[0][t], R)
-        kernels.forward_step(
-            GX[t], R, *V, *(s[t] for s in states), *(s[t + 1] for s in states), *_saved(S, t)
-        )
-    return True
+
+        def one_thread(GX: Any, store: Any) -> None:
+            kernels.forward_loop(WaT, GX, *V, *store.states, *saved(store), R)
+
+    else:
+        Wa, gemm = W.Wa, _step_gemm(W.Wa, m)
+
+        def one_thread(GX: Any, store: Any) -> None:
+            states, S = store.states, saved(store)
+            H, step = states[0], kernels.forward_step
+            for t in range(int(GX.shape[0])):
+                cblas.matmul_into(gemm, Wa, H[t], R)
+                step(GX[t], R, *V, *(s[t] for s in states), *(s[t + 1] for s in states),
+                     *(x[t] for x in S))  # fmt: skip
+
+    return in_lockstep if blas is not None else one_thread
 
 
 def _generated_chunk_lockstep(
     blas: Any, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
 ) -> tuple[tuple, tuple, Any] | None:
     """A generated cell's whole backward chunk on two threads in lockstep (see
-    :func:`_lstm_chunk_lockstep`); the vectors' gradients summed from their rows after."""
+    the kernels' ``chunk_lockstep``); the vectors' gradients summed from their rows after."""
     kernels = _generated(cell, dA.dtype)
     g0, XE = g[0], trace.x
     n_a = int(g0.shape[0])
@@ -832,8 +597,14 @@ def _generated_backward_steps(
         return None
     states, S, m = trace.states, trace.saved, int(dA.shape[2])
     WaT, g0, gx = W.Wa.T, g[0], store.gx_buffer
-    rows, V = cell.blocks * int(g0.shape[0]), _vectors(W)
-    up, blas = np.empty_like(g0), _step_gemm(W.Wa, m)
+    n_a = int(g0.shape[0])
+    rows, V = cell.blocks * n_a, _vectors(W)
+    up = np.empty_like(g0)
+    if step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:  # the chunk in one compiled call
+        Wa = np.ascontiguousarray(W.Wa)
+        kernels.backward_loop(Wa, dA, start, *(() if S is None else (S,)), *V, *states, *g, up, gx)
+        return g
+    blas = _step_gemm(W.Wa, m)
     for j in reversed(range(int(dA.shape[0]))):
         t, j0 = start + j, j * m
         np.add(g0, dA[j], out=up)
@@ -852,22 +623,11 @@ def _blas_loop(name: str, W: Any, GX: Any, store: Any, R: Any) -> None:
     (:func:`_step_gemm`) and one compiled kernel, views taken once."""
     Wa, H, T = W.Wa, store.states[0], int(GX.shape[0])
     blas = _step_gemm(Wa, int(H.shape[2]))
-    if name == "lstm":
-        C = store.states[1]
-        for t in range(T):
-            cblas.matmul_into(blas, Wa, H[t], R)
-            lstm_forward_step(GX[t], R, C[t], C[t + 1], H[t + 1])
-    elif name == "gru":
+    if name == "gru":
         S, bhn = store.saved, W.bh
         for t in range(T):
             cblas.matmul_into(blas, Wa, H[t], R)
             gru_forward_step(GX[t], R, bhn, H[t], S[t], H[t + 1])
-    else:
-        kernel = rnn_forward_step if name == "rnn" else relu_forward_step
-        for t in range(T):
-            h = H[t + 1]
-            cblas.matmul_into(blas, Wa, H[t], h)
-            kernel(h, GX[t])
 
 
 def _step_gemm(Wa: Any, m: int) -> Any:
@@ -881,41 +641,6 @@ def _recurrent(Wa: Any, a: Any, out: Any = None) -> Any:
     if out is None:
         out = np.empty((int(Wa.shape[0]), int(a.shape[1])), dtype=Wa.dtype)
     return cblas.matmul_into(_step_gemm(Wa, int(a.shape[1])), Wa, a, out)
-
-
-def _register_rnn(name: str, forward_kernel: Any, backward_kernel: Any) -> None:
-    @JitOps.register(name, "forward")
-    def forward(ops, cell, W, gx, state, slot):
-        h = slot.states[0]
-        _recurrent(W.Wa, state[0], h)
-        forward_kernel(h, gx)
-        return (h,), None
-
-    @JitOps.register(name, "backward")
-    def backward(ops, cell, saved, prev, new, up, slot):
-        backward_kernel(up[0], new[0], slot.gx, slot.j0)
-        return slot[0], slot[0], (None,)
-
-
-_register_rnn("rnn", rnn_forward_step, rnn_backward_step)
-_register_rnn("rnn_relu", relu_forward_step, relu_backward_step)
-
-
-def _lstm_forward(ops, cell, W, gx, state, slot):
-    h, c = slot.states  # slot.saved is GX[t]; the caller's c⟨0⟩ may be a strided view
-    lstm_forward_step(slot.saved, _recurrent(W.Wa, state[0]), np.ascontiguousarray(state[1]), c, h)
-    return (h, c), slot.saved
-
-
-_lstm_forward.saved_in_gx = True  # type: ignore[attr-defined]
-JitOps.register("lstm", "forward")(_lstm_forward)
-
-
-@JitOps.register("lstm", "backward")
-def _lstm_backward(ops, cell, saved, prev, new, up, slot):
-    dc = up[1]  # the engine's temporary: dc⟨t⟩ in, dc⟨t-1⟩ out
-    lstm_backward_step(up[0], dc, saved, new[1], prev[1], slot.gx, slot.j0)
-    return slot[0], slot[0], (None, dc)
 
 
 @JitOps.register("gru", "forward")
@@ -934,11 +659,6 @@ def _gru_backward(ops, cell, saved, prev, new, up, slot):
 
 # the compiled loops by cell: (WaT, GX, W, store, R) -> None, filling the store's buffers
 _LOOPS = {
-    "rnn": lambda WaT, GX, W, store, R: rnn_forward_loop(WaT, GX, store.states[0], R),
-    "rnn_relu": lambda WaT, GX, W, store, R: relu_forward_loop(WaT, GX, store.states[0], R),
-    "lstm": lambda WaT, GX, W, store, R: lstm_forward_loop(
-        WaT, GX, store.states[0], store.states[1], R
-    ),
     "gru": lambda WaT, GX, W, store, R: gru_forward_loop(
         WaT, GX, W.bh, store.states[0], store.saved, R
     ),

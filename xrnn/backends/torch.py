@@ -163,7 +163,11 @@ class TorchOps(Ops):
         return BufferStore(self.xp, state0, T, None)
 
     def saved_in_gx(self, cell: Any) -> bool:
-        twin = _twin()  # the compiled loops fill the store: theirs is the layout
+        # the compiled loops fill the store, or the compiled step kernels between torch's GEMMs
+        # (_bridge): theirs is the layout (a step of the reference's copies its saved values in)
+        twin = _twin()
+        if twin is None and super().kernel(cell, "forward") is None:
+            twin = _compiled()
         return super().saved_in_gx(cell) if twin is None else twin.saved_in_gx(cell)
 
     def add_bias(self, G: Any, b: Any) -> Any:
@@ -210,9 +214,13 @@ class TorchOps(Ops):
             cell, _weights(W), _numpy(GX), store.viewed(_numpy)
         ):
             return True
-        if loop is None:
+        if loop is not None:
+            loop(W, GX, store)
+            return True
+        kernels = _bridge(cell, GX)
+        if kernels is None:
             return False
-        loop(W, GX, store)
+        _bridged_forward_loop(kernels, cell, W, GX, store)
         return True
 
     def backward_steps(
@@ -224,12 +232,13 @@ class TorchOps(Ops):
         kernel = self.kernel(cell, "backward")
         states = [s[start : start + int(dA.shape[0]) + 1] for s in trace.states]
         S = trace.saved
-        if (
-            kernel is None
-            or not isinstance(store, BufferColumns)
-            or _recording(W.Wa, dA, *g, *states, S)
-        ):
+        if not isinstance(store, BufferColumns) or _recording(W.Wa, dA, *g, *states, S):
             return None
+        if kernel is None:
+            kernels = _bridge(cell, dA)
+            if kernels is None:
+                return None
+            return _bridged_backward_steps(kernels, cell, W, trace, dA, start, g, store)
         steps = [s.unbind(0) for s in states]  # step t of the chunk is start + t
         saved = (None,) * int(dA.shape[0]) if S is None else S[start:].unbind(0)
         WaT, g0, rest = W.Wa.T, g[0], g[1:]
@@ -277,106 +286,68 @@ class TorchOps(Ops):
         return new
 
 
+# --- the bridge: torch's GEMMs, the compiled kernels' pointwise steps ---------------------------
+
+
+def _bridge(cell: Any, like: Any) -> Any:
+    """The compiled step kernels generated from ``cell``'s elementwise math
+    (:meth:`xrnn.backends.jit.JitOps.step_kernels`) for CPU tensors like ``like``, or None
+    (another device, the compiled backend off, a cell without traced math). The loops below
+    run them on the tensors' memory between torch's own GEMMs, which keep torch's threads: one
+    pass over memory a step where torch's ops make one per operation."""
+    jit = _compiled()
+    dtype = _NUMPY_DTYPES.get(like.dtype)
+    if jit is None or dtype is None or like.device.type != "cpu":
+        return None
+    return jit.step_kernels(cell, dtype)
+
+
+def _bridged_forward_loop(kernels: Any, cell: Any, W: Any, GX: Any, store: Any) -> None:
+    """Every forward step: ``Wa a⟨t-1⟩`` by torch into a reused buffer, then the compiled
+    step kernel on the tensors' memory (the saved values over ``GX`` where they go there)."""
+    H = store.states[0].unbind(0)
+    n_a, m = int(store.states[0].shape[1]), int(store.states[0].shape[2])
+    R = torch.empty((cell.blocks * n_a, m), dtype=GX.dtype)
+    r, gx = _numpy(R), _numpy(GX)
+    states = [_numpy(s) for s in store.states]
+    V = () if W.V is None else (_numpy(W.V),)
+    S = None if kernels.saved_in_gx else _numpy(store.saved)
+    for t in range(int(GX.shape[0])):
+        torch.mm(W.Wa, H[t], out=R)
+        saved = () if S is None else (S[t],)
+        kernels.forward_step(
+            gx[t], r, *V, *(s[t] for s in states), *(s[t + 1] for s in states), *saved
+        )
+
+
+def _bridged_backward_steps(
+    kernels: Any, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+) -> tuple:
+    """A chunk's backward steps: the compiled step kernel into the chunk's columns, then
+    ``Waᵀ dz`` by torch (see :func:`_bridged_forward_loop`)."""
+    m, g0 = int(dA.shape[2]), g[0]
+    rows = cell.blocks * int(g0.shape[0])
+    states = [_numpy(s) for s in trace.states]
+    S = None if trace.saved is None else _numpy(trace.saved)
+    V = () if W.V is None else (_numpy(W.V),)
+    up = torch.empty_like(g0)
+    carried = [_numpy(d) for d in (up, *g[1:])]
+    dp, columns, WaT = _numpy(store.gx_buffer), store.gx_buffer[:rows], W.Wa.T
+    for j in reversed(range(int(dA.shape[0]))):
+        t = start + j
+        torch.add(g0, dA[j], out=up)
+        kernels.backward_step(
+            *carried, *(() if S is None else (S[t],)), *V, *(s[t] for s in states),
+            *(s[t + 1] for s in states), dp, j * m,
+        )  # fmt: skip
+        torch.mm(WaT, columns[:, j * m : (j + 1) * m], out=g0)
+        if kernels.direct_hidden:  # the direct part of da⟨t-1⟩, written over `up`
+            g0.add_(up)
+    return (g0, *g[1:])
+
+
 def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
     return [a[i * n_a : (i + 1) * n_a] for i in range(k)]
-
-
-# --- RNN ---------------------------------------------------------------------------------------
-
-
-def _tanh_(h: Any) -> None:
-    h.tanh_()
-
-
-def _relu_(h: Any) -> None:
-    h.clamp_(min=0)
-
-
-def _rnn_step(Wa, gx, a_prev, h, activate):
-    """One step into ``h``: ``Wa a⟨t-1⟩ + gx``, activated in place."""
-    torch.addmm(gx, Wa, a_prev, out=h)
-    activate(h)
-
-
-def _rnn_forward(activate: Any) -> Any:
-    def forward(ops, cell, W, gx, state, slot):
-        h = slot.states[0]
-        _rnn_step(W.Wa, gx, state[0], h, activate)
-        return (h,), None
-
-    return forward
-
-
-TorchOps.register("rnn", "forward")(_rnn_forward(_tanh_))
-
-
-@TorchOps.register("rnn", "backward")
-def _rnn_backward(ops, cell, saved, prev, new, up, slot):
-    dp, a = slot[0], new[0]
-    torch.mul(a, a, out=dp)
-    dp.neg_().add_(1).mul_(up[0])  # da (1 − a²)
-    return dp, dp, (None,)
-
-
-TorchOps.register("rnn_relu", "forward")(_rnn_forward(_relu_))
-
-
-@TorchOps.register("rnn_relu", "backward")
-def _relu_backward(ops, cell, saved, prev, new, up, slot):
-    dp = slot[0]
-    torch.mul(up[0], new[0] > 0, out=dp)
-    return dp, dp, (None,)
-
-
-# --- LSTM --------------------------------------------------------------------------------------
-
-
-def _lstm_step(Wa, g, sig, cc, f, u, o, a_prev, c_prev, h, c):
-    """One step into views: ``g`` (4n_a, m) GX[t], the input side in and the gates out;
-    ``sig`` its first three blocks, ``cc``, ``f``, ``u``, ``o`` its blocks."""
-    g.addmm_(Wa, a_prev)
-    sig.sigmoid_()
-    cc.tanh_()
-    torch.mul(f, c_prev, out=c)
-    c.addcmul_(u, cc)
-    torch.tanh(c, out=h)
-    h.mul_(o)
-
-
-def _lstm_forward(ops, cell, W, gx, state, slot):
-    n_a = int(state[0].shape[0])
-    g = slot.saved  # GX[t] itself: the input side in, the gates out
-    h, c = slot.states
-    _lstm_step(W.Wa, g, g[: 3 * n_a], g[3 * n_a :], *_blocks(g, n_a, 3), *state, h, c)
-    return (h, c), g
-
-
-_lstm_forward.saved_in_gx = True  # type: ignore[attr-defined]
-TorchOps.register("lstm", "forward")(_lstm_forward)
-
-
-@TorchOps.register("lstm", "backward")
-def _lstm_backward(ops, cell, saved, prev, new, up, slot):
-    n_a = int(prev[0].shape[0])
-    f, u, o, cc = _blocks(saved, n_a, 4)
-    dp = slot[0]
-    dpf, dpu, dpo, dpc = _blocks(dp, n_a, 4)
-    da, dc = up  # the engine's temporaries: dc⟨t⟩ in, dc⟨t-1⟩ out
-    tc = torch.tanh(new[1])
-    torch.mul(da, tc, out=dpo)  # × Γo(1 − Γo) below, with the other sigmoid gates
-    # dc = dc⟨t⟩ + da ∗ Γo ∗ (1 − tanh²(c))
-    tc.mul_(tc).neg_().add_(1).mul_(o)
-    dc.addcmul_(da, tc)
-    # dc̃ = dc ∗ Γu ∗ (1 − c̃²)
-    torch.mul(cc, cc, out=dpc)
-    dpc.neg_().add_(1).mul_(u).mul_(dc)
-    # [dΓf; dΓu; dΓo] = [dc ∗ c⟨t-1⟩; dc ∗ c̃; da ∗ tanh(c)] ∗ σ(1 − σ)
-    torch.mul(dc, prev[1], out=dpf)
-    torch.mul(dc, cc, out=dpu)
-    s, ds = saved[: 3 * n_a], dp[: 3 * n_a]
-    ds.mul_(s).mul_(1 - s)
-    dc.mul_(f)  # now dc⟨t-1⟩
-    return dp, dp, (None, dc)
 
 
 # --- GRU ---------------------------------------------------------------------------------------
@@ -436,24 +407,6 @@ def _steps(a: Any, n_a: int, block: int, count: int = 1) -> tuple:
     return a[:, block * n_a : (block + count) * n_a].unbind(0)
 
 
-def _rnn_loop(activate: Any) -> Any:
-    def loop(W, GX, store):
-        H = store.states[0].unbind(0)
-        for t, gx in enumerate(GX.unbind(0)):
-            _rnn_step(W.Wa, gx, H[t], H[t + 1], activate)
-
-    return loop
-
-
-def _lstm_loop(W, GX, store):
-    n_a = int(store.states[0].shape[1])
-    H, C = (s.unbind(0) for s in store.states)
-    blocks = zip(GX.unbind(0), _steps(GX, n_a, 0, 3), _steps(GX, n_a, 3), *(
-        _steps(GX, n_a, k) for k in range(3)), strict=True)  # fmt: skip
-    for t, (g, sig, cc, f, u, o) in enumerate(blocks):
-        _lstm_step(W.Wa, g, sig, cc, f, u, o, H[t], C[t], H[t + 1], C[t + 1])
-
-
 def _gru_loop(W, GX, store):
     S, H = store.saved, store.states[0].unbind(0)
     n_a = int(store.states[0].shape[1])
@@ -464,5 +417,4 @@ def _gru_loop(W, GX, store):
         _gru_step(Wrz, Wn, W.bh, gx_rz, gx_n, H[t], rz, r, z, n, hn, H[t + 1])
 
 
-_LOOPS = {"rnn": _rnn_loop(_tanh_), "rnn_relu": _rnn_loop(_relu_), "lstm": _lstm_loop,
-          "gru": _gru_loop}  # fmt: skip
+_LOOPS = {"gru": _gru_loop}

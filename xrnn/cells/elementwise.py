@@ -123,6 +123,13 @@ class ElementwiseCell(GatedCell):
         ``(i, f, g, o)``); None where PyTorch has no such cell.
     output_keys : (str, str)
         The optional output layer's keys, ``("Wy", "by")``.
+    functions : str or None
+        The prefix of the cell's own public functions (``"lstm"`` for ``xrnn.lstm_forward``),
+        named in messages; None (the default): the cell is run by ``xrnn.forward``.
+
+    A cell may also set ``keys`` (its parameter keys in the order of its gradient dicts;
+    default: each gate's weight and bias, then the vectors) and ``cache_layout`` (the names of
+    its cache tuple's items, where it overrides :meth:`cache_tuple`).
     """
 
     vectors: tuple[str, ...] = ()
@@ -130,6 +137,8 @@ class ElementwiseCell(GatedCell):
     bias_init: ClassVar[dict[str, float]] = {}
     torch_gates: tuple[tuple[str, str], ...] | None = None  # type: ignore[assignment]
     output_keys = ("Wy", "by")
+    functions: ClassVar[str | None] = None
+    _given: ClassVar[frozenset[str]] = frozenset()  # the attributes a class set itself
     # the pointwise functions (see the module notes)
     forward: ClassVar[Callable[..., tuple]]
     backward: ClassVar[Callable[..., tuple] | None] = None
@@ -141,7 +150,11 @@ class ElementwiseCell(GatedCell):
             return  # an intermediate base class
         if not isinstance(getattr(cls, "name", None), str):
             raise TypeError(f"{cls.__name__} must set name, the cell's registry key")
-        cls.keys = tuple(k for gate in cls.gates for k in gate) + tuple(cls.vectors)
+        # keys and cache_layout follow from the rest unless the class or a base sets them
+        given = getattr(cls, "_given", frozenset())
+        cls._given = given | {a for a in ("keys", "cache_layout") if a in cls.__dict__}
+        if "keys" not in cls._given:
+            cls.keys = tuple(k for gate in cls.gates for k in gate) + tuple(cls.vectors)
         cls.blocks = len(cls.gates)
         cls.derived = cls.backward is None
         if cls.derived:
@@ -161,19 +174,20 @@ class ElementwiseCell(GatedCell):
             "parameters",
         )
         cls.cache_size = len(names)
-        cls.cache_layout = "(" + ", ".join(names) + ")"
+        if "cache_layout" not in cls._given:
+            cls.cache_layout = "(" + ", ".join(names) + ")"
 
     @property
     def family(self) -> str:
-        return self.name
+        return self.functions or self.name
 
     @property
     def forward_name(self) -> str:
-        return "xrnn.forward"
+        return f"{self.functions}_forward" if self.functions else "xrnn.forward"
 
     @property
     def backward_name(self) -> str:
-        return "xrnn.backward"
+        return f"{self.functions}_backward" if self.functions else "xrnn.backward"
 
     # --- parameters ---------------------------------------------------------------------
 

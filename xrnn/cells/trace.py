@@ -285,6 +285,19 @@ def _code(
         if node.index not in live:
             live.add(node.index)
             stack.extend(node.args)
+    # each output stored as soon as its value is computed (fewer values live at once: the
+    # compiled loops keep them in registers); outputs that are inputs or constants at the end.
+    # The kernels read every input before the first line, so no store precedes a read.
+    stores: dict[int, list[str]] = {}
+    last = []
+    for group, wanted in zip(program.outputs, results, strict=True):
+        for node, target in zip(group, wanted, strict=True):
+            if target is None:
+                continue
+            if node is None or node.op in ("input", "const") or node.op in COMPARISONS:
+                last.append((node, target))
+            else:
+                stores.setdefault(node.index, []).append(target)
     expr: dict[int, str] = {}
     lines = []
     for node in program.nodes:
@@ -303,12 +316,10 @@ def _code(
         var = f"t{node.index}"
         lines.append(assign.format(declare + var, text))
         expr[node.index] = var
-    for group, wanted in zip(program.outputs, results, strict=True):
-        for node, target in zip(group, wanted, strict=True):
-            if target is None:
-                continue
-            value = const(0.0) if node is None else expr[node.index]
-            lines.append(assign.format(target, value))
+        lines += [assign.format(target, var) for target in stores.get(node.index, ())]
+    for node, target in last:
+        value = const(0.0) if node is None else expr[node.index]
+        lines.append(assign.format(target, value))
     return lines
 
 
