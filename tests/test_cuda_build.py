@@ -1,7 +1,7 @@
 """Every fused CuPy kernel compiled for the GPU without a GPU (``nox -s gpu-build``).
 
-For each kernel of :data:`xrnn.backends.cupy.SOURCES` and every kernel generated from a
-registered cell's elementwise math (:func:`xrnn.backends.cupy.all_sources`), both dtypes,
+For every kernel generated from a registered cell's elementwise math
+(:func:`xrnn.backends.cupy.all_sources`), both dtypes,
 CuPy's three argument layouts and 32-/64-bit indexing, CuPy's own generated source is compiled
 by NVRTC for sm_80 and sm_90, to PTX and to a cubin; a float32 kernel whose PTX holds a
 double-precision instruction fails. Planted bugs (an unsuffixed literal, a syntax error) show
@@ -66,7 +66,7 @@ def test_an_unsuffixed_literal_in_a_float32_kernel_is_caught():
 def test_a_kernel_that_does_not_compile_fails():
     from cupy.cuda.compiler import CompileException
 
-    source = cupy_backend.SOURCES["gru_bwd"]
-    broken = source._replace(operation=source.operation.replace("dxr = dr;", "dxr = dr"))
+    source = SOURCES["gru_bwd"]
+    broken = source._replace(operation=source.operation.replace("w0 = ", "w0 = = ", 1))
     with pytest.raises(CompileException, match="expected"):
         compile_kernel(kernel_code(broken, "float64", "strided", False), "90", "cubin")

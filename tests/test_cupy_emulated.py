@@ -86,7 +86,8 @@ def _step_mismatches(ops, cell_name: str, dtype: str, seed: int = 0) -> list[str
     dgx_ref, dra_ref, direct_ref = cell.backward_pointwise(
         xp, saved_ref, state, new_ref, tuple(u.copy() for u in up), W
     )
-    columns = ops.gradient_columns(cell.gradient_rows(n_a), 3, m, state[0], cell.split_recurrent)
+    split = cell.blocks * n_a if cell.split_recurrent else 0
+    columns = ops.gradient_columns(cell.gradient_rows(n_a), 3, m, state[0], split)
     columns.gx[...] = np.nan
     if columns.ra is not None:
         columns.ra[...] = np.nan
@@ -109,16 +110,19 @@ def test_each_step_kernel_matches_the_reference(cell, dtype, ops):
     assert _step_mismatches(ops, cell, dtype) == []
 
 
-# Bugs planted in the kernel sources (hand-written, or generated from a cell's elementwise
-# math: "<cell>_fwd"/"<cell>_bwd" of all_sources()): each must make the step comparison fail.
+# Bugs planted in the kernel sources generated from each cell's elementwise math
+# ("<cell>_fwd"/"<cell>_bwd" of all_sources()): each must make the step comparison fail.
 PLANTED = {
     "lstm forward: wrong gate (Γf from the update block)": (
         "lstm_fwd", "T z0 = gx0_ + r0_;", "T z0 = gx0_ + r1_;"),
     "lstm backward: c⟨t-1⟩ for c⟨t⟩": ("lstm_bwd", "tanh(n1);", "tanh(p1);"),
     "lstm backward: += into dP": ("lstm_bwd", "dz0 = ", "dz0 += "),
     "lstm backward: dc⟨t-1⟩ unwritten": ("lstm_bwd", "w1 = ", "T unused = "),
-    "gru forward: wrong gate (z from the reset block)": ("gru_fwd", "gz + rz", "gr + rz"),
-    "gru backward: wrong dP block": ("gru_bwd", "dhz = dz;", "dhz = dr;"),
+    "gru forward: wrong gate (z from the reset block)": (
+        "gru_fwd", "T z1 = gx1_ + r1_;", "T z1 = gx0_ + r1_;"),
+    "gru forward: the recurrent side unscaled": ("gru_fwd", "T z3 = r2_;", "T z3 = gx2_;"),
+    "gru backward: the recurrent side's gradient as the input side's": (
+        "gru_bwd", "dh2 = ", "T unused = "),
     "rnn backward: tanh' of the wrong sign": ("rnn_bwd", "((T)1.0 - t3)", "((T)1.0 + t3)"),
     "relu forward: no clamp": ("rnn_relu_fwd", "max(z0, (T)0.0)", "z0"),
 }  # fmt: skip
@@ -132,17 +136,14 @@ def test_a_planted_kernel_bug_is_caught(bug, dtype, build_dir, monkeypatch):
     assert old in source.operation, f"the planted bug no longer applies to {key}"
     broken = source._replace(operation=source.operation.replace(old, new))
     cell, direction = key.rsplit("_", 1)  # "lstm_bwd" -> "lstm", "bwd"
-    if key in cupy_backend.SOURCES:
-        monkeypatch.setitem(cupy_backend.SOURCES, key, broken)
-    else:
-        made = cupy_backend.traced_sources
-        which = {"fwd": "forward", "bwd": "backward"}[direction]
+    made = cupy_backend.traced_sources
+    which = {"fwd": "forward", "bwd": "backward"}[direction]
 
-        def planted(c):
-            out = made(c)
-            return {**out, which: broken} if c.name == cell else out
+    def planted(c):
+        out = made(c)
+        return {**out, which: broken} if c.name == cell else out
 
-        monkeypatch.setattr(cupy_backend, "traced_sources", planted)
+    monkeypatch.setattr(cupy_backend, "traced_sources", planted)
     assert _step_mismatches(emulated_ops(build_dir), cell, dtype) != []
 
 

@@ -9,8 +9,7 @@ and copies, no kernels) may; the application layers ``xrnn.charlm`` and ``xrnn.e
 NumPy for host-side work — random draws and ``.npz`` files; the notebook's ``np.random``
 protocols — by design, and ``xrnn.benchmark`` times NumPy code (the exercise's loops).
 
-Imports point down the package's layers, and the backends name no cell (but for the built-in
-cells' hand-written kernels, listed and frozen).
+Imports point down the package's layers, and the backends name no cell.
 """
 
 import ast
@@ -210,19 +209,9 @@ else:
     assert r.returncode == 0, r.stderr
 
 
-# Backends serve every cell from its definition and name none. The modules below still hold
-# hand-written kernels of the built-in cells, which predate the generated ones: their
-# cell-naming identifiers are frozen here, so that the list can only shrink.
+# Backends serve every cell from its definition (the kernels generated from its elementwise
+# math) and name none: no identifier holding a cell's name, no string that is one.
 CELL_WORDS = ("rnn", "lstm", "gru")
-HAND_WRITTEN = {
-    "cupy.py": {"'gru'", "_gru_backward", "_gru_forward"},
-    "numpy.py": {"'gru'", "gru_backward", "gru_forward"},
-    "jit.py": {
-        "'gru'", "_gru_backward", "_gru_forward", "gru_backward_step", "gru_forward_loop",
-        "gru_forward_step",
-    },
-    "torch.py": {"'gru'", "_gru_backward", "_gru_forward", "_gru_loop", "_gru_step"},
-}  # fmt: skip
 
 
 def _cell_names(path: Path) -> set[str]:
@@ -250,6 +239,5 @@ def _cell_names(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "backends").glob("*.py")), ids=lambda p: p.name)
 def test_backends_name_no_cell(path):
-    allowed = HAND_WRITTEN.get(path.name, set())
-    new = _cell_names(path) - allowed
-    assert not new, f"xrnn/backends/{path.name} names cells: {sorted(new)}"
+    found = _cell_names(path)
+    assert not found, f"xrnn/backends/{path.name} names cells: {sorted(found)}"

@@ -355,13 +355,13 @@ def _cell_call(cell, n_a, m, T, dtype, seed=0, to=None, **kw):
 @needs_lockstep
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("n_a", "m", "T"), [(8, 4, 6), (7, 3, 300), (12, 1, 40)])
-@pytest.mark.parametrize("name", ["residual", "three_states", "everything", "peephole_lstm"])
+@pytest.mark.parametrize("name", ["residual", "three_states", "everything", "peephole_lstm", "gru"])
 def test_generated_lockstep_loops_equal_the_one_thread_path(
     counted, monkeypatch, name, dtype, n_a, m, T
 ):
     """The generated cells' loops in lockstep (forward, whole backward chunks, input side)
     against the same call on one thread: odd halves, several chunks, one column a step; a
-    direct path to a⟨t-1⟩, vectors, three states, reverse."""
+    direct path to a⟨t-1⟩, vectors, three states, a gate's two sides apart, reverse."""
     import test_generated
 
     cell = {
@@ -369,6 +369,7 @@ def test_generated_lockstep_loops_equal_the_one_thread_path(
         "three_states": test_generated.ThreeStates(),
         "everything": test_generated.Everything(),
         "peephole_lstm": xrnn.CELLS["peephole_lstm"],
+        "gru": xrnn.CELLS["gru"],  # a gate's two sides apart: the recurrent side's own buffer
     }[name]
     got = _cell_call(cell, n_a, m, T, dtype, reverse=True)
     assert {"forward_lockstep", "chunk_lockstep", "input_side_lockstep"} <= set(counted)

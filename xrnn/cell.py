@@ -41,9 +41,6 @@ class Stacked:
     Wx : array of shape (k n_a, n_x)
     b : array of shape (k n_a, 1)
         Added to the input side ``gx`` once for all steps.
-    bh : array of shape (n_a, 1), or None
-        A bias the cell adds on the recurrent side inside its pointwise math (the GRU's
-        ``b_hn``); None for the others.
     V : array of shape (v n_a, 1), or None
         The cell's per-unit vectors (:attr:`Cell.vectors`, e.g. peephole weights) stacked in
         order, used inside its pointwise math; None for a cell without any.
@@ -52,7 +49,6 @@ class Stacked:
     Wa: Any
     Wx: Any
     b: Any
-    bh: Any = None
     V: Any = None
 
 

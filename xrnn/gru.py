@@ -16,13 +16,10 @@ of those gates summed.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-import array_api_compat
-
-from xrnn.activations import sigmoid
-from xrnn.cell import GatedCell, register, torch_bias
+from xrnn.cell import register, torch_bias
+from xrnn.cells.elementwise import ElementwiseCell
 from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
 from xrnn.params import initialize
 
@@ -39,37 +36,40 @@ __all__ = [
 GATES = (("Wr", "br"), ("Wz", "bz"), ("Wn", "bn"))
 
 
-class GRUCell(GatedCell):
-    """The spec of the GRU: gate blocks ``[Γr; Γz; ñ]``; saves ``[Γr; Γz; ñ; hn]`` where
-    ``hn = Wnᵃ a⟨t-1⟩ + bhn``; the recurrent side's gradient differs from the input side's in
-    the ``ñ`` block (``dra = Γr ∗ dgx`` there)."""
+class GRUCell(ElementwiseCell):
+    """The spec of the GRU: gate blocks ``[Γr; Γz; ñ]``, the candidate's input side
+    ``Wnˣ x⟨t⟩ + bn`` and recurrent side ``Wnᵃ a⟨t-1⟩`` apart (the reset gate scales the
+    latter), ``bhn`` a per-unit vector; saves ``[Γr; Γz; ñ; hn]`` where
+    ``hn = Wnᵃ a⟨t-1⟩ + bhn``."""
 
     name = "gru"
+    functions = "gru"
     gates = torch_gates = GATES  # PyTorch's order is the stacked one
-    keys = ("Wr", "br", "Wz", "bz", "Wn", "bn", "bhn")
-    output_keys = ("Wy", "by")
-    blocks = 3
-    saved_blocks = 4
-    split_recurrent = True
-    cache_size = 8
-    cache_layout = "(a_next, a_prev, rt, zt, nt, hnt, xt, parameters)"
+    apart = ("Wn",)
+    vectors = ("bhn",)
+    saves = ("rt", "zt", "nt", "hnt")
 
-    def shapes(self, n_x, n_a):
-        return {**super().shapes(n_x, n_a), "bhn": ((n_a, 1), f"n_a={n_a}")}
+    @staticmethod
+    def forward(m, zr, zz, xn, hn, bhn, a_prev):
+        r, z = m.sigmoid(zr), m.sigmoid(zz)
+        hn = hn + bhn
+        n = m.tanh(xn + r * hn)
+        return (n + z * (a_prev - n),), (r, z, n, hn)  # (1 − Γz) ∗ ñ + Γz ∗ a⟨t-1⟩
 
-    def draw(self, uniform, zeros, n_x, n_a):
-        out = {}
-        for w, b in GATES:
-            out[w] = uniform((n_a, n_a + n_x))
-            out[b] = zeros((n_a, 1))
-        out["bhn"] = zeros((n_a, 1))
-        return out
+    @staticmethod
+    def backward(m, r, z, n, hn, bhn, a_prev, a, da):
+        """With ``da`` the upstream gradient of ``a⟨t⟩``:
+        ``dñ = da∗(1−Γz)∗(1−ñ²)``, ``dΓz = da∗(a⟨t-1⟩−ñ)∗Γz(1−Γz)``,
+        ``dΓr = dñ∗hn∗Γr(1−Γr)``, ``dhn = dñ∗Γr`` (the recurrent side's, and ``bhn``'s);
+        ``a⟨t-1⟩`` also gets ``da∗Γz`` directly."""
+        dn = da * (1 - z) * (1 - n * n)
+        dz = da * (a_prev - n) * z * (1 - z)
+        dr = dn * hn * r * (1 - r)
+        dhn = dn * r
+        return (dr, dz, dn, dhn), (dhn,), (da * z,)
 
-    def stack(self, xp, parameters, n_a):
-        return replace(super().stack(xp, parameters, n_a), bh=parameters["bhn"])
-
-    def unstack(self, dWa, dWx, db, dbh, n_a):
-        return {**super().unstack(dWa, dWx, db, dbh, n_a), "dbhn": dbh[2 * n_a :, :]}
+    def torch_order(self):
+        return self.torch_gates  # bhn is PyTorch's b_hn (to_torch)
 
     def to_torch(self, xp, parameters, n_a):
         zeros = xp.zeros_like(parameters["br"][:, 0])
@@ -90,40 +90,6 @@ class GRUCell(GatedCell):
             out["bn"] = xp.reshape(bias_ih[2 * n_a :], (n_a, 1))
             out["bhn"] = xp.reshape(bias_hh[2 * n_a :], (n_a, 1))
         return out
-
-    def forward_pointwise(self, xp, gx, ra, state, W):
-        n_a = int(state[0].shape[0])
-        s = sigmoid(gx[: 2 * n_a, :] + ra[: 2 * n_a, :])
-        r, z = s[:n_a, :], s[n_a:, :]
-        hn = ra[2 * n_a :, :] + W.bh
-        n = xp.tanh(gx[2 * n_a :, :] + r * hn)
-        a = n + z * (state[0] - n)  # (1 − Γz) ∗ ñ + Γz ∗ a⟨t-1⟩
-        return (a,), xp.concat([s, n, hn], axis=0)
-
-    def backward_pointwise(self, xp, saved, prev, new, up, W=None):
-        """With ``da`` the upstream gradient of ``a⟨t⟩``:
-        ``dñ = da∗(1−Γz)∗(1−ñ²)``, ``dΓz = da∗(a⟨t-1⟩−ñ)∗Γz(1−Γz)``,
-        ``dΓr = dñ∗hn∗Γr(1−Γr)``, ``dhn = dñ∗Γr``; ``a⟨t-1⟩`` also gets ``da∗Γz`` directly."""
-        n_a = int(prev[0].shape[0])
-        r, z = saved[:n_a, :], saved[n_a : 2 * n_a, :]
-        n, hn = saved[2 * n_a : 3 * n_a, :], saved[3 * n_a :, :]
-        da = up[0]
-        dn = da * (1 - z) * (1 - n * n)
-        dz = da * (prev[0] - n) * z * (1 - z)
-        dr = dn * hn * r * (1 - r)
-        dgx = xp.concat([dr, dz, dn], axis=0)
-        dra = xp.concat([dr, dz, dn * r], axis=0)
-        return dgx, dra, (da * z,)
-
-    def cache_tuple(self, prev, new, saved, xt, parameters):
-        n_a = int(prev[0].shape[0])
-        blocks = [saved[k * n_a : (k + 1) * n_a, :] for k in range(4)]
-        return (new[0], prev[0], *blocks, xt, parameters)
-
-    def cache_parts(self, cache):
-        a_next, a_prev, rt, zt, nt, hnt, xt, parameters = cache
-        xp = array_api_compat.array_namespace(rt, zt, nt, hnt)
-        return (a_prev,), (a_next,), xp.concat([rt, zt, nt, hnt], axis=0), xt, parameters
 
 
 GRU_CELL = register(GRUCell())

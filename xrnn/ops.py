@@ -8,10 +8,10 @@ work and a library's autograd (``torch.autograd``, ``jax.grad``) can differentia
 forward function.
 
 Backends subclass ``Ops`` (``xrnn/backends/numpy.py``, ``xrnn/backends/cupy.py``): they store
-into preallocated buffers and register fused or in-place step kernels per cell with
-:meth:`Ops.register`. A cell without a registered kernel runs the cell's own pointwise math
-(its module's ``forward_pointwise``/``backward_pointwise``) — the reference the kernels are
-tested against.
+into preallocated buffers and run step kernels generated from each cell's elementwise math
+(:meth:`Ops.kernel`, :meth:`Ops.backward_step`); where a backend has none, a step runs the
+cell's own pointwise math on whole arrays (``forward_pointwise``/``backward_pointwise``) — the
+reference the kernels are tested against.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import array_api_compat
 
@@ -146,15 +146,15 @@ def buffer_store(ops: Any, cell: Any, state0: tuple, GX: Any) -> BufferStore:
 
 class BufferColumns:
     """A chunk's gradient column blocks in preallocated ``(rows, k·m)`` buffers (``k`` steps
-    of ``m`` columns), reused across chunks (in-place backends); ``dra`` gets its own buffer
-    only when ``split``."""
+    of ``m`` columns), reused across chunks (in-place backends); ``dra`` gets its own buffer,
+    of ``split`` rows (the gate rows), only where ``split`` is not 0."""
 
-    def __init__(self, xp: Any, rows: int, k: int, m: int, like: Any, split: bool) -> None:
+    def __init__(self, xp: Any, rows: int, k: int, m: int, like: Any, split: int) -> None:
         kw = {"dtype": like.dtype, "device": _device(like)}
         shape = (rows, _pitch(k * m, xp.finfo(like.dtype).bits // 8))
         # the whole buffers (C-contiguous, padded rows) and their (rows, k·m) views
         self.gx_buffer = xp.empty(shape, **kw)
-        self.ra_buffer = xp.empty(shape, **kw) if split else None
+        self.ra_buffer = xp.empty((split, shape[1]), **kw) if split else None
         self.gx = self.gx_buffer[:, : k * m]
         self.ra = None if self.ra_buffer is None else self.ra_buffer[:, : k * m]
         self.m = m
@@ -262,9 +262,10 @@ def _device(a: Any) -> Any:
 
 
 class Ops:
-    """The reference step work; backends override the hooks and register step kernels.
+    """The reference step work; backends override the hooks and supply step kernels.
 
-    Kernels are registered per (cell name, direction) on a subclass:
+    A backend's step kernels (:meth:`kernel`), made from the cell's math, never chosen by
+    its name:
 
     - ``forward(ops, cell, W, gx, state, slot) -> (state, saved)``: the kernel does the
       recurrent GEMM ``W.Wa @ state[0]`` itself;
@@ -275,30 +276,17 @@ class Ops:
     over ``dc⟨t⟩``); nothing else it is given.
     """
 
-    kernels: ClassVar[dict[tuple[str, str], Callable]] = {}
-
     def __init__(self, xp: Any) -> None:
         self.xp = xp
 
-    @classmethod
-    def register(cls, cell: str, direction: str) -> Callable[[Callable], Callable]:
-        """Decorator: ``fn`` is this backend's ``direction`` step kernel for ``cell``."""
-        if "kernels" not in cls.__dict__:  # each backend keeps its own table
-            cls.kernels = {}
-
-        def add(fn: Callable) -> Callable:
-            cls.kernels[(cell, direction)] = fn
-            return fn
-
-        return add
-
     def kernel(self, cell: Any, direction: str) -> Callable | None:
-        return type(self).kernels.get((cell.name, direction))
+        """This backend's ``direction`` step kernel for ``cell``, or None: the reference."""
+        return None
 
     def saved_in_gx(self, cell: Any) -> bool:
         """Whether ``cell``'s forward kernel here writes the saved blocks over the input side
-        ``GX`` (registered with ``saved_in_gx = True``), which the store then lends."""
-        return getattr(self.kernel(cell, "forward"), "saved_in_gx", False)
+        ``GX``, which the store then lends."""
+        return False
 
     def on_device(self, device: Any) -> contextlib.AbstractContextManager:
         """A scope in which work on ``device`` runs (a library that launches on a *current*
@@ -384,9 +372,9 @@ class Ops:
                 terms += [xp.astype(xp.logical_not(ok), dtype) for ok in conditions]
             return float(xp.sum(xp.stack(terms))) == 0
 
-    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
-        """Storage for the ``dgx`` (and, with ``split``, ``dra``) column blocks of a chunk of
-        ``k`` steps of ``m`` columns each."""
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: int) -> Any:
+        """Storage for the ``dgx`` (``rows``) and, where ``split`` is not 0, ``dra`` (``split``
+        rows) column blocks of a chunk of ``k`` steps of ``m`` columns each."""
         return ListColumns(self.xp)
 
     # --- steps ----------------------------------------------------------------------------
@@ -471,7 +459,8 @@ class InPlaceOps(Ops):
     the bias added in place, finished sequences kept with ``copyto(..., where=)``.
 
     ``lib`` is the library module itself (``numpy``, ``cupy``), for what the array API lacks
-    (``out=``, ``copyto``). A forward kernel registered with ``saved_in_gx = True`` turns each
+    (``out=``, ``copyto``). A forward kernel that writes the saved values over the input
+    side (:meth:`Ops.saved_in_gx`) turns each
     step's input-side block into its saved block in place, so the store lends it ``GX``.
     """
 
@@ -494,7 +483,7 @@ class InPlaceOps(Ops):
     def scratch(self, a: Any) -> Any:
         return self.lib.array(a, copy=True)
 
-    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: int) -> Any:
         return BufferColumns(self.xp, rows, k, m, like, split)
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:

@@ -1,4 +1,5 @@
-"""CuPy step kernels: one GEMM plus one fused elementwise kernel per step and direction.
+"""CuPy step kernels: one GEMM plus one fused elementwise kernel per step and direction, the
+kernel written from the cell's elementwise math (:func:`traced_sources`).
 
 Per step the forward pass launches the recurrent GEMM ``Wa a⟨t-1⟩`` and one fused kernel that
 writes the gates and the new state straight into xrnn's stacked buffers; the backward pass one
@@ -11,8 +12,9 @@ Each kernel computes what its cell's ``forward_pointwise``/``backward_pointwise`
 reference). Float literals are cast to ``T`` so float32 kernels never promote to double. Where
 this is proven (``nox -s gpu-build`` on any machine, ``nox -s cupy`` on a GPU):
 
-- :data:`SOURCES` is compiled by NVRTC for two GPU architectures, both dtypes and CuPy's
-  argument layouts, and a float32 kernel with a double-precision instruction fails
+- every registered cell's kernels (:func:`all_sources`) are compiled by NVRTC for two GPU
+  architectures, both dtypes and CuPy's argument layouts, and a float32 kernel with a
+  double-precision instruction fails
   (``tests/test_cuda_build.py``);
 - the real :class:`CupyOps` runs on the CPU with each kernel body compiled as C++ and called
   element by element the way CuPy calls it (``tests/cupy_emulator.py``), against the reference;
@@ -27,7 +29,7 @@ from typing import Any, NamedTuple
 
 from xrnn.ops import InPlaceOps
 
-__all__ = ["SOURCES", "CupyOps", "KernelSource", "all_sources", "traced_sources"]
+__all__ = ["CupyOps", "KernelSource", "all_sources", "traced_sources"]
 
 
 class KernelSource(NamedTuple):
@@ -37,41 +39,6 @@ class KernelSource(NamedTuple):
     out_params: str
     operation: str
     name: str
-
-
-# Stable sigmoid, as in xrnn.sigmoid: 0.5 * tanh(x / 2) + 0.5.
-_SIG = "(T)0.5 * tanh((T)0.5 * ({0})) + (T)0.5"
-
-#: Every fused kernel, by the name the step functions below use.
-SOURCES: dict[str, KernelSource] = {
-    # gr, gz, gn: input side; rr, rz, rn: recurrent side Wa a⟨t-1⟩; bhn broadcast (n_a, 1)
-    "gru_fwd": KernelSource(
-        "T gr, T gz, T gn, T rr, T rz, T rn, T bhn, T a_prev",
-        "T r, T z, T n, T hn, T h",
-        f"""
-        r = {_SIG.format("gr + rr")};
-        z = {_SIG.format("gz + rz")};
-        hn = rn + bhn;
-        n = tanh(gn + r * hn);
-        h = n + z * (a_prev - n);
-        """,
-        "xrnn_gru_forward_step",
-    ),
-    # da_prev may be da itself (the engine's temporary): da is read before it is written.
-    "gru_bwd": KernelSource(
-        "T da, T r, T z, T n, T hn, T a_prev",
-        "T dxr, T dxz, T dxn, T dhr, T dhz, T dhn, T da_prev",
-        """
-        T dn = da * ((T)1 - z) * ((T)1 - n * n);
-        T dz = da * (a_prev - n) * z * ((T)1 - z);
-        T dr = dn * hn * r * ((T)1 - r);
-        dxr = dr; dxz = dz; dxn = dn;
-        dhr = dr; dhz = dz; dhn = dn * r;
-        da_prev = da * z;
-        """,
-        "xrnn_gru_backward_step",
-    ),
-}
 
 
 # --- kernels generated from a cell's traced elementwise math (xrnn.cells.trace) -----------------
@@ -85,17 +52,18 @@ def traced_sources(cell: Any) -> dict[str, KernelSource]:
     outputs ``n<q>``/``s<q>`` (new states, saved values) forward, ``dz<q>``/``dv<q>`` (the
     chunk buffer's gate and vector rows) and ``w<q>`` (direct state gradients) backward."""
     forward, backward = cell.programs
-    sig, k, v = cell.signature, cell.blocks, len(cell.vectors)
-    n = len(cell.states)
+    sig, v = cell.signature, len(cell.vectors)
+    n, kz = len(cell.states), len(cell.pre_activations)
     f_sig = sig["forward"]
-    z_names = f_sig[:k]
-    ins = []
+    ins: list[str] = []
     head = []
-    for q, z in enumerate(z_names):
+    sides = {"both": ("gx{0}_", "r{0}_"), "input": ("gx{0}_",), "recurrent": ("r{0}_",)}
+    for z, (q, side) in zip(f_sig[:kz], cell.pre_activations, strict=True):
         if z in forward.used:
-            ins += [f"gx{q}_", f"r{q}_"]
-            head.append(f"T {z} = gx{q}_ + r{q}_;")
-    for name in f_sig[k:]:
+            read = [name.format(q) for name in sides[side]]
+            ins += [name for name in read if name not in ins]
+            head.append(f"T {z} = {' + '.join(read)};")
+    for name in f_sig[kz:]:
         if name in forward.used:
             ins.append(f"{name}_")
             head.append(f"T {name} = {name}_;")
@@ -112,9 +80,18 @@ def traced_sources(cell: Any) -> dict[str, KernelSource]:
     head = [f"T {name} = {name}_;" for name in b_sig if name in backward.used]
     direct = ["w0" if backward.outputs[2][0] is not None else None]
     direct += [f"w{q}" for q in range(1, n)]
-    results = ([f"dz{q}" for q in range(k)], [f"dv{q}" for q in range(v)], direct)
+    # the input side's gradient of gate q into dz<q>; its recurrent side's into dh<q>, where
+    # a gate takes its two sides apart (then every gate has a dh<q>: Waᵀ multiplies those)
+    split = cell.split_recurrent
+    into = {"input": ("dz{0}",), "recurrent": ("dh{0}",), "both": ("dz{0}", "dh{0}")}
+    gates = [
+        tuple(t.format(q) for t in into[side][: None if split else 1])
+        for q, side in cell.pre_activations
+    ]
+    results = (gates, [f"dv{q}" for q in range(v)], direct)
     body = backward.c({x: x for x in b_sig}, results)
-    outs = [*results[0], *results[1], *(w for w in direct if w is not None)]
+    written = sorted({t for ts in gates for t in ts}, key=lambda t: (t[1], int(t[2:])))
+    outs = [*written, *results[1], *(w for w in direct if w is not None)]
     bwd = KernelSource(
         _param_list(ins),
         _param_list(outs),
@@ -129,11 +106,11 @@ def _param_list(names: list[str]) -> str:
 
 
 def all_sources() -> dict[str, KernelSource]:
-    """:data:`SOURCES` and the generated kernels of every registered cell with traced math
-    (``<cell>_fwd``, ``<cell>_bwd``): what ``nox -s gpu-build`` compiles."""
+    """The generated kernels of every registered cell with traced math (``<cell>_fwd``,
+    ``<cell>_bwd``): what ``nox -s gpu-build`` compiles."""
     from xrnn.cell import CELLS
 
-    out = dict(SOURCES)
+    out: dict[str, KernelSource] = {}
     for cell in CELLS.values():
         if hasattr(type(cell), "programs"):
             made = traced_sources(cell)
@@ -177,13 +154,12 @@ def _traced_backward(ops, cell, saved, prev, new, up, slot, W):
         pieces[f"u{q}_"] = pieces[f"w{q}"] = up[q]
     for q in range(k + len(cell.vectors)):
         pieces[f"dz{q}" if q < k else f"dv{q - k}"] = dp[q * n_a : (q + 1) * n_a]
+    dra = slot[1] if cell.split_recurrent else dp
+    for q in range(k):
+        pieces[f"dh{q}"] = dra[q * n_a : (q + 1) * n_a]
     kernel(*(pieces[name] for name in kernel.params))
     direct = up[0] if "w0" in kernel.params else None
-    return dp, dp, (direct, *up[1:])
-
-
-def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
-    return [a[i * n_a : (i + 1) * n_a] for i in range(k)]
+    return dp, dra, (direct, *up[1:])
 
 
 class CupyOps(InPlaceOps):
@@ -200,18 +176,7 @@ class CupyOps(InPlaceOps):
 
             lib = cupy
         self.lib = lib  # the library itself: matmul with out=, copyto with where=
-        self._fused: dict[str, Any] | None = None
         self._traced: dict[tuple, _Traced] = {}
-
-    @property
-    def fused(self) -> dict[str, Any]:
-        """The :data:`SOURCES` as ``lib.ElementwiseKernel`` objects (built on first use; CuPy
-        compiles each on its first call per dtype and layout, and caches it on disk)."""
-        if self._fused is None:
-            self._fused = {
-                key: self.lib.ElementwiseKernel(*source) for key, source in SOURCES.items()
-            }
-        return self._fused
 
     def on_device(self, device: Any) -> Any:
         # CuPy launches kernels and allocates on the *current* device: enter the arrays' own
@@ -220,7 +185,8 @@ class CupyOps(InPlaceOps):
     def traced(self, cell: Any, direction: str) -> Any:
         """The generated kernel of a cell with traced math (:func:`traced_sources`) as a
         ``lib.ElementwiseKernel``, built on first use, with ``.params``: its parameter names
-        in order."""
+        in order. CuPy compiles each on its first call per dtype and layout, and caches it
+        on disk."""
         key = (type(cell), cell.name, direction)
         made = self._traced.get(key)
         if made is None:
@@ -231,15 +197,14 @@ class CupyOps(InPlaceOps):
         return made
 
     def kernel(self, cell: Any, direction: str) -> Any:
-        found = super().kernel(cell, direction)
-        if found is None and direction == "forward" and hasattr(type(cell), "programs"):
+        if direction == "forward" and hasattr(type(cell), "programs"):
             return _traced_forward
-        return found
+        return None
 
     def backward_step(
         self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any, W: Any = None
     ) -> tuple:
-        if super().kernel(cell, "backward") is None and hasattr(type(cell), "programs"):
+        if slot is not None and hasattr(type(cell), "programs"):
             return _traced_backward(self, cell, saved, prev, new, up, slot, W)
         return super().backward_step(cell, saved, prev, new, up, slot, W)
 
@@ -250,25 +215,3 @@ class _Traced(NamedTuple):
 
     def __call__(self, *args: Any) -> Any:
         return self.kernel(*args)
-
-
-@CupyOps.register("gru", "forward")
-def _gru_forward(ops, cell, W, gx, state, slot):
-    n_a = int(state[0].shape[0])
-    ra = ops.lib.matmul(W.Wa, state[0])
-    h = slot.states[0]
-    ops.fused["gru_fwd"](
-        *_blocks(gx, n_a, 3), *_blocks(ra, n_a, 3), W.bh, state[0], *_blocks(slot.saved, n_a, 4), h
-    )
-    return (h,), slot.saved
-
-
-@CupyOps.register("gru", "backward")
-def _gru_backward(ops, cell, saved, prev, new, up, slot):
-    n_a = int(prev[0].shape[0])
-    dgx, dra = slot
-    da = up[0]  # the engine's temporary: the direct part of da⟨t-1⟩ overwrites it
-    ops.fused["gru_bwd"](
-        da, *_blocks(saved, n_a, 4), prev[0], *_blocks(dgx, n_a, 3), *_blocks(dra, n_a, 3), da
-    )
-    return dgx, dra, (da,)

@@ -85,6 +85,7 @@ def compiled(cell: Any, dtype: Any) -> Compiled | None:
 def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     forward, backward = programs
     k, v, s, n = cell.blocks, len(cell.vectors), cell.saved_blocks, len(cell.states)
+    kz, split = len(cell.pre_activations), cell.split_recurrent
     consts: dict[str, Any] = {}
 
     def const(value: float) -> str:
@@ -105,9 +106,17 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     # each input the math uses read once, per row (vectors) or per element; the saved values
     # written over the input side where they fit (read first, element by element)
     f_sig = sig["forward"]
-    reads = {z: f"(gx[o{q} + k] + r[ro{q} + kr])" for q, z in enumerate(f_sig[:k])}
-    reads.update({name: f"P{q}f[k]" for q, name in enumerate(f_sig[k + v :])})
-    rows = {name: f"V[{q} * n + i, 0]" for q, name in enumerate(f_sig[k : k + v])}
+    sides = {
+        "both": "(gx[o{0} + k] + r[ro{0} + kr])",
+        "input": "gx[o{0} + k]",
+        "recurrent": "r[ro{0} + kr]",
+    }
+    reads = {
+        z: sides[side].format(q)
+        for z, (q, side) in zip(f_sig[:kz], cell.pre_activations, strict=True)
+    }
+    reads.update({name: f"P{q}f[k]" for q, name in enumerate(f_sig[kz + v :])})
+    rows = {name: f"V[{q} * n + i, 0]" for q, name in enumerate(f_sig[kz : kz + v])}
     saved_to = "gx" if in_gx else "Sf"
     stores = (
         [f"N{q}f[k]" for q in range(n)],
@@ -165,16 +174,27 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         reads[rest[n + q]] = f"N{q}[i, j]"
         reads[rest[2 * n + q]] = f"U{q}[i, j]"
     direct_hidden = backward.outputs[2][0] is not None
+
+    def gradient(q: int, side: str) -> str | tuple[str, str]:
+        # the input side's gradient into DP, the recurrent side's into DR (the GEMMs
+        # Waᵀ dra and dWa read it) where a gate takes its two sides apart, else DP alone
+        into = {"input": "DP", "recurrent": "DR"}
+        if side != "both":
+            return f"{into[side]}[{q} * n + i, c0 + np.uintp(j)]"
+        both = tuple(f"{b}[{q} * n + i, c0 + np.uintp(j)]" for b in ("DP", "DR"))
+        return both if split else both[0]
+
     results = (
-        [f"DP[{q} * n + i, c0 + np.uintp(j)]" for q in range(k)],
+        [gradient(q, side) for q, side in cell.pre_activations],
         [f"DP[{k + q} * n + i, c0 + np.uintp(j)]" for q in range(v)],
         ["U0[i, j]" if direct_hidden else None, *(f"U{q}[i, j]" for q in range(1, n))],
     )
     body = backward.python({name: name for name in b_sig}, results, const)
     SB = ["S"] if s else []
+    DR = ["DR"] if split else []
     lines += [
         "",
-        f"def backward_units({_args(U, SB, V, P, N)}, DP, j0, lo, hi):",
+        f"def backward_units({_args(U, SB, V, P, N, ['DP'], DR)}, j0, lo, hi):",
         "    n, m = N0.shape",
         "    c0 = np.uintp(j0)",
         "    for i in range(lo, hi):",
@@ -183,8 +203,8 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         *(f"            {x} = {e}" for x, e in reads.items() if x in backward.used),
         *(f"            {line}" for line in body),
         "",
-        f"def backward_step({_args(U, SB, V, P, N)}, DP, j0):",
-        f"    backward_units({_args(U, SB, V, P, N)}, DP, j0, 0, N0.shape[0])",
+        f"def backward_step({_args(U, SB, V, P, N, ['DP'], DR)}, j0):",
+        f"    backward_units({_args(U, SB, V, P, N, ['DP'], DR)}, j0, 0, N0.shape[0])",
     ]
 
     # every forward step of a call (small steps)
@@ -201,13 +221,15 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     # every backward step of a chunk (small steps): the carried gradient g0 = Waᵀ dz by the
     # hand-written GEMM over the step's columns of the chunk buffer
     G = [f"G{q}" for q in range(1, n)]  # the carried gradients of the further states
+    dr = ["dr"] if split else []  # the recurrent side's gradient columns, where apart
+    recurrent = "dr" if split else "dp"
     unit_args = _args(
         ["up"], G, [x + "[t]" for x in SB], V, [f"{h}[t]" for h in H], [f"{h}[t + 1]" for h in H]
     )
     lines += [
         "",
         f"def backward_loop(Wa, dA, start, {_args(SB, V, H)}, g0, {''.join(g + ', ' for g in G)}"
-        "up, dp):",
+        f"up, {_args(['dp'], dr)}):",
         "    k, n_a, m = dA.shape[0], g0.shape[0], g0.shape[1]",
         f"    rows = {k} * n_a",
         "    for s in range(k):",
@@ -216,8 +238,8 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "        for i in range(n_a):",
         "            for c in range(m):",
         "                up[i, c] = g0[i, c] + dA[j, i, c]",
-        f"        backward_units({unit_args}, dp, j * m, 0, n_a)",
-        "        small_gemm(Wa, dp[:rows, j * m : (j + 1) * m], g0)",
+        f"        backward_units({unit_args}, {_args(['dp'], dr)}, j * m, 0, n_a)",
+        f"        small_gemm(Wa, {recurrent}[:rows, j * m : (j + 1) * m], g0)",
         *(
             [
                 "        for i in range(n_a):",
@@ -249,7 +271,8 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     lines += [
         "",
         f"def chunk_lockstep(blas, thread, flags, Wa, Wx, dA, start, {_args(SB, V, H)}, XE, g0,",
-        f"                   {''.join(g + ', ' for g in G)}up, dp, P, A, X, ones, dWa, dWx, db,",
+        f"                   {''.join(g + ', ' for g in G)}up, {_args(['dp'], dr)}, P, A, X, ones,",
+        "                   dWa, dWx, db,",
         "                   dX, lo, hi):",
         "    k, n_a, m, pitch = dA.shape[0], g0.shape[0], g0.shape[1], dp.shape[1]",
         f"    rows, n_x, K = {k} * n_a, X.shape[0], k * m",
@@ -270,11 +293,11 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "        for i in range(lo, hi):",
         "            for c in range(m):",
         "                up[i, c] = g0[i, c] + dA[j, i, c]",
-        f"        backward_units({unit_args}, dp, j * m, lo, hi)",
+        f"        backward_units({unit_args}, {_args(['dp'], dr)}, j * m, lo, hi)",
         "        mine, theirs = P[thread, s % 2], P[other, s % 2]",
         f"        for b in range({k}):",
         "            row = b * n_a + lo",
-        "            gemm(blas, True, False, n_a, m, hi - lo, Wa, row * n_a, n_a, dp,",
+        f"            gemm(blas, True, False, n_a, m, hi - lo, Wa, row * n_a, n_a, {recurrent},",
         "                 row * pitch + j * m, pitch, 0.0 if b == 0 else 1.0, mine, 0, m)",
         "        publish(flags, thread, s + 1)",
         "        if not wait_for(flags, other, s + 1):",
@@ -285,8 +308,8 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "    r0, r1 = (0, rows // 2) if thread == 0 else (rows // 2, rows)",
         "    c0, c1 = (0, K // 2) if thread == 0 else (K // 2, K)",
         "    h = r1 - r0",
-        "    gemm(blas, False, True, h, n_a, K, dp, r0 * pitch, pitch, A, 0, K, 0.0, dWa,",
-        "         r0 * n_a, n_a)",
+        f"    gemm(blas, False, True, h, n_a, K, {recurrent}, r0 * pitch, pitch, A, 0, K, 0.0,",
+        "         dWa, r0 * n_a, n_a)",
         "    gemm(blas, False, True, h, n_x, K, dp, r0 * pitch, pitch, X, 0, K, 0.0, dWx,",
         "         r0 * n_x, n_x)",
         "    gemm(blas, False, False, h, 1, K, dp, r0 * pitch, pitch, ones, 0, 1, 0.0, db, r0, 1)",

@@ -1,12 +1,16 @@
 """Compiled fused step kernels for NumPy arrays (numba): one compiled call per step and direction
-for all of a cell's pointwise work, beside BLAS's recurrent GEMM.
+for all of a cell's pointwise work, beside BLAS's recurrent GEMM, and the loops around them.
 
-The in-place NumPy kernels (:mod:`xrnn.backends.numpy`) issue about 10 ufunc calls per forward
-step and 20 per backward step, each a pass over memory plus a few microseconds of dispatch; the
-kernels here make one pass, element by element, with every temporary in registers. They are
-written so that LLVM vectorises them: an innermost loop over the contiguous batch axis, every
-output a different array than every input (an array both read and written is passed once), and
-numba's ``error_model="numpy"`` (no ZeroDivisionError checks in the loop).
+The kernels are generated from each cell's elementwise math (:mod:`xrnn.backends.generated`);
+this module holds what they share — the scalar math namespace they compile against, the
+compiled helpers (a small GEMM, the bias add, the finiteness check) — and the loops' Python
+side: which loop runs (one compiled call, two threads in lockstep, or BLAS per step), and the
+buffers it runs in. A step of the cell's math on whole NumPy arrays is a dozen or more ufunc
+calls, each a pass over memory plus a few microseconds of dispatch; a kernel here makes one
+pass, element by element, with every temporary in registers, written so that LLVM vectorises
+it: an innermost loop over the contiguous batch axis, every output a different array than
+every input (an array both read and written is passed once), and numba's
+``error_model="numpy"`` (no ZeroDivisionError checks in the loop).
 
 Activations: float32 ``tanh`` is a rational approximation (Eigen's ``ptanh_float``
 coefficients, clamped at ±7.9053, exact ``x`` below 4e-4 in magnitude) that vectorises, where
@@ -20,12 +24,12 @@ Kernels are compiled on first use per dtype and layout and cached on disk (numba
 read-only), so a later process loads them instead of compiling. Importing this module imports
 numba (about 0.2 s); :func:`xrnn.backends.get_ops` imports it on the first call with NumPy
 arrays, never at ``import xrnn``. ``XRNN_JIT=0`` in the environment (read at that first call)
-selects the pure-NumPy kernels instead.
+selects the NumPy backend without them (:mod:`xrnn.backends.numpy`: each cell's own math on
+whole arrays).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, NamedTuple
 
@@ -120,41 +124,6 @@ def _one(x):
 
 
 @_kernel
-def gru_forward_step(gx, ra, bhn, a_prev, s, h):
-    """``gx``, ``ra`` (3n_a, m) input and recurrent sides; ``bhn`` (n_a, 1); ``s`` (4n_a, m)
-    out: ``[Γr; Γz; ñ; hn]``; ``h`` (n_a, m) out."""
-    n = h.shape[0]
-    for i in range(n):
-        b = bhn[i, 0]
-        for j in range(h.shape[1]):
-            r = sigmoid(gx[i, j] + ra[i, j])
-            z = sigmoid(gx[n + i, j] + ra[n + i, j])
-            hn = ra[2 * n + i, j] + b
-            nt = tanh(gx[2 * n + i, j] + r * hn)
-            s[i, j], s[n + i, j], s[2 * n + i, j], s[3 * n + i, j] = r, z, nt, hn
-            h[i, j] = nt + z * (a_prev[i, j] - nt)
-
-
-@_kernel
-def gru_backward_step(da, s, a_prev, dgx, dra, j0):
-    """``da`` (n_a, m): the upstream gradient in, its direct part ``da∗Γz`` out; ``dgx``,
-    ``dra``: the chunk's (3n_a, k·m) buffers, columns ``j0 + j``."""
-    n, u0 = da.shape[0], np.uintp(j0)
-    for i in range(n):
-        for j in range(da.shape[1]):
-            r, z, nt, hn = s[i, j], s[n + i, j], s[2 * n + i, j], s[3 * n + i, j]
-            d = da[i, j]
-            k = one(d)
-            dn = d * (k - z) * (k - nt * nt)
-            dz = d * (a_prev[i, j] - nt) * z * (k - z)
-            dr = dn * hn * r * (k - r)
-            q = u0 + np.uintp(j)  # unsigned: no wraparound check, the loop vectorises
-            dgx[i, q], dgx[n + i, q], dgx[2 * n + i, q] = dr, dz, dn
-            dra[i, q], dra[n + i, q], dra[2 * n + i, q] = dr, dz, dn * r
-            da[i, j] = d * z
-
-
-@_kernel
 def add_bias(G, b):
     """``G`` (T, rows, m) ``+= b`` (rows, 1): the bias held in a register per row (NumPy's
     broadcast add took 3.5× longer on the "long" config's 512 × 16 rows)."""
@@ -203,13 +172,6 @@ def small_gemm(WaT, A, R):
             w = WaT[k, i]
             for j in range(m):
                 R[i, j] += w * A[k, j]
-
-
-@_kernel
-def gru_forward_loop(WaT, GX, bhn, H, S, R):
-    for t in range(GX.shape[0]):
-        small_gemm(WaT, H[t], R)
-        gru_forward_step(GX[t], R, bhn, H[t], S[t], H[t + 1])
 
 
 @_kernel
@@ -272,7 +234,7 @@ class _Span(NamedTuple):
     saved: Any
 
 
-# --- registered per cell -----------------------------------------------------------------------
+# --- the chunk buffers' layout -------------------------------------------------------------------
 
 
 class ColumnBlock(tuple):
@@ -305,10 +267,7 @@ class JitOps(NumpyOps):
     elementwise math (:mod:`xrnn.backends.generated`) for every other cell that has it."""
 
     def kernel(self, cell: Any, direction: str) -> Any:
-        found = super().kernel(cell, direction)
-        if found is None and direction == "forward" and _traced(cell):
-            return _generated_forward_step
-        return found
+        return _generated_forward_step if direction == "forward" and _traced(cell) else None
 
     def step_kernels(self, cell: Any, dtype: Any) -> Any:
         """The compiled step kernels generated from ``cell``'s elementwise math for ``dtype``
@@ -317,20 +276,18 @@ class JitOps(NumpyOps):
         return _generated(cell, dtype)
 
     def saved_in_gx(self, cell: Any) -> bool:
-        if super().kernel(cell, "forward") is None and _traced(cell):
-            from xrnn.backends.generated import saves_in_gx
+        from xrnn.backends.generated import saves_in_gx
 
-            return saves_in_gx(cell)
-        return super().saved_in_gx(cell)
+        return _traced(cell) and saves_in_gx(cell)
 
     def backward_step(
         self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any, W: Any = None
     ) -> tuple:
-        if super().kernel(cell, "backward") is None and _traced(cell):
+        if _traced(cell):
             return _generated_backward_step(cell, saved, prev, new, up, slot, W)
         return super().backward_step(cell, saved, prev, new, up, slot, W)
 
-    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: int) -> Any:
         return JitColumns(self.xp, rows, k, m, like, split)
 
     def input_side(self, cell: Any, W: Any, x: Any) -> Any:
@@ -369,7 +326,7 @@ class JitOps(NumpyOps):
         threads are better left alone)."""
         return (
             dtype is not None
-            and (cell.name in _LOOPS or _traced(cell))
+            and _traced(cell)
             and step_flops(cell, n_a, m) <= tuning.LOCKSTEP_MAX_FLOPS
         )
 
@@ -380,9 +337,7 @@ class JitOps(NumpyOps):
         threads in lockstep, one hand-over for both (see :meth:`input_side`); else the lean
         loop of :meth:`backward_steps` and NumPy's GEMMs — what the engine would do, here so
         that torch CPU tensors borrowing these kernels get NumPy's GEMMs too."""
-        if not isinstance(store, BufferColumns) or (
-            cell.name not in _LOOPS and _generated(cell, dA.dtype) is None
-        ):
+        if not isinstance(store, BufferColumns) or _generated(cell, dA.dtype) is None:
             return None
         blas = _lockstep(cell, dA.dtype, int(g[0].shape[0]), int(dA.shape[2]))
         if blas is not None:
@@ -416,12 +371,9 @@ class JitOps(NumpyOps):
         (:func:`xrnn.tuning.steps_between_checks`), so that a KeyboardInterrupt reaches the
         caller between spans rather than when the last step is done."""
         T, (n_a, m) = int(GX.shape[0]), (int(s) for s in store.states[0].shape[1:])
-        if cell.name in _LOOPS:
-            run = functools.partial(self._forward_span, cell, W)
-        else:
-            run = _generated_forward(cell, W, GX.dtype, n_a, m)
-            if run is None:
-                return False  # no kernels for this cell
+        run = _generated_forward(cell, W, GX.dtype, n_a, m)
+        if run is None:
+            return False  # no kernels for this cell
         every = tuning.steps_between_checks(cell, n_a, m)
         for t0 in range(0, T, every):
             t1 = min(T, t0 + every)
@@ -432,35 +384,12 @@ class JitOps(NumpyOps):
             run(GX[t0:t1], span)
         return True
 
-    def _forward_span(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
-        H = store.states[0]
-        n_a, m = int(H.shape[1]), int(H.shape[2])
-        R = np.empty((cell.blocks * n_a, m), dtype=GX.dtype)
-        if step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:
-            _LOOPS[cell.name](np.ascontiguousarray(W.Wa.T), GX, W, store, R)
-        else:
-            _blas_loop(cell.name, W, GX, store, R)
-        return True
-
     def backward_steps(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
     ) -> tuple | None:
         """A chunk's backward steps in a lean loop: per step one ``add(out=)``, one compiled
         kernel writing into the chunk's columns and one ``matmul(out=)`` for ``Waᵀ dra``."""
-        if cell.name not in _LOOPS:
-            return _generated_backward_steps(cell, W, trace, dA, start, g, store)
-        H, S, m = trace.states[0], trace.saved, int(dA.shape[2])
-        WaT, g0, gx, ra = W.Wa.T, g[0], store.gx_buffer, store.ra_buffer
-        up = np.empty_like(g0)
-        steps = [(start + j, j * m) for j in reversed(range(int(dA.shape[0])))]
-        blas = _step_gemm(W.Wa, m)
-        if cell.name == "gru":
-            for t, j0 in steps:
-                np.add(g0, dA[t - start], out=up)
-                gru_backward_step(up, S[t], H[t], gx, ra, j0)
-                cblas.matmul_into(blas, WaT, ra[:, j0 : j0 + m], g0)
-                g0 += up  # the direct part da∗Γz
-        return (g0, *g[1:])
+        return _generated_backward_steps(cell, W, trace, dA, start, g, store)
 
 
 # --- cells with traced elementwise math (xrnn.backends.generated) --------------------------------
@@ -504,8 +433,10 @@ def _generated_backward_step(cell, saved, prev, new, up, slot, W):
     S = () if saved is None else (np.ascontiguousarray(saved),)
     prev = tuple(np.ascontiguousarray(p) for p in prev)
     new = tuple(np.ascontiguousarray(p) for p in new)
-    kernels.backward_step(*up, *S, *_vectors(W), *prev, *new, slot.gx, slot.j0)
-    return slot[0], slot[0], (up[0] if kernels.direct_hidden else None, *up[1:])
+    DR = (slot.ra,) if cell.split_recurrent else ()
+    kernels.backward_step(*up, *S, *_vectors(W), *prev, *new, slot.gx, *DR, slot.j0)
+    dra = slot[1] if cell.split_recurrent else slot[0]
+    return slot[0], dra, (up[0] if kernels.direct_hidden else None, *up[1:])
 
 
 def _generated_forward(cell: Any, W: Any, dtype: Any, n_a: int, m: int) -> Any:
@@ -572,12 +503,12 @@ def _generated_chunk_lockstep(
     work = _chunk_work(W, trace, dA, g0, store, cell.blocks * n_a)
     Wa, Wx, up, P, A, X, ones, dWa, dWx, db, dX, flags = work
     S = () if trace.saved is None else (trace.saved,)
-    dp = store.gx_buffer
+    D = _gradient_buffers(cell, store)
 
     def args(thread: int, u0: int, u1: int) -> tuple:
         return (
             blas, thread, flags, Wa, Wx, dA, start, *S, *_vectors(W), *trace.states, XE, g0,
-            *g[1:], up, dp, P, A, X, ones, dWa, dWx, db, dX, u0, u1,
+            *g[1:], up, *D, P, A, X, ones, dWa, dWx, db, dX, u0, u1,
         )  # fmt: skip
 
     run = kernels.chunk_lockstep
@@ -596,13 +527,13 @@ def _generated_backward_steps(
     if kernels is None or not isinstance(store, BufferColumns):
         return None
     states, S, m = trace.states, trace.saved, int(dA.shape[2])
-    WaT, g0, gx = W.Wa.T, g[0], store.gx_buffer
+    WaT, g0, D = W.Wa.T, g[0], _gradient_buffers(cell, store)
     n_a = int(g0.shape[0])
     rows, V = cell.blocks * n_a, _vectors(W)
     up = np.empty_like(g0)
     if step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:  # the chunk in one compiled call
         Wa = np.ascontiguousarray(W.Wa)
-        kernels.backward_loop(Wa, dA, start, *(() if S is None else (S,)), *V, *states, *g, up, gx)
+        kernels.backward_loop(Wa, dA, start, *(() if S is None else (S,)), *V, *states, *g, up, *D)
         return g
     blas = _step_gemm(W.Wa, m)
     for j in reversed(range(int(dA.shape[0]))):
@@ -610,24 +541,21 @@ def _generated_backward_steps(
         np.add(g0, dA[j], out=up)
         kernels.backward_step(
             up, *g[1:], *_saved(S, t), *V, *(s[t] for s in states), *(s[t + 1] for s in states),
-            gx, j0,
+            *D, j0,
         )  # fmt: skip
-        cblas.matmul_into(blas, WaT, gx[:rows, j0 : j0 + m], g0)
+        cblas.matmul_into(blas, WaT, D[-1][:rows, j0 : j0 + m], g0)
         if kernels.direct_hidden:
             g0 += up
     return (g0, *g[1:])
 
 
-def _blas_loop(name: str, W: Any, GX: Any, store: Any, R: Any) -> None:
-    """The forward steps from Python with BLAS's GEMM: per step one GEMM into a reused buffer
-    (:func:`_step_gemm`) and one compiled kernel, views taken once."""
-    Wa, H, T = W.Wa, store.states[0], int(GX.shape[0])
-    blas = _step_gemm(Wa, int(H.shape[2]))
-    if name == "gru":
-        S, bhn = store.saved, W.bh
-        for t in range(T):
-            cblas.matmul_into(blas, Wa, H[t], R)
-            gru_forward_step(GX[t], R, bhn, H[t], S[t], H[t + 1])
+def _gradient_buffers(cell: Any, store: Any) -> tuple:
+    """The chunk's gradient buffers the generated backward kernels write: the input side's,
+    and the recurrent side's where a gate takes its two sides apart (the last one is what
+    ``Waᵀ`` multiplies)."""
+    if cell.split_recurrent:
+        return (store.gx_buffer, store.ra_buffer)
+    return (store.gx_buffer,)
 
 
 def _step_gemm(Wa: Any, m: int) -> Any:
@@ -641,25 +569,3 @@ def _recurrent(Wa: Any, a: Any, out: Any = None) -> Any:
     if out is None:
         out = np.empty((int(Wa.shape[0]), int(a.shape[1])), dtype=Wa.dtype)
     return cblas.matmul_into(_step_gemm(Wa, int(a.shape[1])), Wa, a, out)
-
-
-@JitOps.register("gru", "forward")
-def _gru_forward(ops, cell, W, gx, state, slot):
-    h = slot.states[0]
-    gru_forward_step(gx, _recurrent(W.Wa, state[0]), W.bh, state[0], slot.saved, h)
-    return (h,), slot.saved
-
-
-@JitOps.register("gru", "backward")
-def _gru_backward(ops, cell, saved, prev, new, up, slot):
-    da = up[0]  # the engine's temporary: its direct part da∗Γz overwrites it
-    gru_backward_step(da, saved, prev[0], slot.gx, slot.ra, slot.j0)
-    return slot[0], slot[1], (da,)
-
-
-# the compiled loops by cell: (WaT, GX, W, store, R) -> None, filling the store's buffers
-_LOOPS = {
-    "gru": lambda WaT, GX, W, store, R: gru_forward_loop(
-        WaT, GX, W.bh, store.states[0], store.saved, R
-    ),
-}

@@ -1,24 +1,22 @@
-"""PyTorch step kernels: in-place ops into preallocated buffers (``addmm_``, ``out=``), for torch
-tensors on any device, when autograd is not recording.
+"""PyTorch's storage and loops: preallocated buffers written in place, for torch tensors on any
+device, when autograd is not recording.
 
 The reference path (:class:`xrnn.ops.Ops`) never writes into an array, so ``torch.autograd``
 can differentiate through every forward function; it pays for that with a fresh tensor for
 every intermediate and a stack of every step at the end. When no tensor of the call requires a
 gradient (or grad mode is off) nothing needs recording, and this backend runs the loop the way
-the NumPy and CuPy backends do: states and saved gates written into time-major buffers, the
-recurrent GEMM accumulated onto the step's input side in place (``addmm_``), gates activated in
-place, gradients written into the chunk's column buffers. When autograd records, every hook
-below hands the work to the reference, unchanged.
-
-Each kernel computes what its cell's ``forward_pointwise``/``backward_pointwise`` computes (the
-reference they are tested against, ``tests/test_backends.py``); σ is ``torch.sigmoid`` (stable,
-one op) where the reference spells it ``½ tanh(x/2) + ½``: the same function to rounding.
+the NumPy and CuPy backends do: states and saved gates written into time-major buffers,
+gradients into the chunk's column buffers. When autograd records, every hook below hands the
+work to the reference, unchanged.
 
 CPU tensors, steps up to config A's size (:meth:`xrnn.backends.jit.JitOps.lends_to_torch`): the
 input side, the loops and the backward chunks run the NumPy backend's compiled code (its
 lockstep loops included, :mod:`xrnn.backends.lockstep`) on the tensors' own memory —
 ``Tensor.numpy()`` is a view, no copy — so they run at NumPy's speed; torch's per-op dispatch
-costs microseconds a step. The torch kernels below serve every other call and device.
+costs microseconds a step. Larger steps on CPU tensors keep torch's own GEMMs (and threads),
+with the step kernels compiled from the cell's math between them (:func:`_bridge`: one pass
+over memory a step where torch's ops make one per operation). Other devices, and the steps of
+a call with lengths, run the cell's own math with torch's ops.
 """
 
 from __future__ import annotations
@@ -179,7 +177,7 @@ class TorchOps(Ops):
     def scratch(self, a: Any) -> Any:
         return a if _recording(a) else a.clone()
 
-    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: bool) -> Any:
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: int) -> Any:
         if _recording(like):
             return super().gradient_columns(rows, k, m, like, split)
         return BufferColumns(self.xp, rows, k, m, like, split)
@@ -189,7 +187,7 @@ class TorchOps(Ops):
     # into the buffers, which autograd records.
 
     def forward_step(self, cell: Any, W: Any, gx: Any, state: tuple, slot: Any) -> tuple:
-        if slot is None or _recording(W.Wa, W.bh, W.V, gx, *state):
+        if slot is None or _recording(W.Wa, W.V, gx, *state):
             ra = torch.matmul(W.Wa, state[0])
             return cell.forward_pointwise(self.xp, gx, ra, state, W)
         return super().forward_step(cell, W, gx, state, slot)
@@ -202,20 +200,16 @@ class TorchOps(Ops):
         return super().backward_step(cell, saved, prev, new, up, slot, W)
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
-        """Every forward step with each step's views taken at once (``unbind``): slicing a
-        tensor costs about a microsecond in Python, ten slices per step, where the GRU's whole
-        step on config A takes 150."""
-        loop = _LOOPS.get(cell.name)
+        """Every forward step at once, on the compiled NumPy backend (whole, or its step
+        kernels between torch's GEMMs: :func:`_bridge`) where it takes them; else False (the
+        engine steps with the cell's own math)."""
         # buffers only where GX and the initial states record nothing (forward_store)
-        if not isinstance(store, BufferStore) or _recording(W.Wa, W.bh, W.V):
+        if not isinstance(store, BufferStore) or _recording(W.Wa, W.V):
             return False
         twin = _twin()
         if twin is not None and twin.forward_loop(
             cell, _weights(W), _numpy(GX), store.viewed(_numpy)
         ):
-            return True
-        if loop is not None:
-            loop(W, GX, store)
             return True
         kernels = _bridge(cell, GX)
         if kernels is None:
@@ -226,34 +220,16 @@ class TorchOps(Ops):
     def backward_steps(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
     ) -> tuple | None:
-        """A chunk's backward steps in a lean loop: the step's views taken once per chunk
-        (``unbind``), per step one ``add(out=)``, the cell's kernel into the chunk's columns
-        and one ``mm(out=)`` for ``Waᵀ dra`` (plus, for the GRU, its direct part)."""
-        kernel = self.kernel(cell, "backward")
-        states = [s[start : start + int(dA.shape[0]) + 1] for s in trace.states]
-        S = trace.saved
-        if not isinstance(store, BufferColumns) or _recording(W.Wa, dA, *g, *states, S):
+        """A chunk's backward steps in a lean loop of the compiled step kernels between
+        torch's GEMMs (:func:`_bridge`) where they run; else None (the engine steps)."""
+        if not isinstance(store, BufferColumns) or _recording(
+            W.Wa, dA, *g, *trace.states, trace.saved
+        ):
             return None
-        if kernel is None:
-            kernels = _bridge(cell, dA)
-            if kernels is None:
-                return None
-            return _bridged_backward_steps(kernels, cell, W, trace, dA, start, g, store)
-        steps = [s.unbind(0) for s in states]  # step t of the chunk is start + t
-        saved = (None,) * int(dA.shape[0]) if S is None else S[start:].unbind(0)
-        WaT, g0, rest = W.Wa.T, g[0], g[1:]
-        up = torch.empty_like(g0)
-        for j in reversed(range(int(dA.shape[0]))):
-            torch.add(g0, dA[j], out=up)
-            prev = tuple(s[j] for s in steps)
-            new = tuple(s[j + 1] for s in steps)
-            dgx, dra, direct = kernel(self, cell, saved[j], prev, new, (up, *rest), store.slot(j))
-            store.put(j, dgx, dra)
-            torch.mm(WaT, dra, out=g0)
-            if direct[0] is not None:  # the direct part (GRU: da∗Γz, written over `up`),
-                g0.add_(direct[0])  # added as the engine adds it: the same bits as stepping
-            rest = direct[1:]
-        return (g0, *rest)
+        kernels = _bridge(cell, dA)
+        if kernels is None:
+            return None
+        return _bridged_backward_steps(kernels, cell, W, trace, dA, start, g, store)
 
     def backward_chunk(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
@@ -332,89 +308,18 @@ def _bridged_backward_steps(
     V = () if W.V is None else (_numpy(W.V),)
     up = torch.empty_like(g0)
     carried = [_numpy(d) for d in (up, *g[1:])]
-    dp, columns, WaT = _numpy(store.gx_buffer), store.gx_buffer[:rows], W.Wa.T
+    # the recurrent side's gradient in its own buffer where a gate takes its sides apart:
+    # Waᵀ multiplies that one
+    buffers = (store.gx_buffer, store.ra_buffer) if cell.split_recurrent else (store.gx_buffer,)
+    D, columns, WaT = [_numpy(b) for b in buffers], buffers[-1][:rows], W.Wa.T
     for j in reversed(range(int(dA.shape[0]))):
         t = start + j
         torch.add(g0, dA[j], out=up)
         kernels.backward_step(
             *carried, *(() if S is None else (S[t],)), *V, *(s[t] for s in states),
-            *(s[t + 1] for s in states), dp, j * m,
+            *(s[t + 1] for s in states), *D, j * m,
         )  # fmt: skip
         torch.mm(WaT, columns[:, j * m : (j + 1) * m], out=g0)
         if kernels.direct_hidden:  # the direct part of da⟨t-1⟩, written over `up`
             g0.add_(up)
     return (g0, *g[1:])
-
-
-def _blocks(a: Any, n_a: int, k: int) -> list[Any]:
-    return [a[i * n_a : (i + 1) * n_a] for i in range(k)]
-
-
-# --- GRU ---------------------------------------------------------------------------------------
-
-
-def _gru_step(Wrz, Wn, bh, gx_rz, gx_n, a_prev, rz, r, z, n, hn, h):
-    """One step into views: ``rz`` = [Γr; Γz], ``r``, ``z``, ``n`` = ñ, ``hn`` the saved
-    blocks; ``gx_rz``, ``gx_n`` the input side's blocks."""
-    torch.addmm(gx_rz, Wrz, a_prev, out=rz)
-    rz.sigmoid_()
-    torch.addmm(bh, Wn, a_prev, out=hn)
-    torch.addcmul(gx_n, r, hn, out=n)
-    n.tanh_()
-    torch.lerp(n, a_prev, z, out=h)  # ñ + Γz ∗ (a⟨t-1⟩ − ñ), one op for three
-
-
-@TorchOps.register("gru", "forward")
-def _gru_forward(ops, cell, W, gx, state, slot):
-    n_a = int(state[0].shape[0])
-    S = slot.saved  # [Γr; Γz; ñ; hn]
-    h = slot.states[0]
-    Wrz, Wn = W.Wa[: 2 * n_a], W.Wa[2 * n_a :]
-    _gru_step(Wrz, Wn, W.bh, gx[: 2 * n_a], gx[2 * n_a :], state[0], S[: 2 * n_a],
-              *_blocks(S, n_a, 4), h)  # fmt: skip
-    return (h,), S
-
-
-@TorchOps.register("gru", "backward")
-def _gru_backward(ops, cell, saved, prev, new, up, slot):
-    n_a = int(prev[0].shape[0])
-    r, z, n, hn = _blocks(saved, n_a, 4)
-    dgx, dra = slot
-    dr, dz, dn = _blocks(dgx, n_a, 3)
-    da = up[0]  # the engine's temporary: its direct part da∗Γz overwrites it
-    one = torch.ones((), dtype=da.dtype, device=da.device)
-    # dñ = da ∗ (1 − ñ²) ∗ (1 − Γz), the last factor as dñ − dñ∗Γz
-    torch.addcmul(one, n, n, value=-1, out=dn)
-    dn.mul_(da)
-    dn.addcmul_(dn, z, value=-1)
-    # dΓz = da ∗ (a⟨t-1⟩ − ñ) ∗ (Γz − Γz²)
-    torch.sub(prev[0], n, out=dz)
-    dz.mul_(da).mul_(torch.addcmul(z, z, z, value=-1))
-    # dΓr = dñ ∗ hn ∗ (Γr − Γr²)
-    torch.mul(dn, hn, out=dr)
-    dr.mul_(torch.addcmul(r, r, r, value=-1))
-    dra[: 2 * n_a].copy_(dgx[: 2 * n_a])
-    torch.mul(dn, r, out=dra[2 * n_a :])
-    da.mul_(z)
-    return dgx, dra, (da,)
-
-
-# --- whole forward loops: (W, GX, store) -> None ----------------------------------------------
-
-
-def _steps(a: Any, n_a: int, block: int, count: int = 1) -> tuple:
-    """Each step's rows ``block·n_a`` up to ``(block + count)·n_a`` of ``a`` (T, rows, m)."""
-    return a[:, block * n_a : (block + count) * n_a].unbind(0)
-
-
-def _gru_loop(W, GX, store):
-    S, H = store.saved, store.states[0].unbind(0)
-    n_a = int(store.states[0].shape[1])
-    Wrz, Wn = W.Wa[: 2 * n_a], W.Wa[2 * n_a :]
-    views = zip(_steps(GX, n_a, 0, 2), _steps(GX, n_a, 2), _steps(S, n_a, 0, 2), *(
-        _steps(S, n_a, k) for k in range(4)), strict=True)  # fmt: skip
-    for t, (gx_rz, gx_n, rz, r, z, n, hn) in enumerate(views):
-        _gru_step(Wrz, Wn, W.bh, gx_rz, gx_n, H[t], rz, r, z, n, hn, H[t + 1])
-
-
-_LOOPS = {"gru": _gru_loop}

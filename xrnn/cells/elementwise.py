@@ -109,8 +109,13 @@ class ElementwiseCell(GatedCell):
         One gate block each: ``W (n_a, n_a + n_x)`` acting on ``[a⟨t-1⟩; x⟨t⟩]`` and
         ``b (n_a, 1)``; their pre-activations reach :meth:`forward` in this order.
     vectors : tuple of str
-        Per-unit parameters of shape ``(n_a, 1)`` used elementwise (peephole weights),
-        initialised to zero.
+        Per-unit parameters of shape ``(n_a, 1)`` used elementwise (peephole weights, a
+        recurrent-side bias), initialised to zero.
+    apart : tuple of str
+        Weight keys of gates whose input side ``Wˣ x⟨t⟩ + b`` and recurrent side
+        ``Wᵃ a⟨t-1⟩`` reach :meth:`forward` as two values, in that order, where the others
+        reach it summed (the GRU's candidate, whose recurrent side the reset gate scales);
+        :meth:`backward` returns a gradient for each of the two.
     states : tuple of str
         State components, the hidden state first: ``("a",)``, ``("a", "c")``, or more (each
         ``(n_a, m)``; ``xrnn.forward`` takes ``<state>0=`` for each after the first).
@@ -133,6 +138,7 @@ class ElementwiseCell(GatedCell):
     """
 
     vectors: tuple[str, ...] = ()
+    apart: tuple[str, ...] = ()
     saves: tuple[str, ...] = ()
     bias_init: ClassVar[dict[str, float]] = {}
     torch_gates: tuple[tuple[str, str], ...] | None = None  # type: ignore[assignment]
@@ -156,9 +162,23 @@ class ElementwiseCell(GatedCell):
         if "keys" not in cls._given:
             cls.keys = tuple(k for gate in cls.gates for k in gate) + tuple(cls.vectors)
         cls.blocks = len(cls.gates)
+        weights = [w for w, _ in cls.gates]
+        unknown = [w for w in cls.apart if w not in weights]
+        if unknown:
+            raise TypeError(f"{cls.__name__}.apart names no gate's weight: {unknown}")
+        # each pre-activation the math takes: (gate block, "both" | "input" | "recurrent")
+        cls.pre_activations = tuple(
+            side
+            for q, w in enumerate(weights)
+            for side in (((q, "input"), (q, "recurrent")) if w in cls.apart else ((q, "both"),))
+        )
+        cls.split_recurrent = bool(cls.apart)
         cls.derived = cls.backward is None
         if cls.derived:
-            pre_activations = tuple(f"z_{w}" for w, _ in cls.gates)
+            pre_activations = tuple(
+                f"z_{weights[q]}" + {"both": "", "input": "_x", "recurrent": "_a"}[side]
+                for q, side in cls.pre_activations
+            )
             if cls.saves and cls.saves != pre_activations:
                 raise TypeError(
                     f"{cls.__name__} saves {cls.saves} but has no backward: a derived backward "
@@ -223,8 +243,18 @@ class ElementwiseCell(GatedCell):
 
     def forward_pointwise(self, xp, gx, ra, state, W):
         n_a = int(state[0].shape[0])
-        p = gx + ra
-        z = [p[k * n_a : (k + 1) * n_a, :] for k in range(self.blocks)]
+        if self.apart:
+            sides = {"input": gx, "recurrent": ra}
+            z = [
+                gx[q * n_a : (q + 1) * n_a, :] + ra[q * n_a : (q + 1) * n_a, :]
+                if side == "both"
+                else sides[side][q * n_a : (q + 1) * n_a, :]
+                for q, side in self.pre_activations
+            ]
+            p = xp.concat(z, axis=0) if self.derived else None
+        else:
+            p = gx + ra
+            z = [p[k * n_a : (k + 1) * n_a, :] for k in range(self.blocks)]
         new, saved = type(self).forward(ArrayMath(xp), *z, *self._vectors(W, n_a), *state)
         if self.derived:  # what the forward saves is not needed: the backward recomputes
             if len(new) != len(self.states):
@@ -254,18 +284,32 @@ class ElementwiseCell(GatedCell):
         def full(d: Any) -> Any:  # a gradient the math left out (None) or made constant
             return zeros if d is None else zeros + d if isinstance(d, int | float) else d
 
-        dgx = xp.concat([full(d) for d in (*dz, *dv)], axis=0)
+        gates: list[Any] = [None] * self.blocks  # the input side's gradient by gate block
+        recurrent: list[Any] = [None] * self.blocks
+        for (q, side), d in zip(self.pre_activations, dz, strict=True):
+            if side != "recurrent":
+                gates[q] = full(d)
+            if side != "input":
+                recurrent[q] = gates[q] if side == "both" else full(d)
+        dgx = xp.concat([*gates, *(full(d) for d in dv)], axis=0)
+        dra = xp.concat(recurrent, axis=0) if self.apart else dgx
         first = dprev[0] if dprev[0] is None else full(dprev[0])
-        return dgx, dgx, (first, *(full(d) for d in dprev[1:]))
+        return dgx, dra, (first, *(full(d) for d in dprev[1:]))
 
     # --- the traced programs (the compiled paths' source) -----------------------------------
 
     @cached_property
     def signature(self) -> dict[str, tuple[str, ...]]:
         """The input names of the traced forward and backward programs, in argument order:
-        ``z<k>`` gate pre-activations, ``v<i>`` vectors, ``p<s>``/``n<s>`` previous and new
-        state components, ``s<i>`` saved values, ``u<s>`` upstream gradients."""
-        k, v, s, n = self.blocks, len(self.vectors), self.saved_blocks, len(self.states)
+        ``z<k>`` pre-activations (:attr:`pre_activations`), ``v<i>`` vectors,
+        ``p<s>``/``n<s>`` previous and new state components, ``s<i>`` saved values, ``u<s>``
+        upstream gradients."""
+        k, v, s, n = (
+            len(self.pre_activations),
+            len(self.vectors),
+            self.saved_blocks,
+            len(self.states),
+        )
         z = tuple(f"z{i}" for i in range(k))
         vec = tuple(f"v{i}" for i in range(v))
         prev = tuple(f"p{i}" for i in range(n))
@@ -279,7 +323,7 @@ class ElementwiseCell(GatedCell):
         """The forward and backward math traced (:mod:`xrnn.cells.trace`): the forward's
         outputs are ``(new states, saved values)``, the backward's ``(dz, dv, dprev)``; a
         derived backward comes from the forward by :func:`~xrnn.cells.trace.derive`."""
-        n, k, v = len(self.states), self.blocks, len(self.vectors)
+        n, k, v = len(self.states), len(self.pre_activations), len(self.vectors)
         fwd_names, bwd_names = self.signature["forward"], self.signature["backward"]
         what = f"the {self.name!r} cell's forward"
         expected = None if self.derived else self.saved_blocks

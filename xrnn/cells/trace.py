@@ -248,18 +248,21 @@ class Program:
     def python(
         self,
         names: dict[str, str],
-        results: Sequence[Sequence[str | None]],
+        results: Sequence[Sequence[str | Sequence[str] | None]],
         const: Callable[[float], str],
     ) -> list:
         """Lines of straight-line Python for the compiled kernels: each input read from the
         expression ``names[input]``, output ``k`` of group ``g`` assigned to the target
-        ``results[g][k]`` (None: not wanted; a None output assigns zero), each constant
+        ``results[g][k]`` (None: not wanted; a tuple: each of its targets; a None output
+        assigns zero), each constant
         written as ``const(value)`` (a name of the kernel's float type), and the math
         namespace as the functions ``sigmoid``, ``tanh``, ``exp``, ``log``, ``sqrt``,
         ``abs``, ``maximum``, ``minimum``."""
         return _code(self, names, results, _PY, const, "{0} = {1}")
 
-    def c(self, names: dict[str, str], results: Sequence[Sequence[str | None]]) -> list:
+    def c(
+        self, names: dict[str, str], results: Sequence[Sequence[str | Sequence[str] | None]]
+    ) -> list:
         """Lines of C for a CUDA elementwise kernel body (type ``T``; see :meth:`python`)."""
         return _code(self, names, results, _C, lambda v: f"(T){v!r}", "{0} = {1};", "T ")
 
@@ -267,7 +270,7 @@ class Program:
 def _code(
     program: Program,
     names: dict[str, str],
-    results: Sequence[Sequence[str | None]],
+    results: Sequence[Sequence[str | Sequence[str] | None]],
     table: dict[str, str],
     const: Callable[[float], str],
     assign: str,
@@ -294,10 +297,11 @@ def _code(
         for node, target in zip(group, wanted, strict=True):
             if target is None:
                 continue
+            targets = (target,) if isinstance(target, str) else tuple(target)
             if node is None or node.op in ("input", "const") or node.op in COMPARISONS:
-                last.append((node, target))
+                last += [(node, t) for t in targets]
             else:
-                stores.setdefault(node.index, []).append(target)
+                stores.setdefault(node.index, []).extend(targets)
     expr: dict[int, str] = {}
     lines = []
     for node in program.nodes:
