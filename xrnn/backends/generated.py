@@ -127,7 +127,13 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "    n, m = N0.shape",
         "    size = n * m",
         "    gx, r = GX.reshape(GX.size), R.reshape(R.size)",
-        *(f"    {a}f = {a}.reshape(size)" for a in P + N),
+        # the previous states the math reads (an unused one costs a reshape a step)
+        *(
+            f"    {p}f = {p}.reshape(size)"
+            for p, x in zip(P, f_sig[kz + v :], strict=True)
+            if x in forward.used
+        ),
+        *(f"    {a}f = {a}.reshape(size)" for a in N),
         *(["    Sf = S.reshape(S.size)"] if S else []),
         *(f"    o{q} = np.uintp({q} * size)" for q in range(max(k, s))),
         *(f"    ro{q} = np.uintp({q} * (hi - lo) * m)" for q in range(k)),

@@ -39,7 +39,7 @@ from numba import types
 from numba.extending import overload
 
 import xrnn.tuning as tuning
-from xrnn.backends import cblas, lockstep
+from xrnn.backends import cblas, generated, lockstep
 from xrnn.backends.numpy import NumpyOps
 from xrnn.layout import input_side, time_major
 from xrnn.ops import BufferColumns, chunk_gradients, vector_rows
@@ -276,9 +276,7 @@ class JitOps(NumpyOps):
         return _generated(cell, dtype)
 
     def saved_in_gx(self, cell: Any) -> bool:
-        from xrnn.backends.generated import saves_in_gx
-
-        return _traced(cell) and saves_in_gx(cell)
+        return _traced(cell) and generated.saves_in_gx(cell)
 
     def backward_step(
         self, cell: Any, saved: Any, prev: tuple, new: tuple, up: tuple, slot: Any, W: Any = None
@@ -395,17 +393,23 @@ class JitOps(NumpyOps):
 # --- cells with traced elementwise math (xrnn.backends.generated) --------------------------------
 
 
+_TRACED: dict[type, bool] = {}
+
+
 def _traced(cell: Any) -> bool:
-    """Whether ``cell`` has traced elementwise math to generate kernels from."""
-    return hasattr(type(cell), "programs")
+    """Whether ``cell`` has traced elementwise math to generate kernels from (asked a few
+    times a call: the answer kept per cell class)."""
+    kind = type(cell)
+    found = _TRACED.get(kind)
+    if found is None:
+        found = _TRACED[kind] = hasattr(kind, "programs")
+    return found
 
 
 def _generated(cell: Any, dtype: Any) -> Any:
     """The generated kernels of ``cell`` for ``dtype``, or None (a cell without traced math)."""
     if not _traced(cell):
         return None
-    from xrnn.backends import generated
-
     return generated.compiled(cell, dtype)
 
 
