@@ -8,9 +8,11 @@ template per kernel around those programs and compiles it with numba, per cell a
   give each gate's pre-activation; the new state components ``N`` and saved values ``S``
   are written, element by element (the saved values over ``GX`` itself, and no ``S``, where
   they fit: :func:`saves_in_gx`);
-- ``backward_step(U…, [S], [V], P…, N…, DP, j0)``: from the upstream gradients ``U`` (each
-  overwritten by the direct gradient of its previous state component), the gate and vector
-  rows of the chunk's gradient buffer ``DP`` at columns ``j0 + j``;
+- ``backward_step(U…, [S], [V], P…, N…, DP, [DR], j0)``: from the upstream gradients ``U``
+  (each overwritten by the direct gradient of its previous state component), the gate and
+  vector rows of the chunk's gradient buffer ``DP`` at columns ``j0 + j`` — and, for a cell
+  with a gate whose two sides reach the math apart (``cell.apart``), every gate's recurrent
+  side's gradient in ``DR``, the buffer the GEMMs ``Waᵀ dra`` and ``dWa`` read;
 - ``forward_loop(WaT, GX, [V], H…, [S], R)`` and ``backward_loop``: every forward step of a
   call, and every backward step of a chunk, in one compiled call for small steps (the
   hand-written GEMM of :func:`xrnn.backends.jit.small_gemm`);
@@ -187,8 +189,8 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         into = {"input": "DP", "recurrent": "DR"}
         if side != "both":
             return f"{into[side]}[{q} * n + i, c0 + np.uintp(j)]"
-        both = tuple(f"{b}[{q} * n + i, c0 + np.uintp(j)]" for b in ("DP", "DR"))
-        return both if split else both[0]
+        gx, ra = (f"{b}[{q} * n + i, c0 + np.uintp(j)]" for b in ("DP", "DR"))
+        return (gx, ra) if split else gx
 
     results = (
         [gradient(q, side) for q, side in cell.pre_activations],

@@ -145,6 +145,9 @@ class ElementwiseCell(GatedCell):
     output_keys = ("Wy", "by")
     functions: ClassVar[str | None] = None
     _given: ClassVar[frozenset[str]] = frozenset()  # the attributes a class set itself
+    # each pre-activation the math takes, (gate block, "both" | "input" | "recurrent"): set
+    # from gates and apart
+    pre_activations: ClassVar[tuple[tuple[int, str], ...]] = ()
     # the pointwise functions (see the module notes)
     forward: ClassVar[Callable[..., tuple]]
     backward: ClassVar[Callable[..., tuple] | None] = None
@@ -157,7 +160,7 @@ class ElementwiseCell(GatedCell):
         if not isinstance(getattr(cls, "name", None), str):
             raise TypeError(f"{cls.__name__} must set name, the cell's registry key")
         # keys and cache_layout follow from the rest unless the class or a base sets them
-        given = getattr(cls, "_given", frozenset())
+        given: frozenset[str] = getattr(cls, "_given", frozenset())
         cls._given = given | {a for a in ("keys", "cache_layout") if a in cls.__dict__}
         if "keys" not in cls._given:
             cls.keys = tuple(k for gate in cls.gates for k in gate) + tuple(cls.vectors)
@@ -301,9 +304,9 @@ class ElementwiseCell(GatedCell):
     @cached_property
     def signature(self) -> dict[str, tuple[str, ...]]:
         """The input names of the traced forward and backward programs, in argument order:
-        ``z<k>`` pre-activations (:attr:`pre_activations`), ``v<i>`` vectors,
-        ``p<s>``/``n<s>`` previous and new state components, ``s<i>`` saved values, ``u<s>``
-        upstream gradients."""
+        ``z<k>`` pre-activations (``pre_activations``: one per gate, two for a gate in
+        ``apart``), ``v<i>`` vectors, ``p<s>``/``n<s>`` previous and new state components,
+        ``s<i>`` saved values, ``u<s>`` upstream gradients."""
         k, v, s, n = (
             len(self.pre_activations),
             len(self.vectors),
