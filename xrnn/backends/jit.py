@@ -568,8 +568,7 @@ def _step_gemm(Wa: Any, m: int) -> Any:
     return cblas.step_gemm(Wa.dtype, 2.0 * int(Wa.shape[0]) * int(Wa.shape[1]) * m)
 
 
-def _recurrent(Wa: Any, a: Any, out: Any = None) -> Any:
-    """One step's recurrent GEMM ``Wa @ a`` (into ``out`` where given)."""
-    if out is None:
-        out = np.empty((int(Wa.shape[0]), int(a.shape[1])), dtype=Wa.dtype)
+def _recurrent(Wa: Any, a: Any) -> Any:
+    """One step's recurrent GEMM ``Wa @ a``, into a fresh array."""
+    out = np.empty((int(Wa.shape[0]), int(a.shape[1])), dtype=Wa.dtype)
     return cblas.matmul_into(_step_gemm(Wa, int(a.shape[1])), Wa, a, out)

@@ -163,10 +163,8 @@ class TorchOps(Ops):
     def saved_in_gx(self, cell: Any) -> bool:
         # the compiled loops fill the store, or the compiled step kernels between torch's GEMMs
         # (_bridge): theirs is the layout (a step of the reference's copies its saved values in)
-        twin = _twin()
-        if twin is None and super().kernel(cell, "forward") is None:
-            twin = _compiled()
-        return super().saved_in_gx(cell) if twin is None else twin.saved_in_gx(cell)
+        compiled = _compiled()
+        return super().saved_in_gx(cell) if compiled is None else compiled.saved_in_gx(cell)
 
     def add_bias(self, G: Any, b: Any) -> Any:
         return G + b if _recording(G, b) else G.add_(b)
