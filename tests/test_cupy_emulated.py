@@ -86,8 +86,8 @@ def _step_mismatches(ops, cell_name: str, dtype: str, seed: int = 0) -> list[str
     dgx_ref, dra_ref, direct_ref = cell.backward_pointwise(
         xp, saved_ref, state, new_ref, tuple(u.copy() for u in up), W
     )
-    split = cell.blocks * n_a if cell.split_recurrent else 0
-    columns = ops.gradient_columns(cell.gradient_rows(n_a), 3, m, state[0], split)
+    rows = (cell.gradient_rows(n_a), 3, m, state[0], cell.recurrent_rows(n_a))
+    columns = ops.gradient_columns(*rows)
     columns.gx[...] = np.nan
     if columns.ra is not None:
         columns.ra[...] = np.nan

@@ -157,8 +157,7 @@ def test_step_kernels_match_the_cells_own_math(cell, dtype):
         gx = GX.copy()  # an LSTM kernel turns gx[0] into the gates in place (saved_in_gx)
         store = ops.forward_store(c, state, gx)
         new, saved = ops.forward_step(c, W, gx[0], state, store.slot(0))
-        split = c.blocks * n_a if c.split_recurrent else 0
-        cols = ops.gradient_columns(c.gradient_rows(n_a), 3, m, state[0], split)
+        cols = ops.gradient_columns(c.gradient_rows(n_a), 3, m, state[0], c.recurrent_rows(n_a))
         dgx, dra, direct = ops.backward_step(
             c, saved, state, new, tuple(u.copy() for u in up), cols.slot(1), W
         )

@@ -143,6 +143,11 @@ class Cell(ABC):
         """Rows of a backward step's ``dgx``: the gate blocks, then one block per vector."""
         return (self.blocks + len(self.vectors)) * n_a
 
+    def recurrent_rows(self, n_a: int) -> int:
+        """Rows of a backward step's ``dra`` where it is kept apart from ``dgx``
+        (:attr:`split_recurrent`: the gate blocks), else 0."""
+        return self.blocks * n_a if self.split_recurrent else 0
+
     def unstack_vectors(self, dV: Any, n_a: int) -> dict[str, Any]:
         """The vectors' gradients, ``"d" + key``, from their stacked sum ``dV`` (v n_a, 1)."""
         return {"d" + key: dV[i * n_a : (i + 1) * n_a, :] for i, key in enumerate(self.vectors)}

@@ -217,8 +217,7 @@ def backward(
     n_x, m, T = (int(s) for s in xe.shape)
     n_a = int(H.shape[1])
     k = max(1, min(T, tuning.CHUNK_COLUMNS // m))
-    split = cell.blocks * n_a if cell.split_recurrent else 0  # dra's own rows, where it has any
-    store = ops.gradient_columns(cell.gradient_rows(n_a), k, m, H, split)
+    store = ops.gradient_columns(cell.gradient_rows(n_a), k, m, H, cell.recurrent_rows(n_a))
     # g[1:] are the engine's own arrays (dfinal copied where kernels write in place): a step
     # kernel may overwrite them
     zeros = (xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in cell.states)

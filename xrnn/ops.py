@@ -147,14 +147,14 @@ def buffer_store(ops: Any, cell: Any, state0: tuple, GX: Any) -> BufferStore:
 class BufferColumns:
     """A chunk's gradient column blocks in preallocated ``(rows, k·m)`` buffers (``k`` steps
     of ``m`` columns), reused across chunks (in-place backends); ``dra`` gets its own buffer,
-    of ``split`` rows (the gate rows), only where ``split`` is not 0."""
+    of ``recurrent_rows`` rows (the gate rows), only where that is not 0."""
 
-    def __init__(self, xp: Any, rows: int, k: int, m: int, like: Any, split: int) -> None:
+    def __init__(self, xp: Any, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> None:
         kw = {"dtype": like.dtype, "device": _device(like)}
         shape = (rows, _pitch(k * m, xp.finfo(like.dtype).bits // 8))
         # the whole buffers (C-contiguous, padded rows) and their (rows, k·m) views
         self.gx_buffer = xp.empty(shape, **kw)
-        self.ra_buffer = xp.empty((split, shape[1]), **kw) if split else None
+        self.ra_buffer = xp.empty((recurrent_rows, shape[1]), **kw) if recurrent_rows else None
         self.gx = self.gx_buffer[:, : k * m]
         self.ra = None if self.ra_buffer is None else self.ra_buffer[:, : k * m]
         self.m = m
@@ -190,6 +190,11 @@ class BufferColumns:
     def columns(self, K: int) -> tuple[Any, Any]:
         dgx = self.gx[:, : K * self.m]
         return dgx, dgx if self.ra is None else self.ra[:, : K * self.m]
+
+    def buffers(self) -> tuple:
+        """The whole buffers a compiled backward kernel writes: ``dgx``'s, then ``dra``'s where
+        it has its own (the last one is what ``Waᵀ`` multiplies)."""
+        return (self.gx_buffer,) if self.ra_buffer is None else (self.gx_buffer, self.ra_buffer)
 
     def viewed(self, view: Callable[[Any], Any]) -> BufferColumns:
         """These buffers seen through ``view`` (see :meth:`BufferStore.viewed`)."""
@@ -372,9 +377,9 @@ class Ops:
                 terms += [xp.astype(xp.logical_not(ok), dtype) for ok in conditions]
             return float(xp.sum(xp.stack(terms))) == 0
 
-    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: int) -> Any:
-        """Storage for the ``dgx`` (``rows``) and, where ``split`` is not 0, ``dra`` (``split``
-        rows) column blocks of a chunk of ``k`` steps of ``m`` columns each."""
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
+        """Storage for the ``dgx`` (``rows``) and, where ``recurrent_rows`` is not 0, ``dra``
+        (``recurrent_rows`` rows) column blocks of a chunk of ``k`` steps of ``m`` columns each."""
         return ListColumns(self.xp)
 
     # --- steps ----------------------------------------------------------------------------
@@ -483,8 +488,8 @@ class InPlaceOps(Ops):
     def scratch(self, a: Any) -> Any:
         return self.lib.array(a, copy=True)
 
-    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: int) -> Any:
-        return BufferColumns(self.xp, rows, k, m, like, split)
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
+        return BufferColumns(self.xp, rows, k, m, like, recurrent_rows)
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
         for n, o in zip(new, old, strict=True):

@@ -285,8 +285,8 @@ class JitOps(NumpyOps):
             return _generated_backward_step(cell, saved, prev, new, up, slot, W)
         return super().backward_step(cell, saved, prev, new, up, slot, W)
 
-    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: int) -> Any:
-        return JitColumns(self.xp, rows, k, m, like, split)
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
+        return JitColumns(self.xp, rows, k, m, like, recurrent_rows)
 
     def input_side(self, cell: Any, W: Any, x: Any) -> Any:
         """The reference's GEMM (batched over steps; one GEMM for m = 1), then
@@ -507,7 +507,7 @@ def _generated_chunk_lockstep(
     work = _chunk_work(W, trace, dA, g0, store, cell.blocks * n_a)
     Wa, Wx, up, P, A, X, ones, dWa, dWx, db, dX, flags = work
     S = () if trace.saved is None else (trace.saved,)
-    D = _gradient_buffers(cell, store)
+    D = store.buffers()
 
     def args(thread: int, u0: int, u1: int) -> tuple:
         return (
@@ -531,7 +531,7 @@ def _generated_backward_steps(
     if kernels is None or not isinstance(store, BufferColumns):
         return None
     states, S, m = trace.states, trace.saved, int(dA.shape[2])
-    WaT, g0, D = W.Wa.T, g[0], _gradient_buffers(cell, store)
+    WaT, g0, D = W.Wa.T, g[0], store.buffers()
     n_a = int(g0.shape[0])
     rows, V = cell.blocks * n_a, _vectors(W)
     up = np.empty_like(g0)
@@ -551,15 +551,6 @@ def _generated_backward_steps(
         if kernels.direct_hidden:
             g0 += up
     return (g0, *g[1:])
-
-
-def _gradient_buffers(cell: Any, store: Any) -> tuple:
-    """The chunk's gradient buffers the generated backward kernels write: the input side's,
-    and the recurrent side's where a gate takes its two sides apart (the last one is what
-    ``Waᵀ`` multiplies)."""
-    if cell.split_recurrent:
-        return (store.gx_buffer, store.ra_buffer)
-    return (store.gx_buffer,)
 
 
 def _step_gemm(Wa: Any, m: int) -> Any:

@@ -175,10 +175,10 @@ class TorchOps(Ops):
     def scratch(self, a: Any) -> Any:
         return a if _recording(a) else a.clone()
 
-    def gradient_columns(self, rows: int, k: int, m: int, like: Any, split: int) -> Any:
+    def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
         if _recording(like):
-            return super().gradient_columns(rows, k, m, like, split)
-        return BufferColumns(self.xp, rows, k, m, like, split)
+            return super().gradient_columns(rows, k, m, like, recurrent_rows)
+        return BufferColumns(self.xp, rows, k, m, like, recurrent_rows)
 
     # A step whose inputs require a gradient (list storage; or buffers chosen from tensors that
     # did not, e.g. only Wa or da requiring one) runs the reference; its results are copied
@@ -306,9 +306,7 @@ def _bridged_backward_steps(
     V = () if W.V is None else (_numpy(W.V),)
     up = torch.empty_like(g0)
     carried = [_numpy(d) for d in (up, *g[1:])]
-    # the recurrent side's gradient in its own buffer where a gate takes its sides apart:
-    # Waᵀ multiplies that one
-    buffers = (store.gx_buffer, store.ra_buffer) if cell.split_recurrent else (store.gx_buffer,)
+    buffers = store.buffers()  # Waᵀ multiplies the last one (dra's, where it has its own)
     D, columns, WaT = [_numpy(b) for b in buffers], buffers[-1][:rows], W.Wa.T
     for j in reversed(range(int(dA.shape[0]))):
         t = start + j
