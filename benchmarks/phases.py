@@ -3,7 +3,8 @@
 ``python benchmarks/phases.py`` times, for configs A and B in float32 (medians), the pieces of
 ``xrnn.lstm_forward``/``lstm_backward`` on NumPy separately, with the same kernels the public
 functions call, and the per-step recurrent GEMMs alone; then forward+backward time and page
-faults for several BPTT chunk sizes (``xrnn.tuning.CHUNK_COLUMNS``). docs/performance.md quotes it.
+faults for several BPTT chunk sizes (``xrnn.core.tuning.CHUNK_COLUMNS``). docs/performance.md
+quotes it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import time
 import numpy as np
 
 import xrnn
-import xrnn.engine
+import xrnn.core.engine
 from xrnn.backends import resolve
 from xrnn.benchmark import table as bench
-from xrnn.layout import time_major
+from xrnn.core.layout import time_major
 
 
 def median_ms(fn, n=15) -> float:
@@ -38,7 +39,7 @@ def measure(name: str) -> str:
     state0 = (a0, np.zeros_like(a0))
 
     def engine_forward():
-        return xrnn.engine.forward(ctx, cell, W, x, state0)
+        return xrnn.core.engine.forward(ctx, cell, W, x, state0)
 
     trace = engine_forward()
     fwd = median_ms(lambda: xrnn.lstm_forward(x, a0, p))
@@ -47,7 +48,7 @@ def measure(name: str) -> str:
     gemm = median_ms(lambda: W.Wa @ a0, 200) * 1e3
     caches = xrnn.lstm_forward(x, a0, p)[-1]
     bwd = median_ms(lambda: xrnn.lstm_backward(da, caches))
-    engine_bwd = median_ms(lambda: xrnn.engine.backward(ctx, W, trace, da))
+    engine_bwd = median_ms(lambda: xrnn.core.engine.backward(ctx, W, trace, da))
     dp = np.ones((4 * n_a, m), "float32")
     bgemm = median_ms(lambda: W.Wa.T @ dp, 200) * 1e3
     return (
@@ -64,10 +65,10 @@ def chunk_sizes(name: str = "A") -> None:
 
     n_x, n_a, m, T = bench.CONFIGS[name]
     x, a0, p, da = bench.make_inputs("lstm", n_x, n_a, m, T, "float32")
-    default = xrnn.tuning.CHUNK_COLUMNS
+    default = xrnn.core.tuning.CHUNK_COLUMNS
     try:
         for columns in (512, 1024, 2048, 4096):
-            xrnn.tuning.CHUNK_COLUMNS = columns
+            xrnn.core.tuning.CHUNK_COLUMNS = columns
 
             def both():
                 return xrnn.lstm_backward(da, xrnn.lstm_forward(x, a0, p)[-1])
@@ -82,7 +83,7 @@ def chunk_sizes(name: str = "A") -> None:
                 flush=True,
             )
     finally:
-        xrnn.tuning.CHUNK_COLUMNS = default
+        xrnn.core.tuning.CHUNK_COLUMNS = default
 
 
 def main() -> int:

@@ -44,7 +44,7 @@ class Backend:
         return {k: self.asarray(v, dtype) for k, v in host.items()}
 
     def to_numpy(self, a: Any) -> np.ndarray:
-        from xrnn.host import to_numpy
+        from xrnn.core.host import to_numpy
 
         return np.asarray(to_numpy(a))
 

@@ -2,7 +2,7 @@
 forward function and agrees with xrnn's backward, and ``jax.jit`` compiles every forward
 function to the eager result.
 
-The reference engine never writes into an array it created (``xrnn.ops``), so ``jax.grad`` and
+The reference engine never writes into an array it created (``xrnn.core.ops``), so ``jax.grad`` and
 ``torch.autograd`` see an ordinary computation graph; both must equal xrnn's own backward to
 1e-10 in float64.
 """

@@ -8,7 +8,7 @@ from cells import NAMES, backward, cell_forward, forward, random_parameters, spe
 
 import xrnn
 from xrnn.backends import get_ops, jit_enabled
-from xrnn.ops import Ops
+from xrnn.core.ops import Ops
 
 
 def _run_all(xp, cell, rng_seed, dtype="float64", **kw):
@@ -35,7 +35,7 @@ def _run_all(xp, cell, rng_seed, dtype="float64", **kw):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_backend_kernels_match_the_generic_reference(dtype, cell, kw, xp, monkeypatch):
     """NumPy's in-place and CuPy's fused kernels, with their buffer storage, compute what the
-    reference (:class:`xrnn.ops.Ops`: the cell's own pointwise math, list storage) computes,
+    reference (:class:`xrnn.core.ops.Ops`: the cell's own pointwise math, list storage) computes,
     in float64 and in float32 (where every result must stay float32)."""
     _check_against_the_reference(xp, cell, dtype, kw, monkeypatch)
 
@@ -47,17 +47,17 @@ def test_backend_kernels_match_the_generic_reference(dtype, cell, kw, xp, monkey
 def test_torch_kernels_of_their_own_match_the_generic_reference(dtype, cell, kw, xp, monkeypatch):
     """torch's own in-place kernels (CUDA tensors' path) on CPU tensors too, where those
     otherwise run the compiled NumPy kernels on the tensors' memory."""
-    import xrnn.backends.torch as torch_backend
+    from xrnn.backends.torch import bridge
 
-    monkeypatch.setattr(torch_backend, "_compiled", lambda: None)
+    monkeypatch.setattr(bridge, "compiled", lambda: None)
     _check_against_the_reference(xp, cell, dtype, kw, monkeypatch)
 
 
 def _check_against_the_reference(xp, cell, dtype, kw, monkeypatch):
-    import xrnn.engine
+    import xrnn.core.engine
 
     got = _run_all(xp, cell, 7, dtype, **kw)
-    monkeypatch.setattr(xrnn.engine, "get_ops", lambda _: Ops(xp.xp))
+    monkeypatch.setattr(xrnn.core.engine, "get_ops", lambda _: Ops(xp.xp))
     want = _run_all(xp, cell, 7, dtype, **kw)
     assert set(got) == set(want)
     tol = {"float64": (1e-12, 1e-14), "float32": (2e-5, 1e-6)}[dtype]
@@ -76,7 +76,7 @@ def test_every_cell_has_compiled_and_cuda_kernels():
         assert hasattr(type(spec(cell)), "programs"), cell
         assert {f"{cell}_fwd", f"{cell}_bwd"} <= set(all_sources())
         if jit_enabled():
-            from xrnn.backends.jit import JitOps
+            from xrnn.backends.numpy.jit import JitOps
 
             assert JitOps(None).kernel(spec(cell), "forward") is not None
 
@@ -172,11 +172,11 @@ def test_exercise_style_list_caches_are_accepted(cell, xp, rng):
 def test_chunked_backward_equals_one_chunk(cell, chunk, xp, monkeypatch):
     """Chunks of 1 step, of 3 steps with a partial last chunk, or one step short of T: the
     same gradients as one chunk holding every step (with mixed lengths, reversed)."""
-    import xrnn.engine
+    import xrnn.core.engine
 
     kw = {"lengths": [5, 2, 4], "reverse": True}
     whole = _run_all(xp, cell, 4, **kw)
-    monkeypatch.setattr(xrnn.tuning, "CHUNK_COLUMNS", chunk * 3)
+    monkeypatch.setattr(xrnn.core.tuning, "CHUNK_COLUMNS", chunk * 3)
     parts = _run_all(xp, cell, 4, **kw)
     for k in whole:
         np.testing.assert_allclose(parts[k], whole[k], rtol=1e-12, atol=1e-14, err_msg=k)

@@ -227,7 +227,7 @@ def test_generated_float32_kernels_compute_in_float32(cell):
     """The generated step kernels keep float32 math in float32 (constants are float32
     globals): no widening, no double arithmetic in the LLVM IR."""
     pytest.importorskip("numba")
-    from xrnn.backends import generated
+    from xrnn.backends.numpy import generated
 
     cell = spec(cell) if isinstance(cell, str) else cell
     import numba

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 import xrnn
-from xrnn import tuning
 from xrnn.backends import jit_enabled
+from xrnn.core import tuning
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
-# (cell, n_a, m, T) by the path its loops take (xrnn.tuning's thresholds, float32)
+# (cell, n_a, m, T) by the path its loops take (xrnn.core.tuning's thresholds, float32)
 SIZE_CLASSES = {
     "whole compiled loop": ("lstm", 8, 2, 40),
     "private one-thread BLAS": ("gru", 64, 32, 20),
@@ -93,7 +93,7 @@ def test_concurrent_calls_of_every_size_class_round_alike_and_touch_no_thread_po
     assert seen == before, f"NumPy's BLAS thread count seen as {seen}, {before} before"
     assert _blas_threads() == before
     if jit_enabled():
-        from xrnn.backends import lockstep
+        from xrnn.backends.numpy import lockstep
 
         assert len(lockstep.helpers()) <= CALLERS + 1  # (+1: a helper of an earlier test)
 

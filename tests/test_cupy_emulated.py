@@ -12,8 +12,8 @@ from cupy_emulator import COMPILER, emulated_ops
 
 import xrnn
 import xrnn.backends.cupy as cupy_backend
-import xrnn.engine
-from xrnn.ops import Ops
+import xrnn.core.engine
+from xrnn.core.ops import Ops
 
 pytestmark = pytest.mark.skipif(
     COMPILER is None, reason="no C++ compiler (c++, g++ or clang++) to build the kernel bodies"
@@ -151,7 +151,7 @@ def test_a_planted_kernel_bug_is_caught(bug, dtype, build_dir, monkeypatch):
 
 
 def _run_all(ops_for, cell, dtype, **kw):
-    """Every output and gradient of one sequence call, with ``xrnn.engine`` on ``ops_for``."""
+    """Every output and gradient of one sequence call, with ``xrnn.core.engine`` on ``ops_for``."""
     rng = np.random.default_rng(7)
     n_x, n_a, m, T = 3, 4, 3, 5
     p = {k: v.astype(dtype) for k, v in random_parameters(cell, rng, n_x, n_a).items()}
@@ -160,7 +160,7 @@ def _run_all(ops_for, cell, dtype, **kw):
     if "lengths" in kw:
         kw["lengths"] = np.asarray(kw["lengths"])
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(xrnn.engine, "get_ops", lambda _: ops_for)
+        mp.setattr(xrnn.core.engine, "get_ops", lambda _: ops_for)
         states, _, caches = forward(cell, x, state0, p, **kw)
         dfinal = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in spec(cell).states)
         kept = tuple(d.copy() for d in dfinal)
@@ -205,7 +205,7 @@ def test_the_backward_loop_allocates_nothing_per_step(cell, ops, monkeypatch):
     p = random_parameters(cell, rng, n_x, n_a)
     x = rng.normal(size=(n_x, m, T))
     state0 = tuple(np.zeros((n_a, m)) for _ in spec(cell).states)
-    monkeypatch.setattr(xrnn.engine, "get_ops", lambda _: ops)
+    monkeypatch.setattr(xrnn.core.engine, "get_ops", lambda _: ops)
     _, _, caches = forward(cell, x, state0, p)
     made = []
     for name in ("empty", "empty_like", "zeros"):

@@ -2,7 +2,7 @@
 every shape the contract allows: a written backward that saves nothing, a derived one, vectors,
 a direct path to ``a⟨t-1⟩``, one to three state components. NumPy's compiled kernels (the
 small-step loop and the lean BLAS loop) and CuPy's kernels run under the emulation, each
-compared with :class:`xrnn.ops.Ops` (the cell's math on whole arrays), with lengths, reverse
+compared with :class:`xrnn.core.ops.Ops` (the cell's math on whole arrays), with lengths, reverse
 and final-state gradients."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from cupy_emulator import COMPILER, emulated_ops
 
 import xrnn
-import xrnn.engine
-import xrnn.tuning
-from xrnn.ops import Ops
+import xrnn.core.engine
+import xrnn.core.tuning
+from xrnn.core.ops import Ops
 
 
 class Residual(xrnn.ElementwiseCell):
@@ -87,7 +87,7 @@ def run(cell, ops, dtype, m=4, **kw):
     da = rng.normal(size=(n_a, m, T)).astype(dtype)
     with pytest.MonkeyPatch.context() as mp:
         if ops is not None:
-            mp.setattr(xrnn.engine, "get_ops", lambda _: ops)
+            mp.setattr(xrnn.core.engine, "get_ops", lambda _: ops)
         out = xrnn.forward(cell, x, a0, p, **initial, **kw)
         grads = xrnn.backward(da, out[-1], dfinal=dfinal)
     result = {f"out{i}": o for i, o in enumerate((out[0], *out[2:-1]))}
@@ -116,10 +116,10 @@ def _reference():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cell", CELLS, ids=IDS)
 def test_numpy_generated_kernels_equal_the_generic_path(cell, dtype, kw, small, monkeypatch):
-    from xrnn.backends import generated
+    from xrnn.backends.numpy import generated
 
     if not small:  # every step through BLAS and the step kernel
-        monkeypatch.setattr(xrnn.tuning, "SMALL_LOOP_FLOPS", 0)
+        monkeypatch.setattr(xrnn.core.tuning, "SMALL_LOOP_FLOPS", 0)
     for m in (1, 4):
         compare(run(cell, None, dtype, m, **kw), run(cell, _reference(), dtype, m, **kw), dtype)
     assert generated.compiled(cell, np.dtype(dtype)) is not None

@@ -10,7 +10,7 @@ from conftest import assert_close
 from test_generated import CELLS as GENERATED
 
 import xrnn
-import xrnn.tuning
+import xrnn.core.tuning
 from xrnn.backends import jit_enabled
 from xrnn.benchmark import table as bench
 
@@ -21,7 +21,7 @@ KWARGS = [{}, {"lengths": [7, 2, 5, 1]}, {"lengths": [7, 2, 5, 1], "reverse": Tr
 @pytest.mark.parametrize("kw", KWARGS, ids=["plain", "lengths", "reverse"])
 @pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
 def test_outputs_are_the_caching_forwards(xp, cell, kw, monkeypatch):
-    monkeypatch.setattr(xrnn.tuning, "FORWARD_CHUNK_BYTES", 1)  # one step a chunk
+    monkeypatch.setattr(xrnn.core.tuning, "FORWARD_CHUNK_BYTES", 1)  # one step a chunk
     rng = np.random.default_rng(3)
     p = xrnn.initialize(cell, 3, 5, 2, seed=0)
     x = rng.normal(size=(3, 4, 7))
@@ -43,7 +43,7 @@ def test_outputs_are_the_caching_forwards(xp, cell, kw, monkeypatch):
 def test_peak_memory_is_the_outputs_and_a_chunk(lengths):
     """The LSTM (256 → 512, m = 64, T = 50, float32): what it holds beside its arguments is
     its outputs ``a`` and ``c`` (with their initial blocks), the stacked weights, a copy of
-    ``x`` at most and one chunk of work area (``xrnn.tuning.FORWARD_CHUNK_BYTES``, twice for
+    ``x`` at most and one chunk of work area (``xrnn.core.tuning.FORWARD_CHUNK_BYTES``, twice for
     the chunk's temporaries), where the caching forward holds every step's gates too."""
     n_x, n_a, m, T = 256, 512, 64, 50
     p = xrnn.initialize("lstm", n_x, n_a, seed=0, dtype="float32")
@@ -51,7 +51,7 @@ def test_peak_memory_is_the_outputs_and_a_chunk(lengths):
     a0 = np.zeros((n_a, m), np.float32)
     outputs = 2 * (T + 1) * n_a * m * 4
     weights = 4 * n_a * (n_a + n_x + 1) * 4
-    budget = (outputs + weights + x.nbytes + 2 * xrnn.tuning.FORWARD_CHUNK_BYTES) / 1e6
+    budget = (outputs + weights + x.nbytes + 2 * xrnn.core.tuning.FORWARD_CHUNK_BYTES) / 1e6
     if not jit_enabled():  # a step of the cell's math on whole arrays: temporaries per gate
         budget += 5 * 4 * n_a * m * 4 / 1e6
     xrnn.lstm_forward(x, a0, p, lengths=lengths, return_caches=False)  # compiled, warm

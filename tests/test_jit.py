@@ -1,4 +1,4 @@
-"""The compiled NumPy kernels (xrnn/backends/jit.py): activations accurate to the dtype, no
+"""The compiled NumPy kernels (xrnn/backends/numpy/jit.py): activations accurate to the dtype, no
 float64 in float32 code, each step kernel against the pure-NumPy kernels on strided buffers, and
 the XRNN_JIT switch. The kernels-vs-reference and end-to-end suites (test_backends.py,
 test_gradients.py, …) run on them too, and again without them in tests(backend='numpy-nojit')."""
@@ -15,15 +15,15 @@ import pytest
 from cells import NAMES, random_parameters, spec
 
 import xrnn
-from xrnn import tuning
 from xrnn.backends import jit_enabled
+from xrnn.core import tuning
 
 pytestmark = pytest.mark.skipif(not jit_enabled(), reason="compiled kernels off (XRNN_JIT=0)")
 
 
 @pytest.fixture(scope="module")
 def jit():
-    from xrnn.backends import jit
+    from xrnn.backends.numpy import jit
 
     return jit
 
@@ -75,7 +75,7 @@ def test_float64_tanh_and_sigmoid_to_1e15(apply):
     assert apply["sigmoid"](np.array([-1e308, 1e308])).tolist() == [0.0, 1.0]
 
 
-# the kernels generated from each registered cell's elementwise math (xrnn.backends.generated)
+# the kernels generated from each registered cell's elementwise math (xrnn.backends.numpy.generated)
 GENERATED = [
     (name, kernel)
     for name, cell in xrnn.CELLS.items()
@@ -110,7 +110,7 @@ def test_generated_float32_kernels_compute_in_float32(cell, kernel, jit):
     the float32 specialisation neither widens a float (``fpext``) nor computes or calls
     anything in ``double``. (numba's ``reshape`` compares the element count as doubles —
     integers converted, no element is involved — so ``double`` alone may appear.)"""
-    from xrnn.backends import generated
+    from xrnn.backends.numpy import generated
 
     compiled = generated.compiled(xrnn.get_cell(cell), np.float32)
     step = compiled.forward_step if kernel == "forward_units" else compiled.backward_step
@@ -130,7 +130,7 @@ def _numpy_ops():
 def _jit_ops():
     import array_api_compat
 
-    from xrnn.backends.jit import JitOps
+    from xrnn.backends.numpy.jit import JitOps
 
     return JitOps(array_api_compat.array_namespace(np.empty(0)))
 
@@ -204,7 +204,7 @@ def test_the_compiled_forward_loop_equals_stepping(cell, dtype, m, monkeypatch):
     test_backends.py.)"""
     from cells import forward
 
-    from xrnn.backends import jit
+    from xrnn.backends.numpy import jit
 
     rng = np.random.default_rng(5)
     n_x, n_a, T = 4, 6, 7
@@ -265,7 +265,7 @@ def test_the_input_side_equals_the_reference(m, T, dtype):
     ``x``, for m = 1 (one GEMM) and larger batches (a GEMM per step)."""
     import array_api_compat
 
-    from xrnn.ops import Ops
+    from xrnn.core.ops import Ops
 
     xp = array_api_compat.array_namespace(np.empty(0))
     c = spec("lstm")
@@ -284,7 +284,7 @@ def test_the_input_side_equals_the_reference(m, T, dtype):
 
 @pytest.mark.parametrize("itemsize", [4, 8])
 def test_chunk_buffer_rows_span_an_odd_number_of_cache_lines(itemsize):
-    from xrnn.ops import _pitch
+    from xrnn.core.ops import _pitch
 
     for width in (1, 15, 16, 17, 1000, 1024, 2048, 4096):
         pitch = _pitch(width, itemsize)

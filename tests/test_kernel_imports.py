@@ -1,13 +1,11 @@
 """The kernels are written against the array API: no kernel module imports NumPy itself.
 
-Only ``xrnn/backends/numpy.py``, ``xrnn/backends/jit.py``, ``xrnn/backends/lockstep.py``,
-``xrnn/backends/cblas.py`` and ``xrnn/backends/generated.py`` (the NumPy backend, pure and
-compiled, the compiled loops' second thread, their private BLAS, and the kernels generated from
-a cell's elementwise math) and
-``xrnn/host.py`` (host-side seeded draws
-and copies, no kernels) may; the application layers ``xrnn.charlm`` and ``xrnn.exercise`` use
-NumPy for host-side work — random draws and ``.npz`` files; the notebook's ``np.random``
-protocols — by design, and ``xrnn.benchmark`` times NumPy code (the exercise's loops).
+Only the NumPy backend's package ``xrnn/backends/numpy/`` (the backend, pure and compiled, the
+compiled loops' second thread, their private BLAS, and the kernels generated from a cell's
+elementwise math) and ``xrnn/core/host.py`` (host-side seeded draws and copies, no kernels) may; the
+application layers ``xrnn.charlm`` and ``xrnn.exercise`` use NumPy for host-side work — random draws
+and ``.npz`` files; the notebook's ``np.random`` protocols — by design, and ``xrnn.benchmark`` times
+NumPy code (the exercise's loops).
 
 Imports point down the package's layers, and the backends name no cell.
 """
@@ -18,19 +16,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xrnn"
-ALLOWED = {
-    "backends/numpy.py",
-    "backends/jit.py",
-    "backends/lockstep.py",
-    "backends/cblas.py",
-    "backends/generated.py",
-    "host.py",
-    "exercise.py",
-}
+ALLOWED = {"core/host.py", "exercise.py"}
 KERNEL_MODULES = sorted(
     p
     for p in PACKAGE.rglob("*.py")
-    if not {"charlm", "benchmark"} & set(p.parts) and str(p.relative_to(PACKAGE)) not in ALLOWED
+    if not {"charlm", "benchmark"} & set(p.parts)
+    and p.parent != PACKAGE / "backends" / "numpy"
+    and str(p.relative_to(PACKAGE)) not in ALLOWED
 )
 
 
@@ -51,9 +43,9 @@ def test_kernel_module_does_not_import_numpy(path):
 
 def test_the_check_sees_the_kernel_modules():
     names = {str(p.relative_to(PACKAGE)) for p in KERNEL_MODULES}
-    assert {"lstm.py", "rnn.py", "gru.py", "cell.py", "engine.py", "ops.py"} <= names
-    assert "backends/__init__.py" in names
-    assert "numpy" in _imports(PACKAGE / "backends" / "numpy.py")
+    assert {"lstm.py", "cells/lstm.py", "cells/base.py", "core/engine.py", "core/ops.py"} <= names
+    assert {"backends/__init__.py", "backends/torch/__init__.py"} <= names
+    assert "numpy" in _imports(PACKAGE / "backends" / "numpy" / "__init__.py")
 
 
 def _xrnn_imports(path: Path) -> set[str]:
@@ -71,41 +63,49 @@ def _xrnn_imports(path: Path) -> set[str]:
 # top-level package, which lazily imports charlm).
 LAYERS = [
     {
-        "xrnn.activations",
-        "xrnn.backends",
-        "xrnn.host",
-        "xrnn.inputs",
-        "xrnn.layout",
-        "xrnn.ops",
+        "xrnn.core",
+        "xrnn.core.activations",
+        "xrnn.core.host",
+        "xrnn.core.inputs",
+        "xrnn.core.layout",
+        "xrnn.core.ops",  # the backend interface: how steps are run and stored
+        "xrnn.core.tuning",  # every threshold of the loops
+        "xrnn.backends",  # the registry: which backend serves an array
         "xrnn.cells.trace",  # a cell's math traced: no array, no cell
-        "xrnn.tuning",  # the loops' thresholds
         "xrnn.torch",  # which calls run as one PyTorch operator: no torch import, no xrnn
         "xrnn.jax",
     },
-    {"xrnn.threads"},
-    {"xrnn.params"},
-    {"xrnn.cell"},
+    {"xrnn.core.threads"},
+    {"xrnn.core.params"},
+    {"xrnn.cells.base"},  # the cell contract and the registry
     {"xrnn.cells.elementwise"},  # the contract of cells written as elementwise math
+    # one module per cell
+    {
+        "xrnn.cells",
+        "xrnn.cells.rnn",
+        "xrnn.cells.lstm",
+        "xrnn.cells.gru",
+        "xrnn.cells.peephole_lstm",
+    },
     {"xrnn.jax.scan"},  # any cell's loops as lax.scan (the engine's path on JAX arrays)
     # each calls the other (the Dask path runs the engine per chunk; the PyTorch operator runs
     # the engine's forward and backward)
-    {"xrnn.engine", "xrnn.dask", "xrnn.torch.autograd"},
+    {"xrnn.core.engine", "xrnn.dask", "xrnn.torch.autograd"},
     {
-        "xrnn.rnn",
+        "xrnn.rnn",  # the exercise's functions over each built-in cell
         "xrnn.lstm",
         "xrnn.gru",
-        "xrnn.cells.peephole_lstm",
-        "xrnn.cells",
         "xrnn.api",  # the generic functions over any cell
         "xrnn.backends.numpy",
+        "xrnn.backends.numpy.cblas",  # BLAS from compiled code, a private copy: no cell
+        "xrnn.backends.numpy.lockstep",  # the helper threads: no cell
+        "xrnn.backends.numpy.generated",  # kernels generated from a cell's traced math: no cell
         "xrnn.backends.cupy",
         "xrnn.backends.torch",
+        "xrnn.backends.torch.bridge",  # CPU tensors' memory to the compiled NumPy kernels
         "xrnn.backends.jax",
-        "xrnn.backends.cblas",  # BLAS from compiled code, a private copy: no cell
-        "xrnn.backends.lockstep",  # the helper threads: no cell
-        "xrnn.backends.generated",  # kernels generated from a cell's traced math: no cell
     },
-    {"xrnn.backends.jit"},  # compiled kernels over the NumPy backend's storage
+    {"xrnn.backends.numpy.jit"},  # compiled kernels over the NumPy backend's storage
     {"xrnn.layers"},
     {"xrnn.interop", "xrnn.torch.nn"},  # PyTorch modules ↔ layers; torch.nn drop-ins
 ]
@@ -125,9 +125,9 @@ def test_imports_point_down_the_layers(module):
         path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
     for imported in _xrnn_imports(path):
         if module == "xrnn.backends" and imported in {
-            "xrnn.ops",
+            "xrnn.core.ops",
             "xrnn.backends.numpy",
-            "xrnn.backends.jit",
+            "xrnn.backends.numpy.jit",
             "xrnn.backends.torch",
             "xrnn.backends.cupy",
             "xrnn.backends.jax",
@@ -160,7 +160,10 @@ def test_no_import_cycles():
         modules[name] = path
     # (a package's __init__ importing its own submodules is no cycle: Python registers the
     # package before running it, and a submodule that needs it finds it there)
-    graph = {m: {i for i in _module_level_imports(p) if i in modules} for m, p in modules.items()}
+    graph = {
+        m: {i for i in _module_level_imports(p) if i in modules and i != m}
+        for m, p in modules.items()
+    }
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(module: str, path: list[str]) -> None:
@@ -237,7 +240,12 @@ def _cell_names(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "backends").glob("*.py")), ids=lambda p: p.name)
+BACKENDS = PACKAGE / "backends"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(BACKENDS.rglob("*.py")), ids=lambda p: str(p.relative_to(BACKENDS))
+)
 def test_backends_name_no_cell(path):
     found = _cell_names(path)
-    assert not found, f"xrnn/backends/{path.name} names cells: {sorted(found)}"
+    assert not found, f"{path.relative_to(PACKAGE.parent)} names cells: {sorted(found)}"

@@ -1,5 +1,6 @@
-"""The LSTM's loops on two threads in lockstep (xrnn/backends/lockstep.py and its loops in
-xrnn/backends/jit.py) and the private one-thread OpenBLAS they call (xrnn/backends/cblas.py):
+"""The LSTM's loops on two threads in lockstep (xrnn/backends/numpy/lockstep.py and its
+loops in xrnn/backends/numpy/jit.py) and the private one-thread OpenBLAS they call
+(xrnn/backends/numpy/cblas.py):
 BLAS's GEMM called from compiled code, the lockstep forward, backward, input side and whole
 backward chunks against the one-thread path, the XRNN_LOCKSTEP switch, concurrent calls (one
 helper each, bit-identical results), a failing or interrupted half, NumPy's OpenBLAS never
@@ -17,8 +18,8 @@ import numpy as np
 import pytest
 
 import xrnn
-from xrnn import tuning
 from xrnn.backends import jit_enabled
+from xrnn.core import tuning
 
 pytestmark = pytest.mark.skipif(not jit_enabled(), reason="compiled kernels off (XRNN_JIT=0)")
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.skipif(not jit_enabled(), reason="compiled kernels off 
 def _usable() -> tuple[bool, str]:
     if not jit_enabled():
         return False, "compiled kernels off"
-    from xrnn.backends import cblas, lockstep
+    from xrnn.backends.numpy import cblas, lockstep
 
     if cblas.private() is None:
         return False, "no private copy of NumPy's BLAS (not an OpenBLAS with C GEMM entry points)"
@@ -41,7 +42,7 @@ needs_lockstep = pytest.mark.skipif(not USABLE, reason=WHY)
 
 @pytest.fixture
 def lockstep():
-    from xrnn.backends import lockstep
+    from xrnn.backends.numpy import lockstep
 
     return lockstep
 
@@ -73,7 +74,7 @@ def counted(lockstep, monkeypatch):
 def test_gemm_equals_numpy_on_offset_blocks(dtype, ta, tb):
     import numba
 
-    from xrnn.backends import cblas
+    from xrnn.backends.numpy import cblas
 
     @numba.njit
     def call(blas, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
@@ -102,7 +103,7 @@ def test_gemm_equals_numpy_on_offset_blocks(dtype, ta, tb):
 def test_matmul_into_equals_numpy_on_any_layout(dtype):
     """Views BLAS takes (offset blocks, transposes, single rows or columns) go through the
     private GEMM; the others (reversed, overlapping, strided rows) fall back to NumPy's."""
-    from xrnn.backends import cblas
+    from xrnn.backends.numpy import cblas
 
     rng = np.random.default_rng(1)
     big = rng.normal(size=(20, 30)).astype(dtype)
@@ -250,7 +251,7 @@ def test_helpers_are_stopped_and_joined(lockstep):
 def test_numpys_openblas_is_never_touched(counted):
     """The loops' GEMMs run on the private copy, held at one thread; NumPy's OpenBLAS keeps its
     thread count throughout a call, as another thread sees it."""
-    from xrnn.backends import cblas
+    from xrnn.backends.numpy import cblas
 
     before = cblas.numpy_threads()
     seen: set = set()
@@ -322,7 +323,7 @@ def test_torch_cpu_tensors_run_the_compiled_kernels(counted):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, err_msg=k)
 
 
-# --- the generated cells' loops (xrnn.backends.generated) ------------------------------------
+# --- the generated cells' loops (xrnn.backends.numpy.generated) -----------------------------------
 
 
 def _cell_call(cell, n_a, m, T, dtype, seed=0, to=None, **kw):

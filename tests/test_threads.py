@@ -1,4 +1,4 @@
-"""The ``xrnn`` command's BLAS thread policy while it trains (xrnn.threads). It changes the
+"""The ``xrnn`` command's BLAS thread policy while it trains (xrnn.core.threads). It changes the
 whole process, so each check runs in a child process."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from xrnn import threads, tuning
+from xrnn.core import threads, tuning
 
 pytest.importorskip("threadpoolctl")
 
 CHILD = """
 import numpy as np, threadpoolctl
-from xrnn.threads import one_blas_thread_for_training
+from xrnn.core.threads import one_blas_thread_for_training
 did = one_blas_thread_for_training(np, {flops})
 counts = {{i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}}
 print(did, sorted(counts))

@@ -7,11 +7,12 @@ reverse time, a fast batched time loop, and every array-API backend: NumPy, CuPy
 tensors, JAX, array-api-strict. Results keep the input's library, device and dtype.
 """
 
-from xrnn.activations import sigmoid, softmax
 from xrnn.api import backward, cell_backward, cell_forward, forward, initialize
 from xrnn.backends import available_backends
-from xrnn.cell import CELLS, get_cell, register
 from xrnn.cells import ElementwiseCell
+from xrnn.cells.base import CELLS, get_cell, register
+from xrnn.core.activations import sigmoid, softmax
+from xrnn.core.params import to_device
 from xrnn.gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward, initialize_gru
 from xrnn.layers import GRU, LSTM, RNN, RecurrentLayer
 from xrnn.lstm import (
@@ -21,7 +22,6 @@ from xrnn.lstm import (
     lstm_cell_forward,
     lstm_forward,
 )
-from xrnn.params import to_device
 from xrnn.rnn import initialize_rnn, rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
 
 __version__ = "0.1.0"

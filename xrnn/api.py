@@ -1,22 +1,22 @@
 """The generic sequence API: any registered cell (or cell object) by name.
 
 ``xrnn.forward("lstm", ...)`` is ``xrnn.lstm_forward(...)``: both run the same engine body
-(:func:`xrnn.engine.run_forward`) with the same cell spec, and return the same arrays.
+(:func:`xrnn.core.engine.run_forward`) with the same cell spec, and return the same arrays.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from xrnn.cell import Cell, get_cell
-from xrnn.engine import (
+from xrnn.cells.base import Cell, get_cell
+from xrnn.core.engine import (
     recorded_cell,
     run_backward,
     run_cell_backward,
     run_cell_forward,
     run_forward,
 )
-from xrnn.params import initialize as _initialize
+from xrnn.core.params import initialize as _initialize
 
 __all__ = ["backward", "cell_backward", "cell_forward", "forward", "initialize"]
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from xrnn import __version__
-from xrnn.cell import CELLS
+from xrnn.cells.base import CELLS
 from xrnn.charlm.checkpoint import check_writable
 from xrnn.charlm.train import train
 
@@ -260,12 +260,12 @@ class _Progress:
 
 def _one_blas_thread(like: Any, cell: str, hidden: int, batch_size: int) -> None:
     """NumPy's BLAS on one thread for this process while its training steps are small
-    (:mod:`xrnn.threads`: the command owns its process; the library never does this)."""
+    (:mod:`xrnn.core.threads`: the command owns its process; the library never does this)."""
     import array_api_compat
 
-    from xrnn.cell import get_cell
-    from xrnn.threads import one_blas_thread_for_training
-    from xrnn.tuning import step_flops
+    from xrnn.cells.base import get_cell
+    from xrnn.core.threads import one_blas_thread_for_training
+    from xrnn.core.tuning import step_flops
 
     xp = array_api_compat.array_namespace(like)
     one_blas_thread_for_training(xp, step_flops(get_cell(cell), hidden, batch_size))
@@ -394,7 +394,7 @@ def _line(exc: BaseException, limit: int = 500) -> str:
 def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); the exit status.
     ``own_process``: the process is the command's alone (the ``xrnn`` executable and
-    ``python -m xrnn``), so ``xrnn train`` may set its BLAS threads (:mod:`xrnn.threads`);
+    ``python -m xrnn``), so ``xrnn train`` may set its BLAS threads (:mod:`xrnn.core.threads`);
     called from a program, nothing process-wide changes."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

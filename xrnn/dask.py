@@ -30,7 +30,7 @@ from typing import Any
 import array_api_compat
 
 from xrnn.backends import resolve
-from xrnn.cell import Cell
+from xrnn.cells.base import Cell
 
 __all__ = ["DaskCaches", "backward", "forward", "is_dask_call", "shard"]
 
@@ -186,7 +186,7 @@ def _chunk_forward(
     reverse: bool,
     check_finite: bool,
 ) -> tuple:
-    from xrnn.engine import run_forward
+    from xrnn.core.engine import run_forward
 
     return run_forward(
         cell, x, initial, parameters, lengths=lengths, reverse=reverse,
@@ -204,7 +204,7 @@ def forward(
     reverse: bool = False,
     check_finite: bool = True,
 ) -> tuple[tuple, Any, tuple]:
-    """:func:`xrnn.engine.run_forward` for Dask arrays: the same ``(outputs, y, caches)``,
+    """:func:`xrnn.core.engine.run_forward` for Dask arrays: the same ``(outputs, y, caches)``,
     lazy, chunked along ``m`` like ``x``."""
     import dask
 
@@ -258,7 +258,7 @@ def forward(
 def _chunk_backward(
     cell: Cell, da: Any, caches: Any, dfinal: tuple | None, forward_name: str, check_finite: bool
 ) -> dict[str, Any]:
-    from xrnn.engine import run_backward
+    from xrnn.core.engine import run_backward
 
     return run_backward(cell, da, caches, forward_name, dfinal=dfinal, check_finite=check_finite)
 
@@ -280,7 +280,7 @@ def backward(
     dfinal: tuple | None = None,
     check_finite: bool = True,
 ) -> dict[str, Any]:
-    """:func:`xrnn.engine.run_backward` for the caches of a Dask forward call: ``dx`` and the
+    """:func:`xrnn.core.engine.run_backward` for the caches of a Dask forward call: ``dx`` and the
     initial-state gradients chunked like the batch, the parameter gradients summed over the
     chunks; all lazy."""
     import dask

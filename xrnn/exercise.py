@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from xrnn.activations import softmax
-from xrnn.layout import output_layer_backward
-from xrnn.params import positive_int
+from xrnn.core.activations import softmax
+from xrnn.core.layout import output_layer_backward
+from xrnn.core.params import positive_int
 from xrnn.rnn import rnn_backward as _bptt
 from xrnn.rnn import rnn_cell_backward, rnn_cell_forward
 from xrnn.rnn import rnn_forward as _rnn

@@ -1,7 +1,7 @@
 """PyTorch interop: xrnn layers from ``nn.RNN``/``nn.LSTM``/``nn.GRU`` modules, and back.
 
-The weights go through each cell spec's own PyTorch layout (:meth:`xrnn.cell.Cell.from_torch`,
-:meth:`~xrnn.cell.Cell.to_torch`): gate orders mapped, PyTorch's two biases summed where the
+The weights go through each cell spec's own PyTorch layout (:meth:`xrnn.cells.base.Cell.from_torch`,
+:meth:`~xrnn.cells.base.Cell.to_torch`): gate orders mapped, PyTorch's two biases summed where the
 math allows (every gate of the RNN and LSTM, the GRU's r and z gates) and kept apart for the
 GRU's n gate (``bn``, ``bhn``). A layer made by :func:`from_torch` remembers the module's own
 split of each summed bias, so :func:`to_torch` gives back the same state dict exactly as long
@@ -17,9 +17,9 @@ from typing import Any
 
 import array_api_compat.numpy as xnp
 
-from xrnn.host import cast, to_numpy, zeros
+from xrnn.core.host import cast, to_numpy, zeros
+from xrnn.core.params import to_device
 from xrnn.layers import GRU, LSTM, RNN, RecurrentLayer
-from xrnn.params import to_device
 
 __all__ = ["from_torch", "to_torch"]
 

@@ -2,11 +2,11 @@
 
 A layer is the functional engine plus bookkeeping: it holds one parameter dict per layer and
 direction in the functional API's own format (``layer.parameters[l][d]`` is what
-:func:`xrnn.lstm_forward` takes), runs :func:`xrnn.engine.run_forward` for each of them —
+:func:`xrnn.lstm_forward` takes), runs :func:`xrnn.core.engine.run_forward` for each of them —
 the backward direction with ``reverse=True`` —, joins the directions' outputs along the
 feature axis and feeds them (through dropout, between layers) to the next layer, exactly as
 PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU`` do; :meth:`RecurrentLayer.backward` runs
-:func:`xrnn.engine.run_backward` on the caches it kept, top layer first.
+:func:`xrnn.core.engine.run_backward` on the caches it kept, top layer first.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from typing import Any
 import array_api_compat
 
 from xrnn.backends import check_values, get_ops, resolve
-from xrnn.cell import Cell, get_cell
-from xrnn.engine import check_lengths, final_states, run_backward, run_forward
-from xrnn.gru import GRU_CELL
-from xrnn.host import host_generator, is_generator, uniform_sampler
-from xrnn.inputs import sequence_shape, shape_of
-from xrnn.layout import public
-from xrnn.lstm import LSTM_CELL
-from xrnn.params import initialize, positive_int
-from xrnn.rnn import NONLINEARITIES, rnn_cell_of
+from xrnn.cells.base import Cell, get_cell
+from xrnn.cells.gru import GRU_CELL
+from xrnn.cells.lstm import LSTM_CELL
+from xrnn.cells.rnn import NONLINEARITIES
+from xrnn.core.engine import check_lengths, final_states, run_backward, run_forward
+from xrnn.core.host import host_generator, is_generator, uniform_sampler
+from xrnn.core.inputs import sequence_shape, shape_of
+from xrnn.core.layout import public
+from xrnn.core.params import initialize, positive_int
+from xrnn.rnn import rnn_cell_of
 
 __all__ = ["GRU", "LSTM", "RNN", "RecurrentLayer", "dropout_mask", "layer_for"]
 
@@ -70,7 +71,7 @@ class RecurrentLayer:
     Attributes
     ----------
     cell : Cell
-        The cell spec (:mod:`xrnn.cell`).
+        The cell spec (:mod:`xrnn.cells.base`).
     parameters : list of list of dict
         ``parameters[l][d]`` are layer ``l``'s parameters for direction ``d`` (0 forward,
         1 backward) in the functional API's format: layer 0 takes ``n_x`` inputs, later layers

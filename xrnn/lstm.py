@@ -1,20 +1,18 @@
-"""The LSTM: its spec, and the exercise's cell and sequence functions.
+"""The exercise's LSTM functions: cell and sequence, forward and backward, and the initialiser.
 
 With ``z = [a⟨t-1⟩; x⟨t⟩]``: ``Γf = σ(Wf z + bf)``, ``Γu = σ(Wi z + bi)``,
 ``c̃ = tanh(Wc z + bc)``, ``Γo = σ(Wo z + bo)``, ``c⟨t⟩ = Γf∗c⟨t-1⟩ + Γu∗c̃``,
-``a⟨t⟩ = Γo∗tanh(c⟨t⟩)``, optionally ``ŷ⟨t⟩ = softmax(Wy a⟨t⟩ + by)``.
+``a⟨t⟩ = Γo∗tanh(c⟨t⟩)``, optionally ``ŷ⟨t⟩ = softmax(Wy a⟨t⟩ + by)``. The cell itself (its
+math, once) is :mod:`xrnn.cells.lstm`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
-
-from xrnn.cell import register
-from xrnn.cells.elementwise import ElementwiseCell
-from xrnn.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
-from xrnn.params import initialize
+from xrnn.cells.lstm import LSTM_CELL
+from xrnn.core.engine import run_backward, run_cell_backward, run_cell_forward, run_forward
+from xrnn.core.params import initialize
 
 __all__ = [
     "LSTM_CELL",
@@ -24,69 +22,6 @@ __all__ = [
     "lstm_cell_forward",
     "lstm_forward",
 ]
-
-# (weight, bias) per gate in the stacked order: the three sigmoid gates first, then c̃.
-GATES = (("Wf", "bf"), ("Wi", "bi"), ("Wo", "bo"), ("Wc", "bc"))
-# PyTorch stacks (i, f, g, o): our keys in its order.
-TORCH_GATES = (("Wi", "bi"), ("Wf", "bf"), ("Wc", "bc"), ("Wo", "bo"))
-
-
-class LSTMCell(ElementwiseCell):
-    """The spec of the LSTM: four gate blocks ``[Γf; Γu; Γo; c̃]``; saves the activated gates."""
-
-    name = "lstm"
-    functions = "lstm"
-    gates = GATES
-    torch_gates = TORCH_GATES
-    keys = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo")
-    states = ("a", "c")
-    saves = ("ft", "it", "ot", "cct")
-    cache_layout = "(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)"
-
-    @staticmethod
-    def forward(m, zf, zi, zo, zc, a_prev, c_prev):
-        f, i, o = m.sigmoid(zf), m.sigmoid(zi), m.sigmoid(zo)
-        cct = m.tanh(zc)
-        c = f * c_prev + i * cct
-        return (o * m.tanh(c), c), (f, i, o, cct)
-
-    @staticmethod
-    def backward(m, f, i, o, cct, a_prev, c_prev, a, c, da, dc):
-        """The corrected equations (erratum 1): with ``dc = dc⟨t⟩ + da∗Γo∗(1 − tanh²(c⟨t⟩))``
-        (the tanh′ factor multiplies only the ``da`` term),
-        ``dΓo = da∗tanh(c⟨t⟩)∗Γo(1−Γo)``, ``dc̃ = dc∗Γu∗(1−c̃²)``, ``dΓu = dc∗c̃∗Γu(1−Γu)``,
-        ``dΓf = dc∗c⟨t-1⟩∗Γf(1−Γf)``, ``dc⟨t-1⟩ = dc∗Γf``."""
-        tc = m.tanh(c)
-        dct = dc + da * o * (1 - tc * tc)
-        dzf = dct * c_prev * f * (1 - f)
-        dzi = dct * cct * i * (1 - i)
-        dzo = da * tc * o * (1 - o)
-        dzc = dct * i * (1 - cct * cct)
-        return (dzf, dzi, dzo, dzc), (), (None, dct * f)
-
-    def draw(self, uniform, zeros, n_x, n_a):
-        # Biases zero except the forget gate's bf = 1, which keeps the cell's memory open early
-        # in training (Jozefowicz et al., 2015). Draw order fixed: seeds stay reproducible.
-        out = {}
-        for w, b in (("Wf", "bf"), ("Wi", "bi"), ("Wc", "bc"), ("Wo", "bo")):
-            out[w] = uniform((n_a, n_a + n_x))
-            out[b] = zeros((n_a, 1)) + (1.0 if w == "Wf" else 0.0)
-        return out
-
-    def cache_tuple(self, prev, new, saved, xt, parameters):
-        n_a = int(prev[0].shape[0])
-        f, u = saved[:n_a, :], saved[n_a : 2 * n_a, :]
-        o, cct = saved[2 * n_a : 3 * n_a, :], saved[3 * n_a :, :]
-        return (new[0], new[1], prev[0], prev[1], f, u, cct, o, xt, parameters)
-
-    def cache_parts(self, cache):
-        a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters = cache
-        xp = array_api_compat.array_namespace(ft, it, cct, ot)
-        saved = xp.concat([ft, it, ot, cct], axis=0)
-        return (a_prev, c_prev), (a_next, c_next), saved, xt, parameters
-
-
-LSTM_CELL = register(LSTMCell())
 
 
 def initialize_lstm(
@@ -197,7 +132,7 @@ def lstm_forward(
     The four gates' weights are stacked once per call into ``W_a (4n_a, n_a)`` and
     ``W_x (4n_a, n_x)``; the input projection ``W_x x⟨t⟩ + b`` of all steps is one batched GEMM
     before the loop and the output layer one after it, so the loop does only the recurrent GEMM
-    ``W_a a⟨t-1⟩`` and the pointwise gate math (:mod:`xrnn.engine`).
+    ``W_a a⟨t-1⟩`` and the pointwise gate math (:mod:`xrnn.core.engine`).
 
     Examples
     --------
@@ -281,7 +216,7 @@ def lstm_backward(
     Step t receives ``da[:, :, t] + da_prev(t+1)`` and ``dc_prev(t+1)`` — both carried, unlike
     the exercise's solution (erratum 2). The loop does the pointwise gate math of
     :func:`lstm_cell_backward` and one recurrent GEMM ``W_aᵀ dp``; ``dW``, ``db`` and ``dx``
-    are large GEMMs over the stacked ``dp`` of each chunk of steps (:mod:`xrnn.engine`).
+    are large GEMMs over the stacked ``dp`` of each chunk of steps (:mod:`xrnn.core.engine`).
     """
     return run_backward(
         LSTM_CELL, da, caches, "lstm_forward", dfinal=dfinal, check_finite=check_finite

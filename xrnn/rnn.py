@@ -1,4 +1,5 @@
-"""The vanilla RNN: its spec, and the exercise's cell and sequence functions.
+"""The exercise's vanilla-RNN functions: cell and sequence, forward and backward, and the
+initialiser, for the tanh and the ReLU cell (:mod:`xrnn.cells.rnn`).
 
 ``a⟨t⟩ = tanh(Waa a⟨t-1⟩ + Wax x⟨t⟩ + ba)``, optionally ``ŷ⟨t⟩ = softmax(Wya a⟨t⟩ + by)``.
 """
@@ -7,16 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from xrnn.cell import Stacked, register, torch_bias
-from xrnn.cells.elementwise import ElementwiseCell
-from xrnn.engine import (
+from xrnn.cells.rnn import NONLINEARITIES, RNN_CELL, RNN_RELU_CELL, RNNCell
+from xrnn.core.engine import (
     recorded_cell,
     run_backward,
     run_cell_backward,
     run_cell_forward,
     run_forward,
 )
-from xrnn.params import initialize
+from xrnn.core.params import initialize
 
 __all__ = [
     "NONLINEARITIES",
@@ -29,78 +29,6 @@ __all__ = [
     "rnn_cell_of",
     "rnn_forward",
 ]
-
-
-class RNNCell(ElementwiseCell):
-    """The spec of the vanilla (tanh) RNN: one gate block, nothing saved beyond the state; its
-    weight kept as the exercise's two matrices ``Waa``, ``Wax`` rather than one on
-    ``[a⟨t-1⟩; x⟨t⟩]``."""
-
-    name = "rnn"
-    functions = "rnn"
-    gates = torch_gates = (("Waa", "ba"),)  # one block: Waa acts on a⟨t-1⟩, Wax on x⟨t⟩
-    keys = ("Wax", "Waa", "ba")
-    output_keys = ("Wya", "by")
-    cache_layout = "(a_next, a_prev, xt, parameters)"
-
-    @staticmethod
-    def forward(m, z, a_prev):
-        return (m.tanh(z),), ()
-
-    @staticmethod
-    def backward(m, a_prev, a, da):
-        return (da * (1 - a * a),), (), (None,)
-
-    def shapes(self, n_x, n_a):
-        return {
-            "Wax": ((n_a, n_x), f"n_a={n_a}, n_x={n_x}"),
-            "Waa": ((n_a, n_a), f"n_a={n_a}"),
-            "ba": ((n_a, 1), f"n_a={n_a}"),
-        }
-
-    def draw(self, uniform, zeros, n_x, n_a):
-        return {"Wax": uniform((n_a, n_x)), "Waa": uniform((n_a, n_a)), "ba": zeros((n_a, 1))}
-
-    def stack(self, xp, parameters, n_a):
-        return Stacked(parameters["Waa"], parameters["Wax"], parameters["ba"])
-
-    def unstack(self, dWa, dWx, db, dbh, n_a):
-        return {"dWax": dWx, "dWaa": dWa, "dba": db}
-
-    def to_torch(self, xp, parameters, n_a):
-        b = parameters["ba"][:, 0]
-        return {
-            "weight_ih": parameters["Wax"],
-            "weight_hh": parameters["Waa"],
-            "bias_ih": b,
-            "bias_hh": xp.zeros_like(b),
-        }
-
-    def from_torch(self, xp, weight_ih, weight_hh, bias_ih, bias_hh, n_a):
-        b = torch_bias(xp, bias_ih, bias_hh, weight_hh)
-        return {"Wax": weight_ih, "Waa": weight_hh, "ba": xp.reshape(b, (n_a, 1))}
-
-
-class ReluRNNCell(RNNCell):
-    """The ReLU RNN (PyTorch's ``nonlinearity="relu"``): ``a⟨t⟩ = max(0, Waa a⟨t-1⟩ + Wax
-    x⟨t⟩ + ba)``; same keys, shapes and caches as the tanh RNN."""
-
-    name = "rnn_relu"
-
-    @staticmethod
-    def forward(m, z, a_prev):
-        return (m.maximum(z, 0),), ()
-
-    @staticmethod
-    def backward(m, a_prev, a, da):
-        return (m.where(a > 0, da, 0),), (), (None,)  # the subgradient 0 at a = 0, as PyTorch
-
-
-RNN_CELL = RNNCell()
-RNN_RELU_CELL = ReluRNNCell()
-register(RNN_CELL)
-register(RNN_RELU_CELL)
-NONLINEARITIES: dict[str, RNNCell] = {"tanh": RNN_CELL, "relu": RNN_RELU_CELL}
 
 
 def rnn_cell_of(nonlinearity: Any) -> RNNCell:
@@ -229,7 +157,7 @@ def rnn_forward(
     -----
     The input projection ``Wax x⟨t⟩ + ba`` of all steps is one GEMM before the loop and the
     output layer one GEMM after it; the loop does only ``Waa a⟨t-1⟩`` and ``tanh``
-    (:mod:`xrnn.engine`).
+    (:mod:`xrnn.core.engine`).
 
     Examples
     --------
@@ -322,7 +250,7 @@ def rnn_backward(
     -----
     Step t receives ``da[:, :, t] + da_prev(t+1)``. Inside the loop only the pointwise
     ``dz = da ∗ (1 − a⟨t⟩²)`` and the recurrent GEMM ``Waaᵀ dz``; ``dWax``, ``dWaa``, ``dba``
-    and ``dx`` are GEMMs over the stacked ``dz`` of each chunk of steps (:mod:`xrnn.engine`).
+    and ``dx`` are GEMMs over the stacked ``dz`` of each chunk of steps (:mod:`xrnn.core.engine`).
     """
     cell = recorded_cell(caches)
     if cell is None:  # an exercise-style list of step tuples records no nonlinearity

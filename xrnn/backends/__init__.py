@@ -186,7 +186,7 @@ def check_values(
         What the call computed from finite inputs, which must be finite too: where it is
         not (a state or gradient overflowed), ``FloatingPointError``.
 
-    The test itself is the backend's (:meth:`xrnn.ops.Ops.all_finite`: on a GPU one host
+    The test itself is the backend's (:meth:`xrnn.core.ops.Ops.all_finite`: on a GPU one host
     read for all arrays and conditions); only a failure (or a sum of finite values that
     overflowed) pays for the exact per-array and per-condition tests that name the culprit,
     inputs first.
@@ -229,11 +229,11 @@ def get_ops(xp: Any) -> Any:
 
 @cache
 def _ops_for(xp: Any) -> Any:
-    from xrnn.ops import Ops
+    from xrnn.core.ops import Ops
 
     if array_api_compat.is_numpy_namespace(xp):
         if jit_enabled():
-            from xrnn.backends.jit import JitOps
+            from xrnn.backends.numpy.jit import JitOps
 
             return JitOps(xp)
         from xrnn.backends.numpy import NumpyOps
@@ -255,7 +255,7 @@ def _ops_for(xp: Any) -> Any:
 
 
 def jit_enabled() -> bool:
-    """Whether NumPy arrays get the compiled step kernels (:mod:`xrnn.backends.jit`): numba is
+    """Whether NumPy arrays get the compiled step kernels (:mod:`xrnn.backends.numpy.jit`): numba is
     importable and ``XRNN_JIT`` is not ``0`` in the environment (read at the first call with
     NumPy arrays; the pure-NumPy kernels otherwise)."""
     if os.environ.get("XRNN_JIT", "1").strip() == "0":

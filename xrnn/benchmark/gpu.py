@@ -39,7 +39,7 @@ from xrnn.benchmark.table import (
     torch_nn_fns,
     xrnn_fns,
 )
-from xrnn.host import to_numpy
+from xrnn.core.host import to_numpy
 
 Timer = Callable[[Callable[[], Any], int, float], float]  # (fn, min_runs, budget_s) -> seconds
 

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any, ClassVar
 
-from xrnn.activations import sigmoid
-from xrnn.cell import GatedCell
+from xrnn.cells.base import GatedCell
 from xrnn.cells.trace import Program, derive, trace
+from xrnn.core.activations import sigmoid
 
 __all__ = ["MATH", "ArrayMath", "ElementwiseCell"]
 

@@ -15,7 +15,7 @@ Keys as the LSTM's (``Wf, bf, Wi, bi, Wc, bc, Wo, bo``) plus ``pf, pi, po`` of s
 
 from __future__ import annotations
 
-from xrnn.cell import register
+from xrnn.cells.base import register
 from xrnn.cells.elementwise import ElementwiseCell
 
 __all__ = ["PEEPHOLE_LSTM_CELL", "PeepholeLSTMCell"]

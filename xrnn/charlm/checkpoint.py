@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
-from xrnn.cell import CELLS, Cell
+from xrnn.cells.base import CELLS, Cell
 from xrnn.charlm.vocab import Vocabulary, printable
-from xrnn.host import to_numpy
+from xrnn.core.host import to_numpy
 
 if TYPE_CHECKING:
     from xrnn.charlm.model import CharModel
@@ -278,7 +278,7 @@ def _integer(value: Any) -> TypeGuard[int]:
 
 def _build(p: Path, meta: dict[str, Any], checkpoint: _Archive, like: Any) -> CharModel:
     from xrnn.charlm.model import CharModel
-    from xrnn.params import to_device
+    from xrnn.core.params import to_device
 
     version = meta.get("format_version")
     if version not in (1, FORMAT_VERSION) or not _integer(version):

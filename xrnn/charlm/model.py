@@ -17,16 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from xrnn.activations import softmax
 from xrnn.backends import resolve
-from xrnn.cell import Cell, get_cell
+from xrnn.cells.base import Cell, get_cell
 from xrnn.charlm.checkpoint import layer_key
 from xrnn.charlm.vocab import Vocabulary
-from xrnn.engine import run_cell_forward
-from xrnn.host import to_numpy
+from xrnn.core.activations import softmax
+from xrnn.core.engine import run_cell_forward
+from xrnn.core.host import to_numpy
+from xrnn.core.layout import output_layer_backward
+from xrnn.core.params import initialize, positive_int
 from xrnn.layers import dropout_mask, layer_for
-from xrnn.layout import output_layer_backward
-from xrnn.params import initialize, positive_int
 
 __all__ = ["CharModel"]
 
@@ -40,7 +40,7 @@ def _init(
 ) -> dict[str, Any]:
     """Every layer's parameters, then the output layer, from one seeded sampler (a one-layer
     model draws what ``initialize_<cell>(V, hidden, V, seed=seed)`` draws)."""
-    from xrnn.host import uniform_sampler
+    from xrnn.core.host import uniform_sampler
 
     uniform = uniform_sampler(seed, hidden)
     params: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from xrnn.charlm.model import CharModel, _check_cell
 from xrnn.charlm.optim import SGD, Adam, clip_by_global_norm
 from xrnn.charlm.optim import clip as clip_values
 from xrnn.charlm.vocab import Vocabulary
-from xrnn.params import positive_int
+from xrnn.core.params import positive_int
 
 __all__ = ["resolve_device", "train"]
 

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xrnn.cell import Cell
-from xrnn.layout import public, reorder, reversal, step_masks
+from xrnn.cells.base import Cell
+from xrnn.core.layout import public, reorder, reversal, step_masks
 
 __all__ = ["sequence", "sequence_backward"]
 

@@ -32,8 +32,8 @@ from array_api_compat import array_namespace
 from torch import Tensor
 
 from xrnn.backends import check_values, get_ops, jit_enabled, resolve
-from xrnn.cell import CELLS, Cell, get_cell
-from xrnn.engine import (
+from xrnn.cells.base import CELLS, Cell, get_cell
+from xrnn.core.engine import (
     StepCaches,
     Trace,
     check_forward,
@@ -42,7 +42,7 @@ from xrnn.engine import (
     run_backward,
     run_forward,
 )
-from xrnn.host import c_contiguous
+from xrnn.core.host import c_contiguous
 
 __all__ = ["sequence_forward"]
 
@@ -122,7 +122,7 @@ def _contiguous(a: Any) -> Any:
 
 
 def _threads(cell: Cell, x: Tensor, a: Tensor, lengths: Tensor | None) -> Any:
-    """The call's torch thread policy (:meth:`xrnn.ops.Ops.own_threads`) over the whole
+    """The call's torch thread policy (:meth:`xrnn.core.ops.Ops.own_threads`) over the whole
     operator — its copies too: torch's threads, once woken, spin beside the compiled loops."""
     ctx = resolve([("x", x)])
     ops = get_ops(ctx.xp)
@@ -430,7 +430,7 @@ def sequence_forward(
     check_finite: bool = True,
     return_caches: bool = True,
 ) -> tuple[tuple, Any, Any]:
-    """:func:`xrnn.engine.run_forward` for tensors autograd records (or that a compiler or
+    """:func:`xrnn.core.engine.run_forward` for tensors autograd records (or that a compiler or
     transform traces): ``(outputs, y, caches)`` as there, computed by ``xrnn::sequence``; the
     output layer, if any, is torch's own ops (autograd differentiates it)."""
     compiling = torch.compiler.is_compiling()

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from xrnn.api import forward, initialize
-from xrnn.cell import Cell, get_cell
-from xrnn.engine import final_states
+from xrnn.cells.base import Cell, get_cell
+from xrnn.core.engine import final_states
 
 __all__ = ["GRU", "LSTM", "RNN", "Recurrent"]
 

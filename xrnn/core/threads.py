@@ -3,7 +3,7 @@
 The library never changes a thread pool: a thread count is one number for the whole process,
 and a call that set it around its work would change it under every other thread's NumPy
 calls. The time loops' per-step GEMMs run on a private one-thread OpenBLAS instead
-(:mod:`xrnn.backends.cblas`). A training step has more GEMMs than the loops' — the output
+(:mod:`xrnn.backends.numpy.cblas`). A training step has more GEMMs than the loops' — the output
 layer's, the embedding's, the optimiser's —, and at the sizes of ``xrnn train`` they are small
 too: fanned out over BLAS's threads they gain little on an idle machine and lose badly on a
 busy one, where the threads wait for cores other programs hold (docs/performance.md, *A busy
@@ -21,7 +21,7 @@ from typing import Any
 
 import array_api_compat
 
-from xrnn.tuning import SMALL_TRAINING_STEP_FLOPS
+from xrnn.core.tuning import SMALL_TRAINING_STEP_FLOPS
 
 __all__ = ["USER_SETTINGS", "one_blas_thread_for_training"]
 
@@ -36,8 +36,8 @@ USER_SETTINGS = (
 
 def one_blas_thread_for_training(xp: Any, step_flops: float) -> bool:
     """Put NumPy's BLAS on one thread for the rest of the process when training steps of
-    ``step_flops`` recurrent-GEMM FLOPs (:func:`xrnn.tuning.step_flops`) are small (below
-    :data:`xrnn.tuning.SMALL_TRAINING_STEP_FLOPS`), the arrays are NumPy's and the user set no
+    ``step_flops`` recurrent-GEMM FLOPs (:func:`xrnn.core.tuning.step_flops`) are small (below
+    :data:`xrnn.core.tuning.SMALL_TRAINING_STEP_FLOPS`), the arrays are NumPy's and the user set no
     thread count. For the ``xrnn`` command only (see the module notes). Whether it did."""
     if (
         step_flops >= SMALL_TRAINING_STEP_FLOPS

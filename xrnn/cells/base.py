@@ -4,7 +4,7 @@ A cell module (:mod:`xrnn.rnn`, :mod:`xrnn.lstm`, :mod:`xrnn.gru`) defines one `
 subclass holding everything that makes the cell that cell — parameter keys and shapes, the gate
 order of its stacked weights (and PyTorch's), the initialisation rule, the pointwise forward
 and backward math and the exercise's cache tuple — and registers one instance. The engine
-(:mod:`xrnn.engine`) and the backends read the spec and never name a cell's keys.
+(:mod:`xrnn.core.engine`) and the backends read the spec and never name a cell's keys.
 
 Stacked layout
 --------------
@@ -26,7 +26,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from xrnn.params import check_parameter, output_layer
+from xrnn.core.params import check_parameter, output_layer
 
 __all__ = ["CELLS", "Cell", "GatedCell", "Stacked", "get_cell", "register", "torch_bias"]
 
@@ -127,7 +127,8 @@ class Cell(ABC):
 
     @abstractmethod
     def draw(self, uniform: Any, zeros: Any, n_x: int, n_a: int) -> dict[str, Any]:
-        """The initialisation rule: host arrays of every key (:func:`xrnn.params.initialize`)."""
+        """The initialisation rule: host arrays of every key
+        (:func:`xrnn.core.params.initialize`)."""
 
     @abstractmethod
     def stack(self, xp: Any, parameters: Mapping[str, Any], n_a: int) -> Stacked:

@@ -33,17 +33,17 @@ def step_flops(cell: Any, n_a: int, m: int) -> float:
 # --- BLAS threads of the time loops and of training ---------------------------------------------
 
 # A loop's per-step GEMMs below this many FLOPs run on the private one-thread OpenBLAS
-# (xrnn.backends.cblas), larger ones on NumPy's, with its threads: 2^21 is the LSTM's
+# (xrnn.backends.numpy.cblas), larger ones on NumPy's, with its threads: 2^21 is the LSTM's
 # 2·4n_a·n_a·m at n_a = 128, m = 16, the benchmark's "long" config; config A (8.4 MFLOP) is
 # 1.3× faster on two threads on an idle machine (2× slower with a competing process, like
 # torch's own LSTM); charlm-sized steps gain from threads nowhere.
 SMALL_STEP_FLOPS = 2**21
 # `xrnn train` runs thousands of steps of one size: up to 2^24 FLOPs (n_a = 128, m = 128) its
-# process runs NumPy's BLAS on one thread (xrnn.threads), which loses nothing idle and keeps
+# process runs NumPy's BLAS on one thread (xrnn.core.threads), which loses nothing idle and keeps
 # it 2.4× faster on a busy machine (xrnn bench --busy)
 SMALL_TRAINING_STEP_FLOPS = 2**24
 
-# --- the compiled NumPy loops (xrnn.backends.jit, xrnn.backends.generated) --------------------
+# --- the compiled NumPy loops (xrnn.backends.numpy.jit, xrnn.backends.numpy.generated) ------------
 
 # Steps up to this many FLOPs run as one compiled loop with a hand-written GEMM (charlm's
 # 20 k; the "long" config's 2.1 M and `xrnn train`'s 4.2 M call BLAS per step)
@@ -54,7 +54,7 @@ SMALL_LOOP_FLOPS = 2**17
 LOCKSTEP_MIN_FLOPS = 2**21
 LOCKSTEP_MAX_FLOPS = 2**24
 
-# --- the engine's backward loop (xrnn.engine) ----------------------------------------------
+# --- the engine's backward loop (xrnn.core.engine) ----------------------------------------------
 
 # Step × batch columns of the gradient blocks per chunk: large enough for GEMMs near peak,
 # small enough that the chunk's temporaries are recycled by the allocator rather than
@@ -62,7 +62,7 @@ LOCKSTEP_MAX_FLOPS = 2**24
 # 512 → 29.7 ms, 1024 → 30.3 ms, 2048 → 34.1 ms, 4096 → 37.3 ms.
 CHUNK_COLUMNS = 1024
 
-# --- the forward that keeps no caches (xrnn.engine, return_caches=False) ------------------
+# --- the forward that keeps no caches (xrnn.core.engine, return_caches=False) ------------------
 
 # Bytes of input side per chunk of steps, the chunk's work area beside the outputs (its saved
 # blocks go over it or beside it): a small share of a large call's outputs (the LSTM's input
@@ -70,7 +70,7 @@ CHUNK_COLUMNS = 1024
 # costs a start of the loops (the lockstep helper's hand-offs, some 0.1 ms).
 FORWARD_CHUNK_BYTES = 4 * 2**20
 
-# --- interrupts (xrnn.backends.jit) -----------------------------------------------------------
+# --- interrupts (xrnn.backends.numpy.jit) ---------------------------------------------------------
 
 # A compiled forward loop returns to Python, where a KeyboardInterrupt is raised, after about
 # this much work: recurrent-GEMM FLOPs plus POINTWISE_FLOPS per gate element of each step.

@@ -7,7 +7,7 @@ needs the whole state the other half finished. OpenBLAS's own threads split only
 and the pointwise kernel and the Python between the calls run on one core: on the benchmark's
 "long" LSTM (n_a = 128, m = 16) a forward step took 25 µs that way and 14 µs in lockstep.
 
-What this module provides, for :mod:`xrnn.backends.jit`'s loops:
+What this module provides, for :mod:`xrnn.backends.numpy.jit`'s loops:
 
 - :func:`publish` / :func:`wait_for`: the per-step meeting point, an atomic store-release of a
   step counter and a spinning load-acquire of the other thread's counter (the wait is a few
@@ -15,7 +15,7 @@ What this module provides, for :mod:`xrnn.backends.jit`'s loops:
   :data:`SPINS` checks. A thread whose partner failed or was interrupted stops waiting
   (:data:`ABORT`).
 - :func:`run`: hands a helper thread its half and runs the caller's half. Each thread's GEMMs
-  go through :mod:`xrnn.backends.cblas`'s private one-thread OpenBLAS, so nothing any other
+  go through :mod:`xrnn.backends.numpy.cblas`'s private one-thread OpenBLAS, so nothing any other
   thread can see changes. Helpers are daemon threads owned by this module, idle (blocked, not
   spinning) between calls: one per caller running a loop at the same moment, so that
   concurrent calls take the same path (and round alike) as a lone one. They are stopped and
@@ -44,8 +44,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from xrnn.backends import cblas
-from xrnn.backends.cblas import element_pointer
+from xrnn.backends.numpy import cblas
+from xrnn.backends.numpy.cblas import element_pointer
 
 __all__ = ["ABORT", "FLAGS", "available", "helpers", "new_flags", "publish", "run", "wait_for"]
 
@@ -252,7 +252,7 @@ def _enough_cpus() -> bool:
 
 
 def available(dtype: Any) -> tuple[int, bool] | None:
-    """The private GEMM handle (:meth:`xrnn.backends.cblas.Blas.handle`) for a loop over
+    """The private GEMM handle (:meth:`xrnn.backends.numpy.cblas.Blas.handle`) for a loop over
     ``dtype`` arrays that may run in lockstep now, else None (see the module notes)."""
     if os.environ.get("XRNN_LOCKSTEP", "1").strip() == "0" or not _enough_cpus():
         return None

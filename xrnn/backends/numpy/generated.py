@@ -15,13 +15,13 @@ template per kernel around those programs and compiles it with numba, per cell a
   side's gradient in ``DR``, the buffer the GEMMs ``Waᵀ dra`` and ``dWa`` read;
 - ``forward_loop(WaT, GX, [V], H…, [S], R)`` and ``backward_loop``: every forward step of a
   call, and every backward step of a chunk, in one compiled call for small steps (the
-  hand-written GEMM of :func:`xrnn.backends.jit.small_gemm`);
+  hand-written GEMM of :func:`xrnn.backends.numpy.jit.small_gemm`);
 - ``forward_lockstep`` and ``chunk_lockstep``: one thread's half of the forward loop and of a
   backward chunk (steps, then the chunk's weight GEMMs) on two threads in lockstep
-  (:mod:`xrnn.backends.lockstep`) for mid-sized steps, over ``forward_units`` and
+  (:mod:`xrnn.backends.numpy.lockstep`) for mid-sized steps, over ``forward_units`` and
   ``backward_units``, the step kernels restricted to a range of hidden units.
 
-The math is the compiled scalar namespace of :mod:`xrnn.backends.jit` (its fast float32
+The math is the compiled scalar namespace of :mod:`xrnn.backends.numpy.jit` (its fast float32
 ``tanh``); every constant is a global of the kernel's float type, so float32 kernels compute in
 float32. The generated source is a module written to a cache directory (:func:`cache_dir`) and
 imported from there, so numba caches the compiled kernels on disk beside it: a cell's kernels
@@ -259,7 +259,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         ),
     ]
 
-    # the loops on two threads in lockstep (xrnn.backends.lockstep): thread ``thread`` owns
+    # the loops on two threads in lockstep (xrnn.backends.numpy.lockstep): thread ``thread`` owns
     # the hidden units
     # [lo, hi), its rows of each step's recurrent GEMM and its units' pointwise math; the
     # threads meet once per step, where each needs rows the other wrote
@@ -327,13 +327,13 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     ]
     head = [
         f"# The compiled kernels of xrnn's {cell.name!r} cell for {dtype.name}, generated from",
-        "# its elementwise math by xrnn.backends.generated (rewritten whenever they differ).",
+        "# its elementwise math by xrnn.backends.numpy.generated (rewritten whenever they differ).",
         "import numba",
         "import numpy as np",
         "",
-        "from xrnn.backends.cblas import gemm",
-        "from xrnn.backends.jit import sigmoid, small_gemm, tanh",
-        "from xrnn.backends.lockstep import publish, wait_for",
+        "from xrnn.backends.numpy.cblas import gemm",
+        "from xrnn.backends.numpy.jit import sigmoid, small_gemm, tanh",
+        "from xrnn.backends.numpy.lockstep import publish, wait_for",
         "",
         "exp, log, sqrt, maximum, minimum = np.exp, np.log, np.sqrt, np.maximum, np.minimum",
         *(f"{name} = np.{dtype.name}({float(value)!r})" for name, value in consts.values()),

@@ -93,7 +93,7 @@ def initialize(
     ``uniform`` sampler shared by several calls (a stacked layer's) replaces the one ``seed``
     would start.
     """
-    from xrnn.host import cast, cast_all, uniform_sampler, zeros
+    from xrnn.core.host import cast, cast_all, uniform_sampler, zeros
 
     positive_int("n_x", n_x)
     positive_int("n_a", n_a)
@@ -139,7 +139,7 @@ def to_device(parameters: Mapping[str, Any], target: Any, /) -> dict[str, Any]:
             if array_api_compat.array_namespace(v) is xp:
                 moved = array_api_compat.to_device(v, ctx.device)
             else:
-                from xrnn.host import to_numpy
+                from xrnn.core.host import to_numpy
 
                 moved = xp.asarray(to_numpy(v), device=ctx.device)
             out[k] = xp.astype(moved, ctx.dtype)

@@ -1,13 +1,13 @@
 """Per-step work of the time loops and where it is stored: the generic reference, which every
 array library can run, and the hooks backends override.
 
-The engine (:mod:`xrnn.engine`) owns the loops and the recurrent state; each step asks ``Ops``
+The engine (:mod:`xrnn.core.engine`) owns the loops and the recurrent state; each step asks ``Ops``
 to run one cell step and to store its results. The reference never writes into an array after
 creating it — step results are collected in lists and stacked once — so immutable arrays (JAX)
 work and a library's autograd (``torch.autograd``, ``jax.grad``) can differentiate through every
 forward function.
 
-Backends subclass ``Ops`` (``xrnn/backends/numpy.py``, ``xrnn/backends/cupy.py``): they store
+Backends subclass ``Ops`` (``xrnn/backends/numpy/``, ``xrnn/backends/cupy/``): they store
 into preallocated buffers and run step kernels generated from each cell's elementwise math
 (:meth:`Ops.kernel`, :meth:`Ops.backward_step`); where a backend has none, a step runs the
 cell's own pointwise math on whole arrays (``forward_pointwise``/``backward_pointwise``) — the
@@ -25,7 +25,7 @@ from typing import Any
 
 import array_api_compat
 
-from xrnn.layout import columns, input_side, output_layer_forward, public
+from xrnn.core.layout import columns, input_side, output_layer_forward, public
 
 __all__ = [
     "BufferColumns",
@@ -243,7 +243,7 @@ def chunk_gradients(
 
 def vector_rows(xp: Any, cell: Any, dgx: Any, dra: Any) -> tuple[Any, Any, Any]:
     """A backward step's (or chunk's) ``dgx``/``dra`` column blocks split into the gate rows
-    and the vectors' rows (:attr:`xrnn.cell.Cell.vectors`): ``(dgx, dra, dV)`` with ``dV``
+    and the vectors' rows (:attr:`xrnn.cells.base.Cell.vectors`): ``(dgx, dra, dV)`` with ``dV``
     (v n_a, 1) the vectors' gradients summed over the columns, None for a cell without any."""
     if not cell.vectors:
         return dgx, dra, None
@@ -300,7 +300,7 @@ class Ops:
 
     def output_layer(self, W: Any, b: Any, H: Any) -> Any:
         """``softmax(W a⟨t⟩ + b)`` for every step: ``H`` (T, n_a, m), the result (n_y, m, T)
-        (:func:`xrnn.layout.output_layer_forward`)."""
+        (:func:`xrnn.core.layout.output_layer_forward`)."""
         return output_layer_forward(self.xp, W, b, H)
 
     def quiet(self) -> contextlib.AbstractContextManager:

@@ -1,7 +1,7 @@
 """Compiled fused step kernels for NumPy arrays (numba): one compiled call per step and direction
 for all of a cell's pointwise work, beside BLAS's recurrent GEMM, and the loops around them.
 
-The kernels are generated from each cell's elementwise math (:mod:`xrnn.backends.generated`);
+The kernels are generated from each cell's elementwise math (:mod:`xrnn.backends.numpy.generated`);
 this module holds what they share — the scalar math namespace they compile against, the
 compiled helpers (a small GEMM, the bias add, the finiteness check) — and the loops' Python
 side: which loop runs (one compiled call, two threads in lockstep, or BLAS per step), and the
@@ -38,12 +38,11 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-import xrnn.tuning as tuning
-from xrnn.backends import cblas, generated, lockstep
-from xrnn.backends.numpy import NumpyOps
-from xrnn.layout import input_side, time_major
-from xrnn.ops import BufferColumns, chunk_gradients, vector_rows
-from xrnn.tuning import step_flops
+import xrnn.core.tuning as tuning
+from xrnn.backends.numpy import NumpyOps, cblas, generated, lockstep
+from xrnn.core.layout import input_side, time_major
+from xrnn.core.ops import BufferColumns, chunk_gradients, vector_rows
+from xrnn.core.tuning import step_flops
 
 __all__ = ["JitOps"]
 
@@ -254,7 +253,8 @@ class ColumnBlock(tuple):
 
 
 class JitColumns(BufferColumns):
-    """:class:`~xrnn.ops.BufferColumns` whose slots say where they lie (:class:`ColumnBlock`)."""
+    """Buffer columns (:class:`~xrnn.core.ops.BufferColumns`) whose slots say where they lie
+    (:class:`ColumnBlock`)."""
 
     def slot(self, j: int) -> ColumnBlock:
         views = super().slot(j)
@@ -264,14 +264,14 @@ class JitColumns(BufferColumns):
 
 class JitOps(NumpyOps):
     """NumPy storage with the compiled step kernels above, and those generated from a cell's
-    elementwise math (:mod:`xrnn.backends.generated`) for every other cell that has it."""
+    elementwise math (:mod:`xrnn.backends.numpy.generated`) for every other cell that has it."""
 
     def kernel(self, cell: Any, direction: str) -> Any:
         return _generated_forward_step if direction == "forward" and _traced(cell) else None
 
     def step_kernels(self, cell: Any, dtype: Any) -> Any:
         """The compiled step kernels generated from ``cell``'s elementwise math for ``dtype``
-        (:class:`xrnn.backends.generated.Compiled`), or None for a cell without traced math:
+        (:class:`xrnn.backends.numpy.generated.Compiled`), or None for a cell without traced math:
         what :mod:`xrnn.backends.torch` runs on CPU tensors' memory between torch's GEMMs."""
         return _generated(cell, dtype)
 
@@ -292,7 +292,7 @@ class JitOps(NumpyOps):
         """The reference's GEMM (batched over steps; one GEMM for m = 1), then
         :func:`add_bias` (NumPy's broadcast add took 3.5× as long) — or, where the cell's loop
         runs in lockstep, both halves of the steps at once, on the loop's two threads, so that
-        no BLAS thread is left spinning beside them (:mod:`xrnn.backends.lockstep`). One GEMM
+        no BLAS thread is left spinning beside them (:mod:`xrnn.backends.numpy.lockstep`). One GEMM
         for all steps would be faster on its own (1.2 ms vs 1.9 on the "long" config), but
         its (rows, T·m) product is a second array of GX's size to relay out, and a fresh
         array's first touch costs its page faults — here as much as the GEMM — on every
@@ -320,7 +320,7 @@ class JitOps(NumpyOps):
     def lends_to_torch(self, cell: Any, dtype: Any, n_a: int, m: int) -> bool:
         """Whether torch CPU tensors of ``cell``'s call (``dtype``, ``n_a`` units, batch
         ``m``) run these kernels on their memory (:mod:`xrnn.backends.torch`): steps up to
-        :data:`xrnn.tuning.LOCKSTEP_MAX_FLOPS` (above it torch's own kernels keep up, and its
+        :data:`xrnn.core.tuning.LOCKSTEP_MAX_FLOPS` (above it torch's own kernels keep up, and its
         threads are better left alone)."""
         return (
             dtype is not None
@@ -362,11 +362,11 @@ class JitOps(NumpyOps):
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
         """Every forward step at once: in one compiled call when the steps are small (see
-        :data:`xrnn.tuning.SMALL_LOOP_FLOPS`), on two threads in lockstep for mid-sized steps
-        (:data:`xrnn.tuning.LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS GEMM into a
+        :data:`xrnn.core.tuning.SMALL_LOOP_FLOPS`), on two threads in lockstep for mid-sized steps
+        (:data:`xrnn.core.tuning.LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS GEMM into a
         reused buffer and one step kernel per step (none of the engine's per-step
         bookkeeping). The compiled calls take the steps a span at a time
-        (:func:`xrnn.tuning.steps_between_checks`), so that a KeyboardInterrupt reaches the
+        (:func:`xrnn.core.tuning.steps_between_checks`), so that a KeyboardInterrupt reaches the
         caller between spans rather than when the last step is done."""
         T, (n_a, m) = int(GX.shape[0]), (int(s) for s in store.states[0].shape[1:])
         run = _generated_forward(cell, W, GX.dtype, n_a, m)
@@ -390,7 +390,7 @@ class JitOps(NumpyOps):
         return _generated_backward_steps(cell, W, trace, dA, start, g, store)
 
 
-# --- cells with traced elementwise math (xrnn.backends.generated) --------------------------------
+# --- cells with traced elementwise math (xrnn.backends.numpy.generated) ---------------------------
 
 
 _TRACED: dict[type, bool] = {}
@@ -555,7 +555,7 @@ def _generated_backward_steps(
 
 def _step_gemm(Wa: Any, m: int) -> Any:
     """The GEMM handle for a loop's steps ``Wa @ a`` (``a``: (n_a, m)), or None for NumPy's
-    matmul: :func:`xrnn.backends.cblas.step_gemm`'s policy."""
+    matmul: :func:`xrnn.backends.numpy.cblas.step_gemm`'s policy."""
     return cblas.step_gemm(Wa.dtype, 2.0 * int(Wa.shape[0]) * int(Wa.shape[1]) * m)
 
 

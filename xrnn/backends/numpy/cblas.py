@@ -10,7 +10,7 @@ OpenBLAS library file NumPy loaded, loaded a second time from an anonymous in-me
 (``memfd_create``; elsewhere a temporary copy, removed once loaded). The dynamic loader maps
 it as a separate library, with its own thread count, set to one here once and never changed;
 NumPy's OpenBLAS is only read (its thread count, so that a user who limited it to one thread
-gets no second thread from :mod:`xrnn.backends.lockstep` either).
+gets no second thread from :mod:`xrnn.backends.numpy.lockstep` either).
 
 What this module provides:
 
@@ -39,7 +39,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-import xrnn.tuning as tuning
+import xrnn.core.tuning as tuning
 
 __all__ = [
     "Blas",
@@ -314,7 +314,7 @@ def private() -> Blas | None:
 def step_gemm(dtype: Any, flops: float) -> tuple[int, bool] | None:
     """The GEMM handle (:meth:`Blas.handle`) for a time loop's per-step GEMMs of ``flops``
     FLOPs over ``dtype`` arrays: the private one-thread OpenBLAS's for steps below
-    :data:`xrnn.tuning.SMALL_STEP_FLOPS`, None (NumPy's ``matmul``, on its threads) for larger
+    :data:`xrnn.core.tuning.SMALL_STEP_FLOPS`, None (NumPy's ``matmul``, on its threads) for larger
     ones or where there is no private copy."""
     if flops >= tuning.SMALL_STEP_FLOPS:
         return None

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from xrnn.ops import InPlaceOps
+from xrnn.core.ops import InPlaceOps
 
 __all__ = ["CupyOps", "KernelSource", "all_sources", "traced_sources"]
 
@@ -108,7 +108,7 @@ def _param_list(names: list[str]) -> str:
 def all_sources() -> dict[str, KernelSource]:
     """The generated kernels of every registered cell with traced math (``<cell>_fwd``,
     ``<cell>_bwd``): what ``nox -s gpu-build`` compiles."""
-    from xrnn.cell import CELLS
+    from xrnn.cells.base import CELLS
 
     out: dict[str, KernelSource] = {}
     for cell in CELLS.values():
@@ -163,7 +163,7 @@ def _traced_backward(ops, cell, saved, prev, new, up, slot, W):
 
 
 class CupyOps(InPlaceOps):
-    """CuPy storage and fused step kernels; same math as :class:`xrnn.ops.Ops`.
+    """CuPy storage and fused step kernels; same math as :class:`xrnn.core.ops.Ops`.
 
     ``lib`` is the ``cupy`` module (the default) or a stand-in with the same interface: the
     CPU emulation in the tests passes one.

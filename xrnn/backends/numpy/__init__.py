@@ -1,7 +1,7 @@
 """NumPy's storage: xrnn's own preallocated buffers (``out=``), host-side checks.
 
 With ``XRNN_JIT=0`` (or no numba) NumPy arrays run here: each step the cell's own pointwise
-math on whole arrays, written into the buffers; :mod:`xrnn.backends.jit` adds the kernels
+math on whole arrays, written into the buffers; :mod:`xrnn.backends.numpy.jit` adds the kernels
 compiled from that math on top.
 """
 
@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from xrnn.ops import InPlaceOps
+from xrnn.core.ops import InPlaceOps
 
 __all__ = ["NumpyOps"]
 
 
 class NumpyOps(InPlaceOps):
-    """In-place NumPy storage and step kernels; same math as :class:`xrnn.ops.Ops`."""
+    """In-place NumPy storage and step kernels; same math as :class:`xrnn.core.ops.Ops`."""
 
     lib = np
 

@@ -2,10 +2,10 @@
 
 The public functions of each cell module are thin: they resolve the namespace, validate, call
 :func:`run_forward`/:func:`run_backward` (or :func:`run_cell_forward`/:func:`run_cell_backward`
-for one step) with their :class:`~xrnn.cell.Cell` spec, and present the results in the
+for one step) with their :class:`~xrnn.cells.base.Cell` spec, and present the results in the
 exercise's tuples.
 
-Buffers are time-major with a feature-major ``(features, m)`` block per step (:mod:`xrnn.ops`
+Buffers are time-major with a feature-major ``(features, m)`` block per step (:mod:`xrnn.core.ops`
 stores them): the input side ``GX = Wx x + b`` of all steps is one batched GEMM before the loop,
 so each step does one recurrent GEMM ``Wa a⟨t-1⟩`` and the cell's pointwise math. The backward
 loop runs from the last step down in chunks of ``tuning.CHUNK_COLUMNS`` step × batch columns; after
@@ -16,8 +16,8 @@ each chunk the weight, bias and input gradients of the chunk are 2-D GEMMs over 
 Variable lengths: step ``t`` of sequence ``j`` runs only while ``t < lengths[j]``; after that the
 state is carried unchanged (a ``where``, no boolean indexing, no data-dependent shape), outputs
 are zero and no gradient flows into the step. ``reverse=True`` reverses each sequence over its
-own length before the loop and the outputs after it (:func:`xrnn.layout.reversal`), which is how
-PyTorch defines the backward direction of a bidirectional layer.
+own length before the loop and the outputs after it (:func:`xrnn.core.layout.reversal`), which is
+how PyTorch defines the backward direction of a bidirectional layer.
 """
 
 from __future__ import annotations
@@ -29,16 +29,23 @@ from typing import Any
 
 import array_api_compat
 
+import xrnn.core.tuning as tuning
 import xrnn.dask as sharded  # Dask arrays: the same bodies run per batch chunk
 import xrnn.torch as differentiable  # tensors autograd records: one operator per sequence
-import xrnn.tuning as tuning
-from xrnn.activations import softmax
 from xrnn.backends import Context, check_values, get_ops, resolve
-from xrnn.cell import Cell
-from xrnn.inputs import check_da, check_shape, required, sequence_shape, shape_of, unpack_caches
-from xrnn.layout import public, reorder, reversal, step_masks, time_major
-from xrnn.ops import chunk_gradients, vector_rows, weight_gradients
-from xrnn.params import parameter_items
+from xrnn.cells.base import Cell
+from xrnn.core.activations import softmax
+from xrnn.core.inputs import (
+    check_da,
+    check_shape,
+    required,
+    sequence_shape,
+    shape_of,
+    unpack_caches,
+)
+from xrnn.core.layout import public, reorder, reversal, step_masks, time_major
+from xrnn.core.ops import chunk_gradients, vector_rows, weight_gradients
+from xrnn.core.params import parameter_items
 
 __all__ = [
     "StepCaches",
@@ -74,7 +81,7 @@ class Trace:
     live : array of shape (T, 1, m), or None
         1.0 where step ``t`` of sequence ``j`` runs, 0.0 past its length (None: all run).
     order : None, ``"flip"`` or an integer array of shape (m·T,)
-        The per-sequence reversal (:func:`xrnn.layout.reversal`) when ``reverse``.
+        The per-sequence reversal (:func:`xrnn.core.layout.reversal`) when ``reverse``.
     """
 
     cell: Cell
@@ -151,8 +158,8 @@ def forward(
 def _forward_chunks(
     ctx: Context, cell: Cell, W: Any, xe: Any, state0: tuple, done: Any, outputs: Any
 ) -> None:
-    """The forward loop chunk by chunk into ``outputs`` (:meth:`xrnn.ops.Ops.outputs_store`):
-    per chunk of steps (:data:`xrnn.tuning.FORWARD_CHUNK_BYTES` of input side) its input
+    """The forward loop chunk by chunk into ``outputs`` (:meth:`xrnn.core.ops.Ops.outputs_store`):
+    per chunk of steps (:data:`xrnn.core.tuning.FORWARD_CHUNK_BYTES` of input side) its input
     side, its steps (the backend's whole loop where it has one) and its saved blocks, then
     dropped."""
     xp, ops = ctx.xp, get_ops(ctx.xp)
@@ -451,7 +458,7 @@ def call_scope(ctx: Context, check_finite: bool) -> contextlib.ExitStack:
     """What a call runs under: its arrays' device (CuPy launches on the current device), and
     with ``check_finite`` no floating-point warnings of the library's (non-finite results
     raise instead). A sequence call adds the library's own thread policy
-    (:meth:`xrnn.ops.Ops.own_threads`) once it knows whether the loops run step by step."""
+    (:meth:`xrnn.core.ops.Ops.own_threads`) once it knows whether the loops run step by step."""
     ops = get_ops(ctx.xp)
     scope = contextlib.ExitStack()
     scope.enter_context(ops.on_device(ctx.device))

@@ -1,4 +1,4 @@
-"""JAX's overrides of the reference (:class:`xrnn.ops.Ops`): the work outside the time loop in
+"""JAX's overrides of the reference (:class:`xrnn.core.ops.Ops`): the work outside the time loop in
 as few compiled programs as possible.
 
 Outside ``jax.jit`` every ``jax.numpy`` call on arrays of a new shape compiles a program of its
@@ -15,8 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from xrnn.layout import output_layer_forward
-from xrnn.ops import Ops
+from xrnn.core.layout import output_layer_forward
+from xrnn.core.ops import Ops
 
 __all__ = ["JaxOps"]
 
@@ -24,7 +24,7 @@ __all__ = ["JaxOps"]
 @jax.jit
 def _failures(values: tuple, conditions: tuple) -> Any:
     """``Σ sum·0`` over ``values`` plus the number of false ``conditions``: 0 when every value
-    is finite and every condition holds (see :meth:`xrnn.ops.Ops.all_finite`)."""
+    is finite and every condition holds (see :meth:`xrnn.core.ops.Ops.all_finite`)."""
     total = jnp.zeros((), dtype=jnp.float32)
     for value in values:
         total = total + (jnp.sum(value) * 0).astype(jnp.float32)
