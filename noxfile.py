@@ -64,7 +64,7 @@ def install_project(session: nox.Session, extras: str, *requirements: str) -> No
 # The sessions pin the oldest PyTorch the package supports (pyproject: torch>=2.13,<3), whose
 # CPU build is what the package index CI uses resolves it to (a newer torch resolves to a
 # multi-GB CUDA build there; PyTorch's CPU wheel elsewhere: docs/getting-started.md).
-# Every CPU session installs it: PyTorch parity (tests/test_torch_parity.py,
+# Every CPU session installs it: PyTorch parity (tests/torch/test_torch_parity.py,
 # tests/test_interop.py) runs for that session's backend; tests/test_kernel_imports.py checks
 # that xrnn itself imports and runs without it.
 TORCH = "torch==2.13.0"
@@ -128,14 +128,13 @@ GPU_BUILD = [
 def gpu_build(session: nox.Session) -> None:
     """Every fused CuPy kernel, both dtypes, CuPy's argument layouts and index widths, compiled
     by NVRTC for sm_80 and sm_90 — on any machine, GPU or not; a float32 kernel with a
-    double-precision instruction fails (tests/test_cuda_build.py). CuPy's kernel cache stays
-    in the session's temporary directory."""
+    double-precision instruction fails (tests/backends/cupy/test_cuda_build.py). CuPy's kernel
+    cache stays in the session's temporary directory."""
     install_project(session, "test", *GPU_BUILD)
     cache = os.path.join(session.create_tmp(), "cupy-kernel-cache")
     env = {"XRNN_GPU_BUILD": "1", "CUPY_CACHE_DIR": cache}
-    session.run(
-        "pytest", "--backend", "numpy", "tests/test_cuda_build.py", *session.posargs, env=env
-    )
+    test = "tests/backends/cupy/test_cuda_build.py"
+    session.run("pytest", "--backend", "numpy", test, *session.posargs, env=env)
 
 
 def _nvidia_gpu_visible() -> bool:

@@ -13,8 +13,9 @@ A kernel call does what ``cupy.ElementwiseKernel.__call__`` does (CuPy 14,
   element, as CuPy's generated code binds them; here in order, on the GPU in parallel (a body
   that reads another element than its own would pass here and race there: none does).
 
-What this cannot see — a float literal that silently promotes float32 work to double, code
-NVRTC rejects — ``tests/test_cuda_build.py`` checks by compiling the same sources with NVRTC.
+What this cannot see — a float literal that silently promotes float32 work to double, code NVRTC
+rejects — ``tests/backends/cupy/test_cuda_build.py`` checks by compiling the same sources with
+NVRTC.
 """
 
 from __future__ import annotations

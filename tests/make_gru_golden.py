@@ -1,8 +1,8 @@
 """Regenerate the ``gru_forward_backward`` case of golden.json from PyTorch's ``nn.GRU``.
 
-The exercise publishes no GRU values, so this case's values come from an independent
-implementation, computed once with torch 2.13 in float64 under the golden protocol (the draws
-of ``golden.draws``). Run ``python tests/make_gru_golden.py`` to print the case's JSON.
+The exercise publishes no GRU values, so this case's values come from an independent implementation,
+computed once with torch 2.13 in float64 under the golden protocol (the draws of ``golden.draws``).
+Run ``python -m tests.make_gru_golden`` (from the repository root) to print the case's JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import json
 
 import numpy as np
 import torch
-from golden import draws
+
+from tests.golden import draws
 
 CASE = {
     "name": "gru_forward_backward",

@@ -4,7 +4,7 @@ No published values exist for the peephole LSTM, so this case's values come from
 independent implementation: the math written out step by step in PyTorch and differentiated by
 torch.autograd (``tests/peephole_reference.py``), float64, under the golden protocol (the draws
 of ``golden.draws``; the peepholes drawn like every other parameter, so they are not zero).
-Run ``python tests/make_peephole_golden.py`` to print the case's JSON.
+Run ``python -m tests.make_peephole_golden`` (from the repository root) to print the case's JSON.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import peephole_reference
-from golden import draws
+
+from tests import peephole_reference
+from tests.golden import draws
 
 CASE = {
     "name": "peephole_lstm_forward_backward",

@@ -9,7 +9,8 @@ The reference engine never writes into an array it created (``xrnn.core.ops``), 
 
 import numpy as np
 import pytest
-from cells import NAMES, backward, forward, random_parameters, spec
+
+from tests.cell_cases import NAMES, backward, forward, random_parameters, spec
 
 MODES = [{}, {"lengths": [5, 2, 4]}, {"reverse": True}, {"lengths": [1, 5, 3], "reverse": True}]
 IDS = ["plain", "mixed", "reverse", "mixed-reverse"]

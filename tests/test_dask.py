@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 import pytest
-from cells import NAMES, backward, forward, initialize, spec
 
 import xrnn
+from tests.cell_cases import NAMES, backward, forward, initialize, spec
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")

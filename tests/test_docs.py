@@ -80,7 +80,7 @@ def python_blocks(path: Path) -> list[str]:
 
 
 # every page with Python blocks but docs/cells.md, whose first block is a module the second
-# imports: tests/test_cells.py runs it that way
+# imports: tests/cells/test_cells.py runs it that way
 PAGES = sorted(p.stem for p in DOCS.glob("*.md") if p.stem != "cells" and python_blocks(p))
 
 

@@ -15,10 +15,10 @@ this is proven (``nox -s gpu-build`` on any machine, ``nox -s cupy`` on a GPU):
 - every registered cell's kernels (:func:`all_sources`) are compiled by NVRTC for two GPU
   architectures, both dtypes and CuPy's argument layouts, and a float32 kernel with a
   double-precision instruction fails
-  (``tests/test_cuda_build.py``);
+  (``tests/backends/cupy/test_cuda_build.py``);
 - the real :class:`CupyOps` runs on the CPU with each kernel body compiled as C++ and called
   element by element the way CuPy calls it (``tests/cupy_emulator.py``), against the reference;
-- on a GPU, ``tests/test_backends.py`` runs the same comparison on real CuPy arrays.
+- on a GPU, ``tests/backends/test_backends.py`` runs the same comparison on real CuPy arrays.
 
 The kernels are built on first use, so importing this module needs no GPU (nor CuPy).
 """

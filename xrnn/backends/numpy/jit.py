@@ -12,12 +12,12 @@ it: an innermost loop over the contiguous batch axis, every output a different a
 every input (an array both read and written is passed once), and numba's
 ``error_model="numpy"`` (no ZeroDivisionError checks in the loop).
 
-Activations: float32 ``tanh`` is a rational approximation (Eigen's ``ptanh_float``
-coefficients, clamped at ±7.9053, exact ``x`` below 4e-4 in magnitude) that vectorises, where
-``math.tanh`` is one scalar libm call per element: within 6 ulp (3.6e-7) of ``numpy.tanh`` over
-[-12, 12], 1 ulp on average (``tests/test_jit.py``). float64 uses ``math.tanh`` (libm, to
-1e-16). ``σ(x) = ½ tanh(x/2) + ½`` as everywhere in xrnn (no overflow). Constants are cast to
-the arrays' dtype at compile time, so float32 kernels never promote to double.
+Activations: float32 ``tanh`` is a rational approximation (Eigen's ``ptanh_float`` coefficients,
+clamped at ±7.9053, exact ``x`` below 4e-4 in magnitude) that vectorises, where ``math.tanh`` is one
+scalar libm call per element: within 6 ulp (3.6e-7) of ``numpy.tanh`` over [-12, 12], 1 ulp on
+average (``tests/backends/numpy/test_jit.py``). float64 uses ``math.tanh`` (libm, to 1e-16). ``σ(x)
+= ½ tanh(x/2) + ½`` as everywhere in xrnn (no overflow). Constants are cast to the arrays' dtype at
+compile time, so float32 kernels never promote to double.
 
 Kernels are compiled on first use per dtype and layout and cached on disk (numba's
 ``cache=True``: ``__pycache__`` beside this file, or numba's user cache directory where that is

@@ -4,9 +4,10 @@ and gradients of the right shape, dtype and device; outputs zero past each lengt
 import array_api_compat
 import numpy as np
 import pytest
-from cells import NAMES, backward, forward, initialize, spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.cell_cases import NAMES, backward, forward, initialize, spec
 
 dims = st.tuples(
     st.integers(1, 5),

@@ -363,12 +363,12 @@ def test_generated_lockstep_loops_equal_the_one_thread_path(
     """The generated cells' loops in lockstep (forward, whole backward chunks, input side)
     against the same call on one thread: odd halves, several chunks, one column a step; a
     direct path to a⟨t-1⟩, vectors, three states, a gate's two sides apart, reverse."""
-    import test_generated
+    from tests import contract_cells
 
     cell = {
-        "residual": test_generated.Residual(),
-        "three_states": test_generated.ThreeStates(),
-        "everything": test_generated.Everything(),
+        "residual": contract_cells.Residual(),
+        "three_states": contract_cells.ThreeStates(),
+        "everything": contract_cells.Everything(),
         "peephole_lstm": xrnn.CELLS["peephole_lstm"],
         "gru": xrnn.CELLS["gru"],  # a gate's two sides apart: the recurrent side's own buffer
     }[name]
@@ -390,10 +390,11 @@ def test_generated_lockstep_loops_equal_the_one_thread_path(
 def test_torch_cpu_tensors_run_the_generated_kernels(counted, name):
     """Torch CPU tensors of a generated cell borrow its compiled kernels (lockstep loops
     included) on their own memory, as the LSTM's do: the same results as NumPy's."""
-    import test_generated
     import torch
 
-    cell = test_generated.ThreeStates() if name == "three_states" else xrnn.CELLS[name]
+    from tests import contract_cells
+
+    cell = contract_cells.ThreeStates() if name == "three_states" else xrnn.CELLS[name]
     want = _cell_call(cell, 9, 4, 7, "float32")
     counted.clear()
     threads = torch.get_num_threads()

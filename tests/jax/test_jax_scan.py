@@ -11,9 +11,8 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
-from test_generated import CELLS as GENERATED  # noqa: E402  (cells of every contract shape)
-
 import xrnn  # noqa: E402
+from tests.contract_cells import CELLS as GENERATED  # noqa: E402  (cells of every contract shape)
 
 CELLS = [xrnn.CELLS[name] for name in sorted(xrnn.CELLS)] + GENERATED[:3]
 IDS = [c.name for c in CELLS]

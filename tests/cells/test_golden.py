@@ -5,9 +5,9 @@ The published values are printed to 8 decimals, hence the absolute tolerance of 
 
 import numpy as np
 import pytest
-from golden import CASES, PARAMETER_KEYS, draws, pick, run
 
 import xrnn
+from tests.golden import CASES, PARAMETER_KEYS, draws, pick, run
 
 TOLERANCE = {"float64": dict(rtol=1e-7, atol=6e-9), "float32": dict(rtol=2e-4, atol=2e-4)}
 

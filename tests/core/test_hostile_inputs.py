@@ -1,6 +1,6 @@
 """Inputs a hostile but fair user passes (issue #23's reproductions): each one a clear error
 naming what is wrong — quickly, before memory grows — never a hang, a deep traceback or a
-silently wrong result. (Crafted checkpoints: tests/test_checkpoints.py.)"""
+silently wrong result. (Crafted checkpoints: tests/charlm/test_checkpoints.py.)"""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from cuda_build import ARCHS, LAYOUTS, compile_kernel, double_precision, kernel_code
 
 import xrnn.backends.cupy as cupy_backend
+from tests.cuda_build import ARCHS, LAYOUTS, compile_kernel, double_precision, kernel_code
 
 IN_SESSION = os.environ.get("XRNN_GPU_BUILD") == "1"
 pytestmark = pytest.mark.skipif(

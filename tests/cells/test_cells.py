@@ -10,15 +10,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import peephole_reference
 import pytest
-from cells import FAMILIES, NAMES, backward, forward, initialize, random_parameters, spec
-from test_generated import Everything
 
 import xrnn
+from tests import peephole_reference
+from tests.cell_cases import FAMILIES, NAMES, backward, forward, initialize, random_parameters, spec
+from tests.contract_cells import Everything
 from xrnn.cells import PeepholeLSTMCell
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "cells.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cells.md"
 
 
 # --- the generic API is the per-family API --------------------------------------------------

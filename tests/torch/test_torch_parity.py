@@ -12,7 +12,8 @@ against the float64 reference) to 1e-5.
 import array_api_compat.numpy as xnp
 import numpy as np
 import pytest
-from cells import backward, forward, random_parameters, spec
+
+from tests.cell_cases import backward, forward, random_parameters, spec
 
 torch = pytest.importorskip("torch")
 rnn_utils = pytest.importorskip("torch.nn.utils.rnn")

@@ -1,18 +1,18 @@
 """The real CuPy backend (:class:`xrnn.backends.cupy.CupyOps`: its glue, buffers and fused kernel
 bodies) run on the CPU, each kernel body compiled as C++ (``tests/cupy_emulator.py``), against
 the generic reference — step by step and end to end, float32 and float64. Runs in the numpy
-session; ``tests/test_cuda_build.py`` compiles the same kernel sources for the GPU."""
+session; ``tests/backends/cupy/test_cuda_build.py`` compiles the same kernel sources for the GPU."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from cells import NAMES, backward, forward, random_parameters, spec
-from cupy_emulator import COMPILER, emulated_ops
 
 import xrnn
 import xrnn.backends.cupy as cupy_backend
 import xrnn.core.engine
+from tests.cell_cases import NAMES, backward, forward, random_parameters, spec
+from tests.cupy_emulator import COMPILER, emulated_ops
 from xrnn.core.ops import Ops
 
 pytestmark = pytest.mark.skipif(

@@ -302,7 +302,7 @@ def test_bundled_corpus_is_the_cleaned_source():
     assert all(n.isalpha() and n.islower() for n in names)
     assert not {"skeleton", "illustration"} & set(names)
     assert {"aetonyx", "afromimus", "klamelisaurus", "kol"} <= set(names)
-    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "dinos.txt"
+    source = Path(__file__).resolve().parents[3] / "shared" / "data" / "dinos.txt"
     if source.is_file():  # the repository's checkout: the bundled file is exactly the cleaning
         assert names == charlm.clean_dino_names(source.read_text().splitlines())
 

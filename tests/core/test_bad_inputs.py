@@ -6,9 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
-from cells import NAMES, backward, cell_backward, cell_forward, forward, initialize, spec
 
 import xrnn
+from tests.cell_cases import NAMES, backward, cell_backward, cell_forward, forward, initialize, spec
 
 
 def lstm_case(xp, rng, n_x=3, n_a=4, m=2, T=5, dtype="float64"):

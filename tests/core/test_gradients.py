@@ -11,9 +11,17 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from cells import NAMES, backward, cell_backward, cell_forward, forward, random_parameters, spec
 
 import xrnn
+from tests.cell_cases import (
+    NAMES,
+    backward,
+    cell_backward,
+    cell_forward,
+    forward,
+    random_parameters,
+    spec,
+)
 
 # (n_x, n_a, m, T_x): the general case plus the edge cases m=1, T=1, n_x=1.
 SHAPES = [(2, 3, 2, 3), (1, 2, 1, 1), (3, 2, 1, 4), (1, 3, 3, 1)]

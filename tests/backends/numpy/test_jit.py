@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-from cells import NAMES, random_parameters, spec
 
 import xrnn
+from tests.cell_cases import NAMES, random_parameters, spec
 from xrnn.backends import jit_enabled
 from xrnn.core import tuning
 
@@ -202,8 +202,7 @@ def test_the_compiled_forward_loop_equals_stepping(cell, dtype, m, monkeypatch):
     switched off steps from Python with BLAS (JitOps' lean loop): the same outputs and caches.
     (The engine's own stepping, with lengths, is checked against the reference in
     test_backends.py.)"""
-    from cells import forward
-
+    from tests.cell_cases import forward
     from xrnn.backends.numpy import jit
 
     rng = np.random.default_rng(5)

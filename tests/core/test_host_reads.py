@@ -8,9 +8,9 @@ inside the time loops. On a GPU each read is a round trip that stalls the stream
 from __future__ import annotations
 
 import pytest
-from cells import NAMES, backward, cell_backward, cell_forward, forward, initialize, spec
 
 import xrnn
+from tests.cell_cases import NAMES, backward, cell_backward, cell_forward, forward, initialize, spec
 
 torch = pytest.importorskip("torch")
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402

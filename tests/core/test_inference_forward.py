@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
-from test_generated import CELLS as GENERATED
 
 import xrnn
 import xrnn.core.tuning
+from tests.conftest import assert_close
+from tests.contract_cells import CELLS as GENERATED
 from xrnn.backends import jit_enabled
 from xrnn.benchmark import table as bench
 

@@ -4,9 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
-from cells import NAMES, backward, cell_forward, forward, random_parameters, spec
 
 import xrnn
+from tests.cell_cases import NAMES, backward, cell_forward, forward, random_parameters, spec
 from xrnn.backends import get_ops, jit_enabled
 from xrnn.core.ops import Ops
 
