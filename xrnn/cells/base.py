@@ -70,8 +70,9 @@ class Cell(ABC):
     saved_blocks : int
         ``n_a``-row blocks of the per-step ``saved`` array (0: the cell saves nothing).
     split_recurrent : bool
-        The step's ``dra`` differs from its ``dgx`` (the GRU); the engine then keeps both and
-        passes the summed ``dra`` to :meth:`unstack` for the recurrent-side bias.
+        The step's ``dra`` differs from its ``dgx`` (the GRU's candidate, whose input and
+        recurrent sides reach the math apart); the engine then keeps ``dra``'s gate rows in
+        their own buffer for ``Waᵀ dra`` and ``dWa``.
     vectors : tuple of str
         Keys of per-unit parameters of shape (n_a, 1) that act elementwise inside the
         pointwise math, outside the stacked GEMMs (peephole weights, diagonal recurrent
@@ -136,9 +137,8 @@ class Cell(ABC):
         matrix fall off NumPy's fast path)."""
 
     @abstractmethod
-    def unstack(self, dWa: Any, dWx: Any, db: Any, dbh: Any, n_a: int) -> dict[str, Any]:
-        """Stacked gradients back to the cell's keys, ``"d" + key``. ``dbh`` is the summed
-        ``dra`` (k n_a, 1) where the cell has a recurrent-side bias, else None."""
+    def unstack(self, dWa: Any, dWx: Any, db: Any, n_a: int) -> dict[str, Any]:
+        """Stacked gradients back to the cell's keys, ``"d" + key``."""
 
     def gradient_rows(self, n_a: int) -> int:
         """Rows of a backward step's ``dgx``: the gate blocks, then one block per vector."""
@@ -240,7 +240,7 @@ class GatedCell(Cell):
             xp.concat([parameters[b] for _, b in self.gates], axis=0),
         )
 
-    def unstack(self, dWa, dWx, db, dbh, n_a):
+    def unstack(self, dWa, dWx, db, n_a):
         xp = array_namespace(dWa)
         dW = xp.concat([dWa, dWx], axis=1)
         out = {}

@@ -46,7 +46,7 @@ class RNNCell(ElementwiseCell):
     def stack(self, xp, parameters, n_a):
         return Stacked(parameters["Waa"], parameters["Wax"], parameters["ba"])
 
-    def unstack(self, dWa, dWx, db, dbh, n_a):
+    def unstack(self, dWa, dWx, db, n_a):
         return {"dWax": dWx, "dWaa": dWa, "dba": db}
 
     def to_torch(self, xp, parameters, n_a):

@@ -216,7 +216,6 @@ def backward(
     dx : array of shape (n_x, m, T)
     dstate0 : tuple of arrays of shape (n_a, m)
     dWa, dWx, db : stacked gradients
-    dbh : summed ``dra`` (k n_a, 1) for a cell with a recurrent-side bias, else None
     dV : the vectors' summed gradients (v n_a, 1) for a cell with vectors, else None
     """
     xp, ops, cell = ctx.xp, get_ops(ctx.xp), trace.cell
@@ -237,7 +236,7 @@ def backward(
         dfe = tuple(None if d is None else d * public(xp, live) for d in dfe)
         dead = 1 - live
     stepwise = live is not None or any(d is not None for d in dfe)
-    weights: tuple | None = None  # (dWa, dWx, db, dbh, dV), summed over the chunks
+    weights: tuple | None = None  # (dWa, dWx, db, dV), summed over the chunks
     dX: list[Any] = []
     end = T
     while end > 0:
@@ -712,11 +711,11 @@ def run_backward(
             grads = _scanned_backward(ctx, cell, trace, parameters, da, dfinal, dfurther)
         else:
             W = cell.stack(ctx.xp, parameters, n_a)
-            dx, dstate0, dWa, dWx, db, dbh, dV = backward(ctx, W, trace, da, dfinal, dfurther)
+            dx, dstate0, dWa, dWx, db, dV = backward(ctx, W, trace, da, dfinal, dfurther)
             grads = {"dx": dx}
             initial = _state_names(cell, "0")
             grads.update({"d" + n: d for n, d in zip(initial, dstate0, strict=True)})
-            grads.update(cell.unstack(dWa, dWx, db, dbh, n_a))
+            grads.update(cell.unstack(dWa, dWx, db, n_a))
             if dV is not None:
                 grads.update(cell.unstack_vectors(dV, n_a))
         if check_finite:  # the inputs and the gradients they gave: one host read
@@ -851,7 +850,7 @@ def _cell_backward(
         da_prev = da_prev + direct[0]
     grads = {"dxt": xp.matmul(W.Wx.T, dgx), "da_prev": da_prev}
     grads.update({f"d{n}_prev": d for n, d in zip(cell.states[1:], direct[1:], strict=True)})
-    weights = weight_gradients(xp, dgx, dra, prev[0], xt, cell.split_recurrent)
+    weights = weight_gradients(xp, dgx, dra, prev[0], xt)
     grads.update(cell.unstack(*weights, n_a))
     if dV is not None:
         grads.update(cell.unstack_vectors(dV, n_a))

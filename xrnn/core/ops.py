@@ -208,22 +208,14 @@ class BufferColumns:
         return twin
 
 
-def weight_gradients(
-    xp: Any, dgx: Any, dra: Any, A_prev: Any, X: Any, split: bool
-) -> tuple[Any, Any, Any, Any]:
+def weight_gradients(xp: Any, dgx: Any, dra: Any, A_prev: Any, X: Any) -> tuple[Any, Any, Any]:
     """The stacked weight gradients over a block of (step, batch) columns.
 
     ``dgx``/``dra`` (k n_a, K) are the steps' gradients of the input and recurrent sides,
     ``A_prev`` (n_a, K) and ``X`` (n_x, K) the matching previous states and inputs. Returns
-    ``dWa = dra A_prevᵀ``, ``dWx = dgx Xᵀ``, ``db = Σ dgx`` and, for a cell with a
-    recurrent-side bias (``split``), ``dbh = Σ dra`` (else None).
+    ``dWa = dra A_prevᵀ``, ``dWx = dgx Xᵀ`` and ``db = Σ dgx``.
     """
-    return (
-        xp.matmul(dra, A_prev.T),
-        xp.matmul(dgx, X.T),
-        xp.sum(dgx, axis=1, keepdims=True),
-        xp.sum(dra, axis=1, keepdims=True) if split else None,
-    )
+    return xp.matmul(dra, A_prev.T), xp.matmul(dgx, X.T), xp.sum(dgx, axis=1, keepdims=True)
 
 
 def chunk_gradients(
@@ -237,7 +229,7 @@ def chunk_gradients(
     A_prev = columns(xp, public(xp, trace.states[0][start:end, ...]))  # (n_a, k m)
     X = columns(xp, trace.x[:, :, start:end])
     dgx, dra, dV = vector_rows(xp, cell, *store.columns(k))
-    weights = weight_gradients(xp, dgx, dra, A_prev, X, cell.split_recurrent)
+    weights = weight_gradients(xp, dgx, dra, A_prev, X)
     return (*weights, dV), xp.matmul(W.Wx.T, dgx)
 
 

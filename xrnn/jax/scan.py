@@ -70,12 +70,11 @@ def _loop_backward(
     """Backpropagation through the scan: ``dsteps`` the upstream gradient of each state
     component's every step, (T, n_a, m) loop order (masked where the outputs are), ``dfinal``
     each final state's. Returns ``dx`` (n_x, m, T) in loop order, each initial state's
-    gradient, and ``(dWa, dWx, db, dbh, dV)``."""
+    gradient, and ``(dWa, dWx, db, dV)``."""
     T = xe.shape[2]
     prev = tuple(s[:T] for s in states)
     new = tuple(s[1:] for s in states)
 
-    split = cell.split_recurrent
     rows = W.Wa.shape[0]
     X = jnp.transpose(xe, (2, 0, 1))  # (T, n_x, m)
 
@@ -83,7 +82,7 @@ def _loop_backward(
         return jnp.sum(d, axis=1, keepdims=True)
 
     def step(carry: tuple, inputs: tuple) -> tuple[tuple, Any]:
-        g, (dWa, dWx, db, dbh, dV) = carry
+        g, (dWa, dWx, db, dV) = carry
         prev_t, new_t, saved_t, d_t, lv, xt = inputs
         up = tuple(gi + di for gi, di in zip(g, d_t, strict=True))
         up_live = up if lv is None else tuple(u * lv for u in up)
@@ -103,7 +102,6 @@ def _loop_backward(
             dWa + jnp.matmul(dra, prev_t[0].T),
             dWx + jnp.matmul(dgx, xt.T),
             db + total(dgx),
-            None if dbh is None else dbh + total(dra),
             dV,
         )
         return (carried, weights), jnp.matmul(W.Wx.T, dgx)
@@ -114,7 +112,6 @@ def _loop_backward(
         jnp.zeros(W.Wa.shape, dt),
         jnp.zeros(W.Wx.shape, dt),
         jnp.zeros((rows, 1), dt),
-        jnp.zeros((rows, 1), dt) if split else None,
         jnp.zeros((len(cell.vectors) * n_a, 1), dt) if cell.vectors else None,
     )
     (g0, weights), DX = lax.scan(
@@ -230,13 +227,13 @@ def _gradients(
         d = jnp.transpose(reorder(jnp, d, order), (2, 0, 1))  # time-major, loop order
         d = d if live is None else d * live
         dsteps.append(d if d_states is None else d + d_states[i][1:])
-    dx, dinitial, (dWa, dWx, db, dbh, dV) = _loop_backward(
+    dx, dinitial, (dWa, dWx, db, dV) = _loop_backward(
         cell, W, states, saved, xe, live, tuple(dsteps), tuple(d_finals)
     )
     if d_states is not None:
         dinitial = tuple(g + d[0] for g, d in zip(dinitial, d_states, strict=True))
     n_a = int(states[0].shape[1])
-    grads = cell.unstack(dWa, dWx, db, dbh, n_a)
+    grads = cell.unstack(dWa, dWx, db, n_a)
     if dV is not None:
         grads.update(cell.unstack_vectors(dV, n_a))
     dweights = tuple(grads["d" + k] for k in cell.keys)

@@ -519,7 +519,7 @@ def _generated_chunk_lockstep(
     if not lockstep.run(run, args(0, 0, n_a // 2), args(1, n_a // 2, n_a), flags):
         return None
     _, _, dV = vector_rows(np, cell, *store.columns(int(dA.shape[0])))
-    return g, (dWa, dWx, db, None, dV), dX
+    return g, (dWa, dWx, db, dV), dX
 
 
 def _generated_backward_steps(
