@@ -71,8 +71,7 @@ def _public(a: Any) -> Any:
 # --- the forward operator ----------------------------------------------------------------------
 
 
-@torch.library.custom_op("xrnn::sequence", mutates_args=())
-def _sequence(
+def _sequence_impl(
     cell: str,
     x: Tensor,
     initial: list[Tensor],
@@ -95,6 +94,9 @@ def _sequence(
             spec, x.detach(), tuple(s.detach() for s in initial), parameters, lengths, reverse,
             check_finite,
         )  # fmt: skip
+
+
+_sequence = torch.library.custom_op("xrnn::sequence", mutates_args=())(_sequence_impl)
 
 
 def _host(x: Tensor) -> bool:
@@ -195,17 +197,24 @@ def _setup_sequence(ctx: Any, inputs: tuple, output: list) -> None:
     ctx.set_materialize_grads(False)
 
 
-def _sequence_gradient(ctx: Any, grads: list) -> tuple:
+def _backward_arguments(ctx: Any, grads: list | tuple) -> tuple:
+    """The backward operator's arguments from what :func:`_setup_sequence` saved and the
+    upstream gradients of the forward's outputs."""
     S, n_w = ctx.counts
     x, lengths, saved, *rest = ctx.saved_tensors
     weights, states = rest[:n_w], rest[n_w:]
     # none: an empty tensor (the operator's arguments are tensors)
     d_outputs = [x.new_empty(0) if g is None else g for g in grads[:S]]
     d_finals = [x.new_empty(0) if g is None else g for g in grads[S : 2 * S]]
-    got = _sequence_backward(
-        ctx.cell, x, list(weights), lengths, ctx.reverse, list(states), saved,
-        d_outputs, d_finals, ctx.check_finite,
+    return (
+        ctx.cell, x, list(weights), lengths, ctx.reverse, list(states), saved, d_outputs,
+        d_finals, ctx.check_finite,
     )  # fmt: skip
+
+
+def _sequence_gradient(ctx: Any, grads: list) -> tuple:
+    S = ctx.counts[0]
+    got = _sequence_backward(*_backward_arguments(ctx, grads))
     dx, dinitial, dweights = got[0], got[1 : 1 + S], got[1 + S :]
     return None, dx, list(dinitial), list(dweights), None, None, None
 
@@ -216,8 +225,7 @@ _sequence.register_autograd(_sequence_gradient, setup_context=_setup_sequence)
 # --- the backward operator ---------------------------------------------------------------------
 
 
-@torch.library.custom_op("xrnn::sequence_backward", mutates_args=())
-def _sequence_backward(
+def _sequence_backward_impl(
     cell: str,
     x: Tensor,
     weights: list[Tensor],
@@ -245,6 +253,11 @@ def _sequence_backward(
             spec, x, list(weights), lengths, reverse, list(states), saved, outs, finals,
             check_finite,
         )  # fmt: skip
+
+
+_sequence_backward = torch.library.custom_op("xrnn::sequence_backward", mutates_args=())(
+    _sequence_backward_impl
+)
 
 
 def _gradients(
@@ -327,6 +340,41 @@ def _no_setup(ctx: Any, inputs: tuple, output: list) -> None:
 
 
 _sequence_backward.register_autograd(_no_double_backward, setup_context=_no_setup)
+
+
+# --- eager calls on CPU tensors ----------------------------------------------------------------
+
+
+class XrnnSequence(torch.autograd.Function):
+    """The two operators' bodies as one :class:`torch.autograd.Function`, for eager calls on
+    CPU tensors outside any ``torch.func`` transform: the same forward, backward and saved
+    tensors, without the custom operators' dispatch (their argument handling cost as much as
+    the whole forward+backward of a character-model-sized call). ``torch.compile``, fake and
+    meta tensors, CUDA tensors and ``torch.func.vmap`` take the operators."""
+
+    @staticmethod
+    def forward(ctx: Any, cell: str, reverse: bool, check_finite: bool, S: int, *tensors: Any):
+        x, lengths, initial, weights = tensors[0], tensors[1], tensors[2 : 2 + S], tensors[2 + S :]
+        inputs = (cell, x, list(initial), list(weights), lengths, reverse, check_finite)
+        out = _sequence_impl(*inputs)
+        _setup_sequence(ctx, inputs, out)
+        ctx.mark_non_differentiable(*out[2 * S :])  # the traces and saved blocks
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> tuple:
+        arguments = _backward_arguments(ctx, grads)
+        # create_graph: the operator, whose own backward refuses a second derivative
+        run = _sequence_backward if torch.is_grad_enabled() else _sequence_backward_impl
+        got = run(*arguments)
+        return (None, None, None, None, got[0], None, *got[1:])
+
+
+def _eager(x: Tensor) -> bool:
+    """Whether a call on ``x`` runs as :class:`XrnnSequence`: eager (no compiler tracing it),
+    on CPU tensors, outside every ``torch.func`` transform."""
+    transforms = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return x.device.type == "cpu" and transforms is not None and not transforms()
 
 
 # --- torch.func.vmap ----------------------------------------------------------------------------
@@ -454,7 +502,12 @@ def sequence_forward(
     ]
     weights = [parameters[k] for k in cell.keys]
     S = len(cell.states)
-    got = _sequence(_token(cell), x, initial_full, weights, lengths, reverse, check_finite)
+    if not compiling and _eager(x):
+        got = XrnnSequence.apply(
+            _token(cell), reverse, check_finite, S, x, lengths, *initial_full, *weights
+        )
+    else:
+        got = _sequence(_token(cell), x, initial_full, weights, lengths, reverse, check_finite)
     outs, finals, states, saved = got[:S], got[S : 2 * S], got[2 * S : 3 * S], got[3 * S]
     outputs = tuple(o.permute(1, 2, 0) for o in outs)
     y = None
