@@ -1,6 +1,6 @@
 """Calls from several Python threads at once (issue: no process-wide side effects): every size
 class of the NumPy loops — the compiled whole loop, the lean loop on the private one-thread
-BLAS, the lockstep loop, the lean loop on NumPy's threaded BLAS — gives the lone call's results
+BLAS, the lockstep loop on mid-sized and on large steps — gives the lone call's results
 bit for bit, no call changes NumPy's BLAS thread count as any thread sees it, a user's own
 ``threadpool_limits`` holds for as long as they hold it, and the lockstep helpers are one per
 concurrent caller at most."""
@@ -24,7 +24,7 @@ SIZE_CLASSES = {
     "whole compiled loop": ("lstm", 8, 2, 40),
     "private one-thread BLAS": ("gru", 64, 32, 20),
     "lockstep": ("lstm", 128, 16, 12),
-    "NumPy's threaded BLAS": ("lstm", 256, 80, 4),
+    "lockstep, large steps": ("lstm", 256, 80, 4),
 }
 CALLERS = 4
 
@@ -52,8 +52,8 @@ def test_the_size_classes_take_their_paths():
             SIZE_CLASSES.items()}  # fmt: skip
     assert step["whole compiled loop"] <= tuning.SMALL_LOOP_FLOPS
     assert tuning.SMALL_LOOP_FLOPS < step["private one-thread BLAS"] < tuning.SMALL_STEP_FLOPS
-    assert tuning.LOCKSTEP_MIN_FLOPS <= step["lockstep"] <= tuning.LOCKSTEP_MAX_FLOPS
-    assert step["NumPy's threaded BLAS"] > tuning.LOCKSTEP_MAX_FLOPS
+    assert tuning.LOCKSTEP_MIN_FLOPS <= step["lockstep"] < tuning.SMALL_TRAINING_STEP_FLOPS
+    assert step["lockstep, large steps"] > tuning.SMALL_TRAINING_STEP_FLOPS
 
 
 def test_concurrent_calls_of_every_size_class_round_alike_and_touch_no_thread_pool():

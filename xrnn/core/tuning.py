@@ -13,7 +13,6 @@ __all__ = [
     "CHUNK_COLUMNS",
     "FORWARD_CHUNK_BYTES",
     "INTERRUPT_CHECK_FLOPS",
-    "LOCKSTEP_MAX_FLOPS",
     "LOCKSTEP_MIN_FLOPS",
     "POINTWISE_FLOPS",
     "SMALL_LOOP_FLOPS",
@@ -49,10 +48,12 @@ SMALL_TRAINING_STEP_FLOPS = 2**24
 # 20 k; the "long" config's 2.1 M and `xrnn train`'s 4.2 M call BLAS per step)
 SMALL_LOOP_FLOPS = 2**17
 # Steps from this many FLOPs up run on two threads in lockstep where they can (the "long"
-# config's 2.1 M: 25 → 14 µs a forward step; below it, the step limits BLAS to one thread),
-# up to LOCKSTEP_MAX_FLOPS, above which BLAS's own threads keep up
+# config's 2.1 M: 25 → 14 µs a forward step; below it, the step limits BLAS to one thread).
+# There is no upper bound: BLAS's own threads split only the GEMMs, leave the pointwise math on
+# one core and keep spinning after each call, beside whatever runs next (a forward's loop
+# slows the backward after it); config B's forward+backward takes 0.86× the time in lockstep,
+# under a competing process 0.68×
 LOCKSTEP_MIN_FLOPS = 2**21
-LOCKSTEP_MAX_FLOPS = 2**24
 
 # --- the engine's backward loop (xrnn.core.engine) ----------------------------------------------
 

@@ -191,12 +191,10 @@ def input_side_lockstep(blas, thread, flags, Wx, b, XE, G):
 
 def _lockstep(cell: Any, dtype: Any, n_a: int, m: int) -> Any:
     """The BLAS handle for ``cell``'s loops over these steps in lockstep, or None: they run
-    on one thread (cells without generated kernels, too small or too large steps, no
-    helper)."""
+    on one thread (cells without generated kernels, too small steps, no helper)."""
     if not _traced(cell):
         return None
-    flops = step_flops(cell, n_a, m)
-    if not tuning.LOCKSTEP_MIN_FLOPS <= flops <= tuning.LOCKSTEP_MAX_FLOPS or n_a < 2:
+    if step_flops(cell, n_a, m) < tuning.LOCKSTEP_MIN_FLOPS or n_a < 2:
         return None
     return lockstep.available(dtype)
 
@@ -269,12 +267,6 @@ class JitOps(NumpyOps):
     def kernel(self, cell: Any, direction: str) -> Any:
         return _generated_forward_step if direction == "forward" and _traced(cell) else None
 
-    def step_kernels(self, cell: Any, dtype: Any) -> Any:
-        """The compiled step kernels generated from ``cell``'s elementwise math for ``dtype``
-        (:class:`xrnn.backends.numpy.generated.Compiled`), or None for a cell without traced math:
-        what :mod:`xrnn.backends.torch` runs on CPU tensors' memory between torch's GEMMs."""
-        return _generated(cell, dtype)
-
     def saved_in_gx(self, cell: Any) -> bool:
         return _traced(cell) and generated.saves_in_gx(cell)
 
@@ -319,14 +311,9 @@ class JitOps(NumpyOps):
 
     def lends_to_torch(self, cell: Any, dtype: Any, n_a: int, m: int) -> bool:
         """Whether torch CPU tensors of ``cell``'s call (``dtype``, ``n_a`` units, batch
-        ``m``) run these kernels on their memory (:mod:`xrnn.backends.torch`): steps up to
-        :data:`xrnn.core.tuning.LOCKSTEP_MAX_FLOPS` (above it torch's own kernels keep up, and its
-        threads are better left alone)."""
-        return (
-            dtype is not None
-            and _traced(cell)
-            and step_flops(cell, n_a, m) <= tuning.LOCKSTEP_MAX_FLOPS
-        )
+        ``m``) run these kernels on their memory (:mod:`xrnn.backends.torch`): every call whose
+        cell has generated kernels, in a float dtype they take."""
+        return dtype is not None and _traced(cell)
 
     def backward_chunk(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any

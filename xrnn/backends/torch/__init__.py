@@ -9,10 +9,9 @@ the NumPy and CuPy backends do: states and saved gates written into time-major b
 gradients into the chunk's column buffers. When autograd records, every hook below hands the
 work to the reference, unchanged.
 
-CPU tensors run the NumPy backend's compiled kernels on their own memory where they pay
-(:mod:`xrnn.backends.torch.bridge`: whole calls up to config A's size; the step kernels between
-torch's GEMMs above it). Other devices, and the steps of a call with lengths, run the cell's own
-math with torch's ops.
+CPU tensors run the NumPy backend's compiled kernels on their own memory
+(:mod:`xrnn.backends.torch.bridge`). Other devices, and the steps of a call with lengths, run
+the cell's own math with torch's ops.
 """
 
 from __future__ import annotations
@@ -43,14 +42,12 @@ class TorchOps(Ops):
         self, device: Any, arrays: list, cell: Any, n_a: int, m: int, stepped: bool
     ) -> Any:
         """A call on CPU tensors that records nothing, whose loops run whole (not ``stepped``
-        by the engine, as with lengths) and whose steps the compiled NumPy kernels take
-        (:meth:`xrnn.backends.numpy.jit.JitOps.lends_to_torch`: up to config A's size) runs those
-        kernels on the tensors' memory, with torch on one thread meanwhile: torch's parallel
-        copies and sums between them left its OpenMP threads spinning for a while after each,
-        and beside them BLAS's and the lockstep loops' threads (two pools on two cores) ran
-        config A's LSTM forward+backward in 111 ms instead of 40. Every other call keeps
-        torch's threads and its own kernels (config B's: with torch's glue on one thread,
-        xrnn on torch tensors took 1.5× NumPy's time)."""
+        by the engine, as with lengths) and whose cell has compiled kernels
+        (:meth:`xrnn.backends.numpy.jit.JitOps.lends_to_torch`) runs those kernels on the
+        tensors' memory, with torch on one thread meanwhile: torch's parallel copies and sums
+        between them would leave its OpenMP threads spinning for a while after each, beside
+        the compiled loops' own two threads. Every other call keeps torch's threads and its
+        own kernels."""
         compiled = None if stepped or getattr(device, "type", None) != "cpu" else bridge.compiled()
         dtype = next((a.dtype for a in arrays if a is not None), None)
         if (
@@ -86,9 +83,8 @@ class TorchOps(Ops):
         return BufferStore(self.xp, state0, T, None)
 
     def saved_in_gx(self, cell: Any) -> bool:
-        # the compiled loops fill the store, or the compiled step kernels between torch's GEMMs
-        # (bridge.step_kernels): theirs is the layout (a step of the reference's copies its
-        # saved values in)
+        # the compiled loops fill the store: theirs is the layout (a step of the reference's
+        # copies its saved values in)
         compiled = bridge.compiled()
         return super().saved_in_gx(cell) if compiled is None else compiled.saved_in_gx(cell)
 
@@ -124,37 +120,15 @@ class TorchOps(Ops):
         return super().backward_step(cell, saved, prev, new, up, slot, W)
 
     def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
-        """Every forward step at once, on the compiled NumPy backend (whole, or its step
-        kernels between torch's GEMMs: :func:`bridge.step_kernels`) where it takes them; else
-        False (the engine steps with the cell's own math)."""
+        """Every forward step at once, on the compiled NumPy backend where the call runs on
+        it (:func:`bridge.in_call`); else False (the engine steps with the cell's own math)."""
         # buffers only where GX and the initial states record nothing (forward_store)
         if not isinstance(store, BufferStore) or _recording(W.Wa, W.V):
             return False
         compiled = bridge.in_call()
-        if compiled is not None and compiled.forward_loop(
+        return compiled is not None and compiled.forward_loop(
             cell, bridge.weights_view(W), bridge.view(GX), store.viewed(bridge.view)
-        ):
-            return True
-        kernels = bridge.step_kernels(cell, GX)
-        if kernels is None:
-            return False
-        bridge.forward_loop(kernels, cell, W, GX, store)
-        return True
-
-    def backward_steps(
-        self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
-    ) -> tuple | None:
-        """A chunk's backward steps in a lean loop of the compiled step kernels between
-        torch's GEMMs (:func:`bridge.step_kernels`) where they run; else None (the engine
-        steps)."""
-        if not isinstance(store, BufferColumns) or _recording(
-            W.Wa, dA, *g, *trace.states, trace.saved
-        ):
-            return None
-        kernels = bridge.step_kernels(cell, dA)
-        if kernels is None:
-            return None
-        return bridge.backward_steps(kernels, cell, W, trace, dA, start, g, store)
+        )
 
     def backward_chunk(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
