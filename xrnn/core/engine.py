@@ -197,7 +197,7 @@ def backward(
     da: Any,
     dfinal: tuple | None = None,
     dfurther: tuple | None = None,
-) -> tuple[Any, tuple, Any, Any, Any, Any, Any]:
+) -> tuple[Any, tuple, Any, Any, Any, Any]:
     """Backpropagation through time over ``trace``.
 
     Parameters
