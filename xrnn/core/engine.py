@@ -167,6 +167,7 @@ def _forward_chunks(
     step_bytes = int(W.Wx.shape[0]) * m * (xp.finfo(ctx.dtype).bits // 8)
     k = max(1, min(T, tuning.FORWARD_CHUNK_BYTES // step_bytes))
     work = None  # the saved blocks of a chunk, where they do not go over its input side
+    reuse: dict = {}  # what the backend's loop prepares once for every chunk (Ops.forward_loop)
     state = tuple(state0)
     for start in range(0, T, k):
         end = min(T, start + k)
@@ -180,7 +181,7 @@ def _forward_chunks(
                 work = xp.empty(shape, dtype=ctx.dtype, device=ctx.device)
             saved = work[: end - start, ...]
         store = outputs.steps(start, end, saved)
-        if done is not None or not ops.forward_loop(cell, W, GX, store):
+        if done is not None or not ops.forward_loop(cell, W, GX, store, reuse):
             for j in range(end - start):
                 new, saved_t = ops.forward_step(cell, W, GX[j, ...], state, store.slot(j))
                 if done is not None:

@@ -391,9 +391,14 @@ class Ops:
             return fused(self, cell, saved, prev, new, up, slot)
         return cell.backward_pointwise(self.xp, saved, prev, new, up, W)
 
-    def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
+    def forward_loop(
+        self, cell: Any, W: Any, GX: Any, store: Any, reuse: dict | None = None
+    ) -> bool:
         """Run every forward step at once into ``store`` (no lengths to mask) and return True,
-        or return False and let the engine step (the reference always does)."""
+        or return False and let the engine step (the reference always does). ``reuse``: a
+        dict that lives for one call, where a backend may keep what it prepares from ``W``
+        for the loop (weight layouts, scratch) — the forward without caches calls this once
+        per chunk of steps, with the same ``W``."""
         return False
 
     def backward_steps(

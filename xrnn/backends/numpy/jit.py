@@ -347,7 +347,9 @@ class JitOps(NumpyOps):
                 strided.append(value)
         return super().all_finite(strided, conditions)
 
-    def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
+    def forward_loop(
+        self, cell: Any, W: Any, GX: Any, store: Any, reuse: dict | None = None
+    ) -> bool:
         """Every forward step at once: in one compiled call when the steps are small (see
         :data:`xrnn.core.tuning.SMALL_LOOP_FLOPS`), on two threads in lockstep for mid-sized steps
         (:data:`xrnn.core.tuning.LOCKSTEP_MIN_FLOPS`), else a lean loop of one BLAS GEMM into a
@@ -356,7 +358,13 @@ class JitOps(NumpyOps):
         (:func:`xrnn.core.tuning.steps_between_checks`), so that a KeyboardInterrupt reaches the
         caller between spans rather than when the last step is done."""
         T, (n_a, m) = int(GX.shape[0]), (int(s) for s in store.states[0].shape[1:])
-        run = _generated_forward(cell, W, GX.dtype, n_a, m)
+        key = ("forward loop", GX.dtype, n_a, m)
+        if reuse is not None and key in reuse:  # an earlier chunk of the same call's
+            run = reuse[key]
+        else:
+            run = _generated_forward(cell, W, GX.dtype, n_a, m)
+            if reuse is not None:
+                reuse[key] = run
         if run is None:
             return False  # no kernels for this cell
         every = tuning.steps_between_checks(cell, n_a, m)

@@ -119,7 +119,9 @@ class TorchOps(Ops):
             return cell.backward_pointwise(self.xp, saved, prev, new, up, W)
         return super().backward_step(cell, saved, prev, new, up, slot, W)
 
-    def forward_loop(self, cell: Any, W: Any, GX: Any, store: Any) -> bool:
+    def forward_loop(
+        self, cell: Any, W: Any, GX: Any, store: Any, reuse: dict | None = None
+    ) -> bool:
         """Every forward step at once, on the compiled NumPy backend where the call runs on
         it (:func:`bridge.in_call`); else False (the engine steps with the cell's own math)."""
         # buffers only where GX and the initial states record nothing (forward_store)
@@ -127,7 +129,7 @@ class TorchOps(Ops):
             return False
         compiled = bridge.in_call()
         return compiled is not None and compiled.forward_loop(
-            cell, bridge.weights_view(W), bridge.view(GX), store.viewed(bridge.view)
+            cell, bridge.weights_view(W), bridge.view(GX), store.viewed(bridge.view), reuse
         )
 
     def backward_chunk(
