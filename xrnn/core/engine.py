@@ -538,7 +538,7 @@ def run_forward(
             lengths = xp.clip(lengths, 1, T)
         stepped = lengths is not None and not ops.all_full(lengths, T)
         arrays = [a for _, a in named]
-        scope.enter_context(ops.own_threads(ctx.device, arrays, cell, n_a, m, stepped))
+        scope.enter_context(ops.own_threads(ctx.device, arrays, cell, stepped))
         state0 = tuple(
             xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s
             for s in initial
@@ -707,7 +707,7 @@ def run_backward(
     with call_scope(ctx, check_finite) as scope:
         arrays = [a for _, a in named]
         stepped = trace.live is not None
-        scope.enter_context(ops.own_threads(ctx.device, arrays, cell, n_a, m, stepped))
+        scope.enter_context(ops.own_threads(ctx.device, arrays, cell, stepped))
         if array_api_compat.is_jax_namespace(ctx.xp):
             grads = _scanned_backward(ctx, cell, trace, parameters, da, dfinal, dfurther)
         else:

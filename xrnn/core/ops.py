@@ -302,13 +302,12 @@ class Ops:
         return contextlib.nullcontext()
 
     def own_threads(
-        self, device: Any, arrays: list, cell: Any, n_a: int, m: int, stepped: bool
+        self, device: Any, arrays: list, cell: Any, stepped: bool
     ) -> contextlib.AbstractContextManager:
-        """A scope for a sequence call of ``cell`` (``n_a`` units, batch ``m``) on ``arrays``
-        (``stepped``: the engine runs its loops step by step, as with lengths): how the
-        library's own threads are used meanwhile (unchanged here; torch CPU tensors up to
-        config A's step size borrow the compiled NumPy kernels with torch's held at one,
-        :mod:`xrnn.backends.torch`)."""
+        """A scope for a sequence call of ``cell`` on ``arrays`` (``stepped``: the engine runs
+        its loops step by step, as with lengths): how the library's own threads are used
+        meanwhile (unchanged here; torch CPU tensors borrow the compiled NumPy kernels with
+        torch's held at one, :mod:`xrnn.backends.torch`)."""
         return contextlib.nullcontext()
 
     # --- storage --------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def _sequence_impl(
         )  # fmt: skip
         return [torch.from_numpy(a) for a in got]
     parameters = dict(zip(spec.keys, (w.detach() for w in weights), strict=True))
-    with torch.no_grad(), _threads(spec, x, initial[0], lengths):
+    with torch.no_grad(), _threads(spec, x, lengths):
         return _sequence_outputs(
             spec, x.detach(), tuple(s.detach() for s in initial), parameters, lengths, reverse,
             check_finite,
@@ -123,15 +123,13 @@ def _contiguous(a: Any) -> Any:
     return c_contiguous(a, copy=False)
 
 
-def _threads(cell: Cell, x: Tensor, a: Tensor, lengths: Tensor | None) -> Any:
+def _threads(cell: Cell, x: Tensor, lengths: Tensor | None) -> Any:
     """The call's torch thread policy (:meth:`xrnn.core.ops.Ops.own_threads`) over the whole
     operator — its copies too: torch's threads, once woken, spin beside the compiled loops."""
     ctx = resolve([("x", x)])
     ops = get_ops(ctx.xp)
-    T = int(x.shape[2])
-    n_a, m = (int(s) for s in a.shape)
-    stepped = lengths is not None and not ops.all_full(lengths, T)
-    return ops.own_threads(ctx.device, [x], cell, n_a, m, stepped)
+    stepped = lengths is not None and not ops.all_full(lengths, int(x.shape[2]))
+    return ops.own_threads(ctx.device, [x], cell, stepped)
 
 
 def _sequence_outputs(
@@ -248,7 +246,7 @@ def _sequence_backward_impl(
             [_numpy(d) for d in finals], check_finite,
         )  # fmt: skip
         return [torch.from_numpy(a) for a in got]
-    with torch.no_grad(), _threads(spec, x, states[0][0], lengths):
+    with torch.no_grad(), _threads(spec, x, lengths):
         return _gradients(
             spec, x, list(weights), lengths, reverse, list(states), saved, outs, finals,
             check_finite,

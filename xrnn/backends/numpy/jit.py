@@ -309,10 +309,10 @@ class JitOps(NumpyOps):
         add_bias(G, W.b)
         return G
 
-    def lends_to_torch(self, cell: Any, dtype: Any, n_a: int, m: int) -> bool:
-        """Whether torch CPU tensors of ``cell``'s call (``dtype``, ``n_a`` units, batch
-        ``m``) run these kernels on their memory (:mod:`xrnn.backends.torch`): every call whose
-        cell has generated kernels, in a float dtype they take."""
+    def lends_to_torch(self, cell: Any, dtype: Any) -> bool:
+        """Whether torch CPU tensors of ``cell``'s call in ``dtype`` (a NumPy dtype name, or
+        None for one these kernels do not take) run these kernels on their memory
+        (:mod:`xrnn.backends.torch`): every call whose cell has generated kernels."""
         return dtype is not None and _traced(cell)
 
     def backward_chunk(

@@ -38,9 +38,7 @@ class TorchOps(Ops):
     (:class:`xrnn.core.ops.Ops`) where it is; the compiled NumPy kernels on CPU tensors' memory
     (see the module notes)."""
 
-    def own_threads(
-        self, device: Any, arrays: list, cell: Any, n_a: int, m: int, stepped: bool
-    ) -> Any:
+    def own_threads(self, device: Any, arrays: list, cell: Any, stepped: bool) -> Any:
         """A call on CPU tensors that records nothing, whose loops run whole (not ``stepped``
         by the engine, as with lengths) and whose cell has compiled kernels
         (:meth:`xrnn.backends.numpy.jit.JitOps.lends_to_torch`) runs those kernels on the
@@ -53,7 +51,7 @@ class TorchOps(Ops):
         if (
             compiled is None
             or _recording(*arrays)
-            or not compiled.lends_to_torch(cell, bridge.NUMPY_DTYPES.get(dtype), n_a, m)
+            or not compiled.lends_to_torch(cell, bridge.NUMPY_DTYPES.get(dtype))
         ):
             return contextlib.nullcontext()
         return bridge.scope()
