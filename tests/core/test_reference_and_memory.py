@@ -54,6 +54,7 @@ def test_lstm_forward_peak_memory_near_the_exercise_loop(shape, dtype):
     x, a0, p, _ = _inputs("lstm", n_x, n_a, m, T)
     x, a0 = x.astype(dtype), a0.astype(dtype)
     p = {k: v.astype(dtype) for k, v in p.items()}
+    xrnn.lstm_forward(x, a0, p)  # compiled first: the compiler's own memory is no call's
     mine = bench.peak_memory_mb(lambda: xrnn.lstm_forward(x, a0, p))
     theirs = bench.peak_memory_mb(lambda: reference.lstm_forward(x, a0, p))
     assert mine <= 1.25 * theirs, f"xrnn {mine} MB > 1.25 × exercise loop {theirs} MB"

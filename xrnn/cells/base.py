@@ -20,8 +20,7 @@ engine forms ``dWx = Σ dgx xᵀ``, ``db = Σ dgx``, ``dWa = Σ dra aᵀ`` and `
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from array_api_compat import array_namespace, device
@@ -31,7 +30,6 @@ from xrnn.core.params import check_parameter, output_layer
 __all__ = ["CELLS", "Cell", "GatedCell", "Stacked", "get_cell", "register", "torch_bias"]
 
 
-@dataclass(frozen=True)
 class Stacked:
     """A cell's weights stacked by gate (see the module notes).
 
@@ -44,12 +42,66 @@ class Stacked:
     V : array of shape (v n_a, 1), or None
         The cell's per-unit vectors (:attr:`Cell.vectors`, e.g. peephole weights) stacked in
         order, used inside its pointwise math; None for a cell without any.
+    gates : tuple of k arrays of shape (n_a, n_a + n_x), or None
+        Each gate block's weight on ``[a⟨t-1⟩; x⟨t⟩]`` as the parameters hold it, where the
+        weights were stacked :meth:`apart`: ``Wa`` and ``Wx`` are then stacked from them when
+        first read, and a backend that reads each gate's rows where they are (the compiled
+        NumPy loops) never makes them — a forward without caches then keeps no copy of the
+        weights.
     """
 
-    Wa: Any
-    Wx: Any
-    b: Any
-    V: Any = None
+    def __init__(self, Wa: Any, Wx: Any, b: Any, V: Any = None) -> None:
+        self._Wa, self._Wx, self.b, self.V = Wa, Wx, b, V
+        self.gates: tuple | None = None
+        self._xp: Any = None
+
+    @classmethod
+    def apart(cls, xp: Any, gates: tuple, b: Any, V: Any = None) -> Stacked:
+        """Weights whose ``Wa``/``Wx`` are stacked from ``gates`` only when read."""
+        stacked = cls(None, None, b, V)
+        stacked.gates, stacked._xp = tuple(gates), xp
+        return stacked
+
+    @property
+    def Wa(self) -> Any:
+        if self._Wa is None:
+            self._Wa = self._stack(recurrent=True)
+        return self._Wa
+
+    @property
+    def Wx(self) -> Any:
+        if self._Wx is None:
+            self._Wx = self._stack(recurrent=False)
+        return self._Wx
+
+    def _stack(self, recurrent: bool) -> Any:
+        gates = self.gates or ()
+        n_a = int(gates[0].shape[0])
+        part = slice(None, n_a) if recurrent else slice(n_a, None)
+        return self._xp.concat([w[:, part] for w in gates], axis=0)
+
+    def arrays(self) -> tuple:
+        """Every array held, without stacking: the gates (or ``Wa``, ``Wx``), ``b`` and ``V``
+        (None where there is none)."""
+        weights = self.gates if self._Wa is None or self._Wx is None else (self._Wa, self._Wx)
+        return (*(weights or ()), self.b, self.V)
+
+    def map(self, fn: Callable[[Any], Any], xp: Any = None) -> Stacked:
+        """The same weights with ``fn`` applied to every array held (None stays None; weights
+        stacked apart stay apart, stacked by ``xp``, the new arrays' namespace, when read)."""
+
+        def f(a: Any) -> Any:
+            return None if a is None else fn(a)
+
+        if self.gates is not None and self._Wa is None and self._Wx is None:
+            return Stacked.apart(xp or self._xp, tuple(map(fn, self.gates)), f(self.b), f(self.V))
+        return Stacked(fn(self.Wa), fn(self.Wx), f(self.b), f(self.V))
+
+    def with_vectors(self, V: Any) -> Stacked:
+        """These weights with the vectors ``V``."""
+        stacked = self.map(lambda a: a)
+        stacked.V = V
+        return stacked
 
 
 class Cell(ABC):
@@ -132,9 +184,13 @@ class Cell(ABC):
         (:func:`xrnn.core.params.initialize`)."""
 
     @abstractmethod
-    def stack(self, xp: Any, parameters: Mapping[str, Any], n_a: int) -> Stacked:
+    def stack(
+        self, xp: Any, parameters: Mapping[str, Any], n_a: int, *, apart: bool = False
+    ) -> Stacked:
         """The stacked weights, each a contiguous array (GEMMs on column slices of one big
-        matrix fall off NumPy's fast path)."""
+        matrix fall off NumPy's fast path). ``apart=True``: where the cell holds a weight per
+        gate, :meth:`Stacked.apart` (stacked only when read) — for an eager caller only, as a
+        traced one (JAX) would stack inside whatever it traces first."""
 
     @abstractmethod
     def unstack(self, dWa: Any, dWx: Any, db: Any, n_a: int) -> dict[str, Any]:
@@ -233,7 +289,10 @@ class GatedCell(Cell):
             out[b] = ((n_a, 1), f"n_a={n_a}")
         return out
 
-    def stack(self, xp, parameters, n_a):
+    def stack(self, xp, parameters, n_a, *, apart=False):
+        if apart:
+            b = xp.concat([parameters[b] for _, b in self.gates], axis=0)
+            return Stacked.apart(xp, tuple(parameters[w] for w, _ in self.gates), b)
         return Stacked(
             xp.concat([parameters[w][:, :n_a] for w, _ in self.gates], axis=0),
             xp.concat([parameters[w][:, n_a:] for w, _ in self.gates], axis=0),

@@ -227,13 +227,11 @@ class ElementwiseCell(GatedCell):
         out.update({v: zeros((n_a, 1)) for v in self.vectors})
         return out
 
-    def stack(self, xp, parameters, n_a):
-        W = super().stack(xp, parameters, n_a)
+    def stack(self, xp, parameters, n_a, *, apart=False):
+        W = super().stack(xp, parameters, n_a, apart=apart)
         if not self.vectors:
             return W
-        from dataclasses import replace
-
-        return replace(W, V=xp.concat([parameters[v] for v in self.vectors], axis=0))
+        return W.with_vectors(xp.concat([parameters[v] for v in self.vectors], axis=0))
 
     # --- PyTorch's layout -----------------------------------------------------------------
 

@@ -43,7 +43,7 @@ class RNNCell(ElementwiseCell):
     def draw(self, uniform, zeros, n_x, n_a):
         return {"Wax": uniform((n_a, n_x)), "Waa": uniform((n_a, n_a)), "ba": zeros((n_a, 1))}
 
-    def stack(self, xp, parameters, n_a):
+    def stack(self, xp, parameters, n_a, *, apart=False):  # the parameters themselves
         return Stacked(parameters["Waa"], parameters["Wax"], parameters["ba"])
 
     def unstack(self, dWa, dWx, db, n_a):

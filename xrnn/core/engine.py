@@ -136,6 +136,10 @@ def forward(
     ops = get_ops(ctx.xp)
     T = int(x.shape[2])
     xe, order, done, live = loop_inputs(ctx, x, lengths, reverse)
+    if not keep and done is None:  # the backend's whole forward, input side included
+        states = ops.forward_outputs(cell, W, xe, state0)
+        if states is not None:
+            return Trace(cell, states, None, xe, live, order, owned=True)
     outputs = None if keep else ops.outputs_store(cell, state0, T)
     if outputs is not None:
         _forward_chunks(ctx, cell, W, xe, state0, done, outputs)
@@ -159,36 +163,56 @@ def _forward_chunks(
     ctx: Context, cell: Cell, W: Any, xe: Any, state0: tuple, done: Any, outputs: Any
 ) -> None:
     """The forward loop chunk by chunk into ``outputs`` (:meth:`xrnn.core.ops.Ops.outputs_store`):
-    per chunk of steps (:data:`xrnn.core.tuning.FORWARD_CHUNK_BYTES` of input side) its input
-    side, its steps (the backend's whole loop where it has one) and its saved blocks, then
-    dropped."""
+    per chunk of steps (:data:`xrnn.core.tuning.FORWARD_CHUNK_BYTES` of input side, at most
+    :data:`xrnn.core.tuning.FORWARD_CHUNK_SHARE` of the output ``a``) its input side, its
+    steps (the backend's whole loop where it has one) and its saved blocks, then dropped.
+    A backend that runs the whole forward at once (:meth:`xrnn.core.ops.Ops.forward_outputs`)
+    needs none of this."""
     xp, ops = ctx.xp, get_ops(ctx.xp)
     _, m, T = (int(s) for s in xe.shape)
-    step_bytes = int(W.Wx.shape[0]) * m * (xp.finfo(ctx.dtype).bits // 8)
-    k = max(1, min(T, tuning.FORWARD_CHUNK_BYTES // step_bytes))
+    n_a = int(state0[0].shape[0])
+    step_bytes = cell.blocks * n_a * m * (xp.finfo(ctx.dtype).bits // 8)
+    output_bytes = n_a * m * T * (xp.finfo(ctx.dtype).bits // 8)
+    chunk_bytes = min(tuning.FORWARD_CHUNK_BYTES, tuning.FORWARD_CHUNK_SHARE * output_bytes)
+    k = max(1, min(T, int(chunk_bytes // step_bytes)))
     work = None  # the saved blocks of a chunk, where they do not go over its input side
+    if cell.saved_blocks and not ops.saved_in_gx(cell):
+        work = xp.empty((k, cell.saved_blocks * n_a, m), dtype=ctx.dtype, device=ctx.device)
     reuse: dict = {}  # what the backend's loop prepares once for every chunk (Ops.forward_loop)
     state = tuple(state0)
     for start in range(0, T, k):
-        end = min(T, start + k)
-        GX = ops.input_side(cell, W, xe[:, :, start:end])
-        saved = None
-        if ops.saved_in_gx(cell):
-            saved = GX
-        elif cell.saved_blocks:
-            if work is None:
-                shape = (k, cell.saved_blocks * int(state0[0].shape[0]), m)
-                work = xp.empty(shape, dtype=ctx.dtype, device=ctx.device)
-            saved = work[: end - start, ...]
-        store = outputs.steps(start, end, saved)
-        if done is not None or not ops.forward_loop(cell, W, GX, store, reuse):
-            for j in range(end - start):
-                new, saved_t = ops.forward_step(cell, W, GX[j, ...], state, store.slot(j))
-                if done is not None:
-                    new = ops.keep_finished(done[start + j, ...], new, state)
-                store.put(j, new, saved_t)
-                state = new
-        state = tuple(s[end, ...] for s in outputs.states)
+        # a function per chunk: its input side is gone before the next one's is made
+        state = _forward_chunk(ctx, cell, W, xe, state, done, outputs, start, k, work, reuse)
+
+
+def _forward_chunk(
+    ctx: Context,
+    cell: Cell,
+    W: Any,
+    xe: Any,
+    state: tuple,
+    done: Any,
+    outputs: Any,
+    start: int,
+    k: int,
+    work: Any,
+    reuse: dict,
+) -> tuple:
+    """Steps ``start`` to ``start + k`` (or ``T``) of :func:`_forward_chunks`; returns the
+    state after them."""
+    ops = get_ops(ctx.xp)
+    end = min(int(xe.shape[2]), start + k)
+    GX = ops.input_side(cell, W, xe[:, :, start:end])
+    saved = GX if ops.saved_in_gx(cell) else None if work is None else work[: end - start, ...]
+    store = outputs.steps(start, end, saved)
+    if done is not None or not ops.forward_loop(cell, W, GX, store, reuse):
+        for j in range(end - start):
+            new, saved_t = ops.forward_step(cell, W, GX[j, ...], state, store.slot(j))
+            if done is not None:
+                new = ops.keep_finished(done[start + j, ...], new, state)
+            store.put(j, new, saved_t)
+            state = new
+    return tuple(s[end, ...] for s in outputs.states)
 
 
 def backward(
@@ -552,7 +576,9 @@ def run_forward(
                 produced = [*zip(_output_names(cell), outputs, strict=True), ("the output y", y)]
                 check_values(ctx, named, [in_range], produced)
             return result
-        W = cell.stack(xp, parameters, n_a)
+        # stacked only where a backend reads the stacked weights: the compiled NumPy loops read
+        # each gate's rows where the parameters hold them
+        W = cell.stack(xp, parameters, n_a, apart=True)
         trace = forward(
             ctx, cell, W, x, state0, lengths=lengths, reverse=reverse, keep=return_caches
         )

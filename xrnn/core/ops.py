@@ -390,6 +390,13 @@ class Ops:
             return fused(self, cell, saved, prev, new, up, slot)
         return cell.backward_pointwise(self.xp, saved, prev, new, up, W)
 
+    def forward_outputs(self, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
+        """The whole forward of ``cell`` over ``x`` (n_x, m, T; no lengths to mask) for a
+        call that keeps no caches, input side included: each state component of every step,
+        (T+1, n_a, m) with block 0 ``state0`` — or None and let the engine run the input
+        side and :meth:`forward_loop` chunk by chunk (the reference always does)."""
+        return None
+
     def forward_loop(
         self, cell: Any, W: Any, GX: Any, store: Any, reuse: dict | None = None
     ) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "CHUNK_COLUMNS",
     "FORWARD_CHUNK_BYTES",
+    "FORWARD_CHUNK_SHARE",
     "INTERRUPT_CHECK_FLOPS",
     "LOCKSTEP_MIN_FLOPS",
     "POINTWISE_FLOPS",
@@ -66,10 +67,13 @@ CHUNK_COLUMNS = 1024
 # --- the forward that keeps no caches (xrnn.core.engine, return_caches=False) ------------------
 
 # Bytes of input side per chunk of steps, the chunk's work area beside the outputs (its saved
-# blocks go over it or beside it): a small share of a large call's outputs (the LSTM's input
-# side is four times their size per step), and few chunks for a small call, as each chunk
-# costs a start of the loops (the lockstep helper's hand-offs, some 0.1 ms).
+# blocks go over it or beside it), and at most this share of the output a's bytes: a small
+# share of a large call's outputs (the LSTM's input side is four times their size per step),
+# and few chunks for a small call, as each chunk costs a start of the loops (the lockstep
+# helper's hand-offs, some 0.1 ms). With the outputs themselves (a and, for the LSTM, c) and
+# the lockstep loop's scratch, the forward then holds under 3x the output a.
 FORWARD_CHUNK_BYTES = 4 * 2**20
+FORWARD_CHUNK_SHARE = 0.5
 
 # --- interrupts (xrnn.backends.numpy.jit) ---------------------------------------------------------
 

@@ -403,3 +403,101 @@ def test_torch_cpu_tensors_run_the_generated_kernels(counted, name):
     assert torch.get_num_threads() == threads  # held at one during the calls only
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=2e-5, atol=2e-5, err_msg=k)
+
+
+def _outputs(cell, n_a, m, T, dtype, *, caches, reverse=False, to=None):
+    rng = np.random.default_rng(7)
+    n_x = 6
+    p = {k: v.astype(dtype) for k, v in xrnn.initialize(cell, n_x, n_a, seed=7).items()}
+    x = rng.normal(size=(n_x, m, T)).astype(dtype)
+    initial = {f"{s}0": rng.normal(size=(n_a, m)).astype(dtype) for s in cell.states}
+    if to is not None:
+        p, x = {k: to(v) for k, v in p.items()}, to(x)
+        initial = {k: to(v) for k, v in initial.items()}
+    a0 = initial.pop("a0")
+    out = xrnn.forward(cell, x, a0, p, **initial, reverse=reverse, return_caches=caches)
+    assert (out[-1] is None) is not caches
+    return [np.asarray(o) for o in (out[0], *out[2:-1])]
+
+
+@needs_lockstep
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("n_a", "m", "T"), [(8, 4, 6), (7, 3, 300), (12, 1, 40)])
+@pytest.mark.parametrize("name", ["lstm", "peephole_lstm", "residual", "everything", "gru"])
+def test_fused_forward_without_caches_equals_the_caching_forward(
+    counted, monkeypatch, name, dtype, n_a, m, T
+):
+    """The forward without caches runs every step, input side included, in one fused loop
+    (``forward_fused``: one GEMM per gate over ``[a⟨t-1⟩; x⟨t⟩]``) for a cell whose every
+    pre-activation adds both sides of its gate — the caching forward's outputs, reversed
+    too, over spans of one step, and on this thread alone where no helper starts; a cell
+    with a gate's sides apart (the GRU) runs the input side first, as before."""
+    from tests import contract_cells
+
+    cell = {
+        "residual": contract_cells.Residual(),
+        "everything": contract_cells.Everything(),
+    }.get(name) or xrnn.CELLS[name]
+    fusable = all(side == "both" for _, side in cell.pre_activations)
+    tol = {"float32": 3e-5, "float64": 1e-12}[dtype]
+    want = _outputs(cell, n_a, m, T, dtype, caches=True, reverse=True)
+    counted.clear()
+    got = _outputs(cell, n_a, m, T, dtype, caches=False, reverse=True)
+    assert ("forward_fused" in counted) is fusable
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+    if not fusable:
+        return
+    from xrnn.backends.numpy import lockstep
+
+    monkeypatch.setattr(tuning, "INTERRUPT_CHECK_FLOPS", 1)  # a span a step
+    counted.clear()
+    spans = _outputs(cell, n_a, m, T, dtype, caches=False, reverse=True)
+    assert counted.count("forward_fused") == T
+    run = lockstep.run
+    monkeypatch.setattr(
+        lockstep,
+        "run",
+        lambda kernel, *a: False if kernel.__name__ == "forward_fused" else run(kernel, *a),
+    )
+    alone = _outputs(cell, n_a, m, T, dtype, caches=False, reverse=True)
+    for g, s, one in zip(got, spans, alone, strict=True):
+        np.testing.assert_array_equal(s, g)
+        np.testing.assert_allclose(one, g, rtol=tol, atol=tol)
+
+
+@needs_lockstep
+def test_fused_forward_reads_the_parameters_in_place(counted, monkeypatch):
+    """The fused forward's GEMMs read each gate's weight where the parameters hold it: the
+    stacked weights are never made (a C-contiguous copy of a Fortran-ordered parameter set
+    takes the stacked path instead, with the same outputs)."""
+    from xrnn.cells.base import Stacked
+
+    made: list[str] = []
+    for name in ("Wa", "Wx"):
+        prop = getattr(Stacked, name)
+        monkeypatch.setattr(
+            Stacked, name, property(lambda self, p=prop, n=name: made.append(n) or p.fget(self))
+        )
+    cell = xrnn.CELLS["lstm"]
+    got = _outputs(cell, 16, 4, 9, "float64", caches=False)
+    assert "forward_fused" in counted and made == []
+    want = _outputs(cell, 16, 4, 9, "float64", caches=True)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+@needs_lockstep
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+def test_torch_cpu_tensors_run_the_fused_forward(counted):
+    """Torch CPU tensors' forward without caches borrows the fused loop on their memory."""
+    import torch
+
+    cell = xrnn.CELLS["lstm"]
+    want = _outputs(cell, 9, 4, 7, "float32", caches=False)
+    counted.clear()
+    got = _outputs(cell, 9, 4, 7, "float32", caches=False, to=torch.from_numpy)
+    assert "forward_fused" in counted
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)

@@ -19,7 +19,11 @@ template per kernel around those programs and compiles it with numba, per cell a
 - ``forward_lockstep`` and ``chunk_lockstep``: one thread's half of the forward loop and of a
   backward chunk (steps, then the chunk's weight GEMMs) on two threads in lockstep
   (:mod:`xrnn.backends.numpy.lockstep`) for mid-sized steps, over ``forward_units`` and
-  ``backward_units``, the step kernels restricted to a range of hidden units.
+  ``backward_units``, the step kernels restricted to a range of hidden units;
+- ``forward_fused``: one thread's half of a whole forward, input side included, for a cell
+  whose every pre-activation is its gate's ``Wx x⟨t⟩ + Wa a⟨t-1⟩ + b``: one GEMM per gate
+  over ``[a⟨t-1⟩; x⟨t⟩]`` with the gate's weight as the parameters hold it, no input side
+  computed beforehand.
 
 The math is the compiled scalar namespace of :mod:`xrnn.backends.numpy.jit` (its fast float32
 ``tanh``); every constant is a global of the kernel's float type, so float32 kernels compute in
@@ -58,6 +62,7 @@ class Compiled(NamedTuple):
     saved_in_gx: bool  # the forward writes the saved values over GX (:func:`saves_in_gx`)
     forward_lockstep: Any
     chunk_lockstep: Any
+    forward_fused: Any
 
 
 _CACHE: dict[tuple, Compiled] = {}
@@ -265,15 +270,57 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     # threads meet once per step, where each needs rows the other wrote
     lines += [
         "",
-        f"def forward_lockstep(blas, thread, flags, Wp, GX, {_args(V, H, S)}, R, lo, hi):",
+        f"def forward_lockstep(blas, thread, flags, WA, a0, GX, {_args(V, H, S)}, R, lo, hi):",
         "    n_a, m = H0.shape[1], H0.shape[2]",
+        "    h, ld = R.shape[0] // len(WA), WA[0].shape[1]",
         "    for t in range(GX.shape[0]):",
         "        if not wait_for(flags, 1 - thread, t):",
         "            return",
-        "        gemm(blas, False, False, Wp.shape[0], m, n_a, Wp, 0, n_a, H0, t * n_a * m, m,",
-        "             0.0, R, 0, m)",
+        "        for q in range(len(WA)):",
+        "            gemm(blas, False, False, h, m, n_a, WA[q], a0, ld, H0, t * n_a * m, m,",
+        "                 0.0, R, q * h * m, m)",
         f"        forward_units(GX[t], R, {step_args}, lo, hi)",
         "        publish(flags, thread, t + 1)",
+    ]
+    # the whole forward, input side included, on two threads in lockstep, for cells whose
+    # every pre-activation adds the input and recurrent sides of its gate: each gate's rows
+    # of W [a⟨t-1⟩; x⟨t⟩] by one GEMM from Z[t % 2] = [a⟨t-1⟩; x⟨t⟩] (each thread writes its
+    # units' rows of the next step's Z and half of its x rows; the other thread's GEMM of
+    # that buffer two steps back is done once it has published the step in between), the
+    # bias over the step's gx rows (the saved values may go over them), then the units
+    fused_step = _args(
+        V, [f"{h}[t]" for h in H], [f"{h}[t + 1]" for h in H], [x + "[g]" for x in S]
+    )
+    lines += [
+        "",
+        f"def forward_fused(blas, thread, flags, WZ, b, X, Z, GX, {_args(V, H, S)}, R, t0, t1,",
+        "                  lo, hi, x0, x1):",
+        "    n_a, m, T = H0.shape[1], H0.shape[2], X.shape[2]",
+        "    h, K = hi - lo, Z.shape[1]",
+        "    for t in range(t0, t1):",
+        "        if not wait_for(flags, 1 - thread, t - t0):",
+        "            return",
+        "        z0 = (t % 2) * K * m",
+        f"        for q in range({k}):",
+        "            gemm(blas, False, False, h, m, K, WZ[q], lo * K, K, Z, z0, m, 0.0, R,",
+        "                 q * h * m, m)",
+        "        g = t if GX.shape[0] > 1 else 0",
+        f"        for q in range({k}):",
+        "            for i in range(q * n_a + lo, q * n_a + hi):",
+        "                bias = b[i, 0]",
+        "                for j in range(m):",
+        "                    GX[g, i, j] = bias",
+        "        nz = (t + 1) % 2",
+        "        if t + 1 < T:",
+        "            for i in range(x0, x1):",
+        "                for j in range(m):",
+        "                    Z[nz, n_a + i, j] = X[i, j, t + 1]",
+        f"        forward_units(GX[g], R, {fused_step}, lo, hi)",
+        "        if t + 1 < T:",
+        "            for i in range(lo, hi):",
+        "                for j in range(m):",
+        "                    Z[nz, i, j] = H0[t + 1, i, j]",
+        "        publish(flags, thread, t + 1 - t0)",
     ]
     direct = " + up[i, c]" if direct_hidden else ""
     lines += [
@@ -355,6 +402,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         in_gx,
         module.forward_lockstep,
         module.chunk_lockstep,
+        module.forward_fused,
     )
 
 

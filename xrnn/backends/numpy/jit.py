@@ -174,19 +174,45 @@ def small_gemm(WaT, A, R):
 
 
 @_kernel
-def input_side_lockstep(blas, thread, flags, Wx, b, XE, G):
+def input_side_lockstep(blas, thread, flags, WX, b, XE, G):
     """This thread's half of the steps of :meth:`JitOps.input_side`: ``G[t] = Wx XE[t] + b``,
-    ``XE`` (T, n_x, m) time-major, ``b`` (rows, 1)."""
+    ``XE`` (T, n_x, m) time-major, ``b`` (rows, 1), ``Wx``'s rows in the blocks ``WX``, each
+    the last ``n_x`` columns of its array (:func:`_input_weights`)."""
     T, rows, m = G.shape
-    n_x = XE.shape[1]
+    n_x, blocks = XE.shape[1], len(WX)
+    h, ld = rows // blocks, WX[0].shape[1]
     half = T // 2
     first, last = (0, half) if thread == 0 else (half, T)
     for t in range(first, last):
-        cblas.gemm(
-            blas, False, False, rows, m, n_x, Wx, 0, n_x, XE, t * n_x * m, m, 0.0, G,
-            t * rows * m, m,
-        )  # fmt: skip
+        for q in range(blocks):
+            cblas.gemm(
+                blas, False, False, h, m, n_x, WX[q], ld - n_x, ld, XE, t * n_x * m, m, 0.0,
+                G, (t * blocks + q) * h * m, m,
+            )  # fmt: skip
         add_bias(G[t : t + 1], b)
+
+
+def _gates_apart(W: Any) -> bool:
+    """Whether the loops read each gate's rows from the parameters themselves
+    (:attr:`xrnn.cells.base.Stacked.gates`, C-contiguous) rather than from stacked copies:
+    a GEMM per gate, and no copy of the weights per call."""
+    gates = W.gates
+    return gates is not None and all(w.flags.c_contiguous for w in gates)
+
+
+def _input_weights(W: Any) -> tuple:
+    """``WX`` of :func:`input_side_lockstep`: the gates apart, else ``Wx`` in one block."""
+    return W.gates if _gates_apart(W) else (np.ascontiguousarray(W.Wx),)
+
+
+def _recurrent_weights(W: Any, blocks: int, n_a: int, lo: int, hi: int) -> tuple[tuple, int]:
+    """``(WA, a0)`` of a forward loop thread's units ``[lo, hi)``: the gates apart, its rows
+    at element ``a0`` of each, else those rows of every gate of ``Wa`` copied into one
+    block."""
+    if _gates_apart(W):
+        return W.gates, lo * int(W.gates[0].shape[1])
+    gates = W.Wa.reshape(blocks, n_a, n_a)
+    return (np.ascontiguousarray(gates[:, lo:hi, :]).reshape(blocks * (hi - lo), n_a),), 0
 
 
 def _lockstep(cell: Any, dtype: Any, n_a: int, m: int) -> Any:
@@ -290,22 +316,29 @@ class JitOps(NumpyOps):
         array's first touch costs its page faults — here as much as the GEMM — on every
         call."""
         n_x, m, T = (int(s) for s in x.shape)
-        blas = _lockstep(cell, x.dtype, int(W.Wa.shape[1]), m) if T >= 2 else None
+        n_a = int(W.b.shape[0]) // cell.blocks
+        blas = _lockstep(cell, x.dtype, n_a, m) if T >= 2 else None
         if blas is not None:
-            rows = int(W.Wx.shape[0])
+            rows = cell.blocks * n_a
             G = np.empty((T, rows, m), dtype=x.dtype)
-            XE, Wx = time_major(np, x), np.ascontiguousarray(W.Wx)
+            XE, WX = time_major(np, x), _input_weights(W)
             # two threads' spans at a time (see forward_loop), each as costly as a loop's
             every = 2 * tuning.steps_per_span(2.0 * rows * n_x * m)
             for t0 in range(0, T, every):
                 t1 = min(T, t0 + every)
                 flags = lockstep.new_flags()
-                args = [(blas, i, flags, Wx, W.b, XE[t0:t1], G[t0:t1]) for i in (0, 1)]
+                args = [(blas, i, flags, WX, W.b, XE[t0:t1], G[t0:t1]) for i in (0, 1)]
                 if not lockstep.run(input_side_lockstep, args[0], args[1], flags):
                     break  # no helper thread: the rest below, by one GEMM
             else:
                 return G
-        G = input_side(np, W.Wx, x)
+        if m > 1 and _gates_apart(W):  # gate by gate from the parameters: no copy of them
+            G = np.empty((T, cell.blocks * n_a, m), dtype=x.dtype)
+            XE = time_major(np, x)
+            for q, w in enumerate(W.gates):
+                np.matmul(w[:, n_a:], XE, out=G[:, q * n_a : (q + 1) * n_a, :])
+        else:
+            G = input_side(np, W.Wx, x)
         add_bias(G, W.b)
         return G
 
@@ -377,6 +410,17 @@ class JitOps(NumpyOps):
             run(GX[t0:t1], span)
         return True
 
+    def forward_outputs(self, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
+        """The whole forward on two threads in lockstep, one GEMM per gate and step over
+        ``[a⟨t-1⟩; x⟨t⟩]`` (the generated ``forward_fused``), where the cell's
+        pre-activations each add both sides of their gate and its weights are apart
+        (:func:`_gates_apart`): no input side of every step beforehand — the call holds its
+        outputs and a step's scratch —, and each step's gx computed where it is read. None
+        elsewhere. (The caching forward keeps the input side of every step for its saved
+        values, and there the separate pass, whose first touch of that array runs on both
+        threads without meeting, is the faster.)"""
+        return _fused_forward(self, cell, W, x, state0)
+
     def backward_steps(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
     ) -> tuple | None:
@@ -420,7 +464,7 @@ def _generated_forward_step(ops, cell, W, gx, state, slot):
     # where the saved values go over the input side (JitOps.saved_in_gx), the store lent
     # GX[t] itself as slot.saved: the kernel writes them into gx
     kernels = _generated(cell, gx.dtype)
-    R = _recurrent(W.Wa, state[0])
+    R = _recurrent(W, state[0])
     prev = tuple(np.ascontiguousarray(s) for s in state)  # the caller's initial states
     saved = () if slot.saved is None or kernels.saved_in_gx else (slot.saved,)
     kernels.forward_step(gx, R, *_vectors(W), *prev, *slot.states, *saved)
@@ -454,18 +498,21 @@ def _generated_forward(cell: Any, W: Any, dtype: Any, n_a: int, m: int) -> Any:
 
     blas = _lockstep(cell, dtype, n_a, m)
     if blas is not None:
-        gates = W.Wa.reshape(cell.blocks, n_a, n_a)
-        halves = []
-        for lo, hi in ((0, n_a // 2), (n_a // 2, n_a)):
-            rows = cell.blocks * (hi - lo)
-            Wp = np.ascontiguousarray(gates[:, lo:hi, :]).reshape(rows, n_a)
-            halves.append((Wp, np.empty((rows, m), dtype=dtype), lo, hi))
+        halves = [
+            (
+                *_recurrent_weights(W, cell.blocks, n_a, lo, hi),
+                np.empty((cell.blocks * (hi - lo), m), dtype=dtype),
+                lo,
+                hi,
+            )
+            for lo, hi in ((0, n_a // 2), (n_a // 2, n_a))
+        ]
 
         def in_lockstep(GX: Any, store: Any) -> None:
             flags = lockstep.new_flags()
             mine, theirs = (
-                (blas, thread, flags, Wp, GX, *V, *store.states, *saved(store), R, lo, hi)
-                for thread, (Wp, R, lo, hi) in enumerate(halves)
+                (blas, thread, flags, WA, a0, GX, *V, *store.states, *saved(store), R, lo, hi)
+                for thread, (WA, a0, R, lo, hi) in enumerate(halves)
             )
             if not lockstep.run(kernels.forward_lockstep, mine, theirs, flags):
                 one_thread(GX, store)  # no helper thread
@@ -478,17 +525,61 @@ def _generated_forward(cell: Any, W: Any, dtype: Any, n_a: int, m: int) -> Any:
             kernels.forward_loop(WaT, GX, *V, *store.states, *saved(store), R)
 
     else:
-        Wa, gemm = W.Wa, _step_gemm(W.Wa, m)
+        gemm = cblas.step_gemm(dtype, step_flops(cell, n_a, m))
 
         def one_thread(GX: Any, store: Any) -> None:
             states, S = store.states, saved(store)
-            H, step = states[0], kernels.forward_step
+            H, step, blocks = states[0], kernels.forward_step, _recurrent_blocks(W, n_a, R)
             for t in range(int(GX.shape[0])):
-                cblas.matmul_into(gemm, Wa, H[t], R)
+                for Wq, Rq in blocks:
+                    cblas.matmul_into(gemm, Wq, H[t], Rq)
                 step(GX[t], R, *V, *(s[t] for s in states), *(s[t + 1] for s in states),
                      *(x[t] for x in S))  # fmt: skip
 
     return in_lockstep if blas is not None else one_thread
+
+
+def _fused_forward(ops: Any, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
+    """:meth:`JitOps.forward_outputs`."""
+    n_x, m, T = (int(s) for s in x.shape)
+    n_a, dtype = int(state0[0].shape[0]), x.dtype
+    if not _traced(cell) or any(side != "both" for _, side in cell.pre_activations):
+        return None
+    blas = _lockstep(cell, dtype, n_a, m)
+    if blas is None or not _gates_apart(W):
+        return None
+    kernels = _generated(cell, dtype)
+    rows = cell.blocks * n_a
+    state0 = tuple(np.ascontiguousarray(s) for s in state0)
+    store = ops.outputs_store(cell, state0, T)
+    # one step's gx and saved rows, shared by the threads (each writes its units' rows)
+    GX = np.empty((1, rows, m), dtype=dtype)
+    saved_apart = cell.saved_blocks and not kernels.saved_in_gx
+    S = (np.empty((1, cell.saved_blocks * n_a, m), dtype=dtype),) if saved_apart else ()
+    Z = np.empty((2, n_a + n_x, m), dtype=dtype)  # [a⟨t-1⟩; x⟨t⟩], two steps in turn
+    Z[0, :n_a] = state0[0]
+    Z[0, n_a:] = x[:, :, 0]
+    fixed = (W.gates, W.b, x, Z, GX, *_vectors(W), *store.states, *S)
+    halves = [
+        (np.empty((cell.blocks * (hi - lo), m), dtype=dtype), lo, hi, x0, x1)
+        for (lo, hi), (x0, x1) in zip(
+            ((0, n_a // 2), (n_a // 2, n_a)), ((0, n_x // 2), (n_x // 2, n_x)), strict=True
+        )
+    ]
+    every = tuning.steps_per_span((2.0 * (n_a + n_x) + tuning.POINTWISE_FLOPS) * rows * m)
+    for t0 in range(0, T, every):
+        t1 = min(T, t0 + every)
+        flags = lockstep.new_flags()
+        mine, theirs = (
+            (blas, thread, flags, *fixed, R, t0, t1, lo, hi, x0, x1)
+            for thread, (R, lo, hi, x0, x1) in enumerate(halves)
+        )
+        if not lockstep.run(kernels.forward_fused, mine, theirs, flags):
+            # no helper thread: this thread takes every unit, the other counted as done
+            lockstep.publish(flags, 1, T)
+            R = np.empty((rows, m), dtype=dtype)
+            kernels.forward_fused(blas, 0, flags, *fixed, R, t0, t1, 0, n_a, 0, n_x)
+    return tuple(store.states)
 
 
 def _generated_chunk_lockstep(
@@ -554,7 +645,20 @@ def _step_gemm(Wa: Any, m: int) -> Any:
     return cblas.step_gemm(Wa.dtype, 2.0 * int(Wa.shape[0]) * int(Wa.shape[1]) * m)
 
 
-def _recurrent(Wa: Any, a: Any) -> Any:
+def _recurrent(W: Any, a: Any) -> Any:
     """One step's recurrent GEMM ``Wa @ a``, into a fresh array."""
-    out = np.empty((int(Wa.shape[0]), int(a.shape[1])), dtype=Wa.dtype)
-    return cblas.matmul_into(_step_gemm(Wa, int(a.shape[1])), Wa, a, out)
+    n_a, m = (int(s) for s in a.shape)
+    out = np.empty((int(W.b.shape[0]), m), dtype=a.dtype)
+    handle = cblas.step_gemm(a.dtype, 2.0 * int(W.b.shape[0]) * n_a * m)
+    for Wq, out_q in _recurrent_blocks(W, n_a, out):
+        cblas.matmul_into(handle, Wq, a, out_q)
+    return out
+
+
+def _recurrent_blocks(W: Any, n_a: int, R: Any) -> list[tuple[Any, Any]]:
+    """The recurrent GEMM ``R = Wa a`` as ``(weights, rows of R)`` pairs: gate by gate where
+    the weights are apart (:func:`_gates_apart`: views of the parameters, no copy), else
+    ``Wa`` into all of ``R``."""
+    if not _gates_apart(W):
+        return [(W.Wa, R)]
+    return [(w[:, :n_a], R[q * n_a : (q + 1) * n_a]) for q, w in enumerate(W.gates)]

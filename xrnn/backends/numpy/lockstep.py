@@ -182,6 +182,8 @@ class _Helper:
             except BaseException as exc:  # handed to the caller, which re-raises it
                 flags[ABORT] = 1
                 error = exc
+            # the job's arrays are the caller's again: none is kept alive while this waits
+            job = args = flags = None
             self.done.put(error)
 
     def stop(self, timeout: float) -> None:

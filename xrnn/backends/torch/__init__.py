@@ -65,7 +65,7 @@ class TorchOps(Ops):
         return bool((bridge.view(lengths) == T).all())
 
     def input_side(self, cell: Any, W: Any, x: Any) -> Any:
-        compiled = None if _recording(x, W.Wx, W.b) else bridge.in_call()
+        compiled = None if _recording(x, *W.arrays()) else bridge.in_call()
         if compiled is None:
             return super().input_side(cell, W, x)
         return torch.from_numpy(compiled.input_side(cell, bridge.weights_view(W), bridge.view(x)))
@@ -117,13 +117,23 @@ class TorchOps(Ops):
             return cell.backward_pointwise(self.xp, saved, prev, new, up, W)
         return super().backward_step(cell, saved, prev, new, up, slot, W)
 
+    def forward_outputs(self, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
+        """The compiled NumPy backend's whole forward on CPU tensors' memory where the call
+        runs on it (:func:`bridge.in_call`) and it has one; else None."""
+        compiled = None if _recording(x, *state0, *W.arrays()) else bridge.in_call()
+        if compiled is None:
+            return None
+        views = tuple(bridge.view(s) for s in state0)
+        states = compiled.forward_outputs(cell, bridge.weights_view(W), bridge.view(x), views)
+        return None if states is None else tuple(torch.from_numpy(s) for s in states)
+
     def forward_loop(
         self, cell: Any, W: Any, GX: Any, store: Any, reuse: dict | None = None
     ) -> bool:
         """Every forward step at once, on the compiled NumPy backend where the call runs on
         it (:func:`bridge.in_call`); else False (the engine steps with the cell's own math)."""
         # buffers only where GX and the initial states record nothing (forward_store)
-        if not isinstance(store, BufferStore) or _recording(W.Wa, W.V):
+        if not isinstance(store, BufferStore) or _recording(*W.arrays()):
             return False
         compiled = bridge.in_call()
         return compiled is not None and compiled.forward_loop(

@@ -95,6 +95,6 @@ def carried(g: tuple, arrays: tuple, done: tuple) -> tuple:
 
 
 def weights_view(W: Any) -> Any:
-    return dataclasses.replace(
-        W, **{f.name: view(getattr(W, f.name)) for f in dataclasses.fields(W)}
-    )
+    """``W``'s arrays as NumPy views (weights stacked apart stay apart, stacked by NumPy's
+    namespace where read)."""
+    return W.map(view, array_api_compat.array_namespace(view(W.b)))
