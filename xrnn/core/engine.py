@@ -173,7 +173,8 @@ def _forward_chunks(
     n_a = int(state0[0].shape[0])
     step_bytes = cell.blocks * n_a * m * (xp.finfo(ctx.dtype).bits // 8)
     output_bytes = n_a * m * T * (xp.finfo(ctx.dtype).bits // 8)
-    chunk_bytes = min(tuning.FORWARD_CHUNK_BYTES, tuning.FORWARD_CHUNK_SHARE * output_bytes)
+    share = max(tuning.FORWARD_CHUNK_MIN_BYTES, tuning.FORWARD_CHUNK_SHARE * output_bytes)
+    chunk_bytes = min(tuning.FORWARD_CHUNK_BYTES, share)
     k = max(1, min(T, int(chunk_bytes // step_bytes)))
     work = None  # the saved blocks of a chunk, where they do not go over its input side
     if cell.saved_blocks and not ops.saved_in_gx(cell):
