@@ -577,9 +577,11 @@ def run_forward(
                 produced = [*zip(_output_names(cell), outputs, strict=True), ("the output y", y)]
                 check_values(ctx, named, [in_range], produced)
             return result
-        # stacked only where a backend reads the stacked weights: the compiled NumPy loops read
-        # each gate's rows where the parameters hold them
-        W = cell.stack(xp, parameters, n_a, apart=True)
+        # without caches, stacked only where a backend reads the stacked weights (the compiled
+        # NumPy loops read each gate's rows where the parameters hold them: no copy beside the
+        # outputs); the caching forward's copy is small beside its caches, and its loops read
+        # each thread's rows in one GEMM
+        W = cell.stack(xp, parameters, n_a, apart=not return_caches)
         trace = forward(
             ctx, cell, W, x, state0, lengths=lengths, reverse=reverse, keep=return_caches
         )
