@@ -326,6 +326,10 @@ def test_torch_cpu_tensors_run_the_compiled_kernels(counted):
 # --- the generated cells' loops (xrnn.backends.numpy.generated) -----------------------------------
 
 
+# odd halves, several chunks, one column a step
+CELL_SHAPES = [(8, 4, 6), (7, 3, 300), (12, 1, 40)]
+
+
 def _cell_call(cell, n_a, m, T, dtype, seed=0, to=None, **kw):
     """Outputs and gradients of one call of ``cell`` (a cell object), every state given, as
     NumPy arrays (``to``: how the inputs are made another library's, e.g. torch.from_numpy)."""
@@ -355,7 +359,7 @@ def _cell_call(cell, n_a, m, T, dtype, seed=0, to=None, **kw):
 
 @needs_lockstep
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize(("n_a", "m", "T"), [(8, 4, 6), (7, 3, 300), (12, 1, 40)])
+@pytest.mark.parametrize(("n_a", "m", "T"), CELL_SHAPES)
 @pytest.mark.parametrize("name", ["residual", "three_states", "everything", "peephole_lstm", "gru"])
 def test_generated_lockstep_loops_equal_the_one_thread_path(
     counted, monkeypatch, name, dtype, n_a, m, T
@@ -422,7 +426,7 @@ def _outputs(cell, n_a, m, T, dtype, *, caches, reverse=False, to=None):
 
 @needs_lockstep
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize(("n_a", "m", "T"), [(8, 4, 6), (7, 3, 300), (12, 1, 40)])
+@pytest.mark.parametrize(("n_a", "m", "T"), CELL_SHAPES)
 @pytest.mark.parametrize("name", ["lstm", "peephole_lstm", "residual", "everything", "gru"])
 def test_fused_forward_without_caches_equals_the_caching_forward(
     counted, monkeypatch, name, dtype, n_a, m, T
