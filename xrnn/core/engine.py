@@ -171,8 +171,8 @@ def _forward_chunks(
     xp, ops = ctx.xp, get_ops(ctx.xp)
     _, m, T = (int(s) for s in xe.shape)
     n_a = int(state0[0].shape[0])
-    step_bytes = cell.blocks * n_a * m * (xp.finfo(ctx.dtype).bits // 8)
-    output_bytes = n_a * m * T * (xp.finfo(ctx.dtype).bits // 8)
+    itemsize = xp.finfo(ctx.dtype).bits // 8
+    step_bytes, output_bytes = cell.blocks * n_a * m * itemsize, n_a * m * T * itemsize
     share = max(tuning.FORWARD_CHUNK_MIN_BYTES, tuning.FORWARD_CHUNK_SHARE * output_bytes)
     chunk_bytes = min(tuning.FORWARD_CHUNK_BYTES, share)
     k = max(1, min(T, int(chunk_bytes // step_bytes)))

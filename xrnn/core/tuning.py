@@ -53,8 +53,7 @@ SMALL_LOOP_FLOPS = 2**17
 # config's 2.1 M: 25 → 14 µs a forward step; below it, the step limits BLAS to one thread).
 # There is no upper bound: BLAS's own threads split only the GEMMs, leave the pointwise math on
 # one core and keep spinning after each call, beside whatever runs next (a forward's loop
-# slows the backward after it); config B's forward+backward takes 0.86× the time in lockstep,
-# under a competing process 0.68×
+# slows the backward after it), worst where another process competes for the cores
 LOCKSTEP_MIN_FLOPS = 2**21
 
 # --- the engine's backward loop (xrnn.core.engine) ----------------------------------------------
@@ -76,7 +75,7 @@ CHUNK_COLUMNS = 1024
 FORWARD_CHUNK_BYTES = 4 * 2**20
 FORWARD_CHUNK_SHARE = 0.5
 # ... but never below this many bytes: a small call's memory is small whatever its share, and
-# its time is the chunks' starts (charlm's forward: 0.24 ms in one chunk, 0.59 in nine)
+# its time is mostly the chunks' starts
 FORWARD_CHUNK_MIN_BYTES = 2**20
 
 # --- interrupts (xrnn.backends.numpy.jit) ---------------------------------------------------------

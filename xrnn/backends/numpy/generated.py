@@ -287,10 +287,9 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     # of W [a⟨t-1⟩; x⟨t⟩] by one GEMM from Z[t % 2] = [a⟨t-1⟩; x⟨t⟩] (each thread writes its
     # units' rows of the next step's Z and half of its x rows; the other thread's GEMM of
     # that buffer two steps back is done once it has published the step in between), the
-    # bias over the step's gx rows (the saved values may go over them), then the units
-    fused_step = _args(
-        V, [f"{h}[t]" for h in H], [f"{h}[t + 1]" for h in H], [x + "[g]" for x in S]
-    )
+    # bias over the step's gx rows (the saved values may go over them), then the units; GX
+    # and S are one step's scratch, which the threads share (each writes its units' rows)
+    fused_step = _args(V, [f"{h}[t]" for h in H], [f"{h}[t + 1]" for h in H], S)
     lines += [
         "",
         f"def forward_fused(blas, thread, flags, WZ, b, X, Z, GX, {_args(V, H, S)}, R, t0, t1,",
@@ -304,18 +303,17 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         f"        for q in range({k}):",
         "            gemm(blas, False, False, h, m, K, WZ[q], lo * K, K, Z, z0, m, 0.0, R,",
         "                 q * h * m, m)",
-        "        g = t if GX.shape[0] > 1 else 0",
         f"        for q in range({k}):",
         "            for i in range(q * n_a + lo, q * n_a + hi):",
         "                bias = b[i, 0]",
         "                for j in range(m):",
-        "                    GX[g, i, j] = bias",
+        "                    GX[i, j] = bias",
         "        nz = (t + 1) % 2",
         "        if t + 1 < T:",
         "            for i in range(x0, x1):",
         "                for j in range(m):",
         "                    Z[nz, n_a + i, j] = X[i, j, t + 1]",
-        f"        forward_units(GX[g], R, {fused_step}, lo, hi)",
+        f"        forward_units(GX, R, {fused_step}, lo, hi)",
         "        if t + 1 < T:",
         "            for i in range(lo, hi):",
         "                for j in range(m):",

@@ -550,12 +550,11 @@ def _fused_forward(ops: Any, cell: Any, W: Any, x: Any, state0: tuple) -> tuple 
         return None
     kernels = _generated(cell, dtype)
     rows = cell.blocks * n_a
-    state0 = tuple(np.ascontiguousarray(s) for s in state0)
-    store = ops.outputs_store(cell, state0, T)
+    store = ops.outputs_store(cell, state0, T)  # block 0 of each state: a copy of state0
     # one step's gx and saved rows, shared by the threads (each writes its units' rows)
-    GX = np.empty((1, rows, m), dtype=dtype)
+    GX = np.empty((rows, m), dtype=dtype)
     saved_apart = cell.saved_blocks and not kernels.saved_in_gx
-    S = (np.empty((1, cell.saved_blocks * n_a, m), dtype=dtype),) if saved_apart else ()
+    S = (np.empty((cell.saved_blocks * n_a, m), dtype=dtype),) if saved_apart else ()
     Z = np.empty((2, n_a + n_x, m), dtype=dtype)  # [a⟨t-1⟩; x⟨t⟩], two steps in turn
     Z[0, :n_a] = state0[0]
     Z[0, n_a:] = x[:, :, 0]
