@@ -223,6 +223,35 @@ def test_caches_of_a_recorded_forward():
     torch.testing.assert_close(xrnn.lstm_backward(da.detach(), caches)["dx"], gx)
 
 
+def test_inputs_modified_in_place_before_the_backward_are_refused():
+    """The backward reads the forward's views of ``x`` and the weights: torch's own check of
+    saved tensors refuses a backward after one of them changed in place."""
+    cell = xrnn.CELLS["lstm"]
+    for name in ("x", "Wf"):
+        x, initial, params = _inputs(cell)
+        a = xrnn.lstm_forward(x, initial["a0"], params, return_caches=False)[0]
+        with torch.no_grad():
+            (x if name == "x" else params[name]).add_(1.0)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            a.sum().backward()
+
+
+def test_initial_memory_cell_omitted():
+    """``c0`` omitted (zeros): gradients of ``a0`` and the weights as with explicit zeros."""
+    cell = xrnn.CELLS["lstm"]
+    x, initial, params = _inputs(cell)
+    zeros = torch.zeros_like(initial["c0"], requires_grad=True)
+    got, want = (
+        torch.autograd.grad(
+            xrnn.lstm_forward(x, initial["a0"], params, **c0)[0].sin().sum(),
+            [x, initial["a0"], *params.values()],
+        )
+        for c0 in ({}, {"c0": zeros})
+    )
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("cell", CELLS, ids=IDS)
 def test_meta_tensors_through_the_operator(cell):
     """The operator and its backward on ``meta`` tensors (shapes, dtypes and devices only; a

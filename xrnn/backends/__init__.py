@@ -14,7 +14,7 @@ import importlib.util
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -54,18 +54,27 @@ def _describe(value: Any) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
-# The namespace of array types whose namespace depends on the type alone (NumPy, CuPy), found
-# once per type, with the device where the type alone decides it too (NumPy: "cpu"; None for
-# CuPy, whose arrays each say): array_namespace and device cost a few µs per array, a dozen
-# arrays per call
-_NAMESPACES: dict[type, tuple[Any, Any]] = {}
+# The namespace of array types whose namespace depends on the type alone (NumPy, CuPy, PyTorch),
+# found once per type, with how to read an array's device (NumPy's is "cpu"; a CuPy array or a
+# tensor says): array_namespace and device cost a few µs per array, a dozen arrays per call
+_NAMESPACES: dict[type, tuple[Any, Callable[[Any], Any]]] = {}
+
+
+def _numpy_device(value: Any) -> str:
+    return "cpu"
+
+
+def _tensor_device(value: Any) -> Any:
+    return value.device
 
 
 def _remember_namespace(value: Any, xp: Any) -> None:
     if array_api_compat.is_numpy_array(value):
-        _NAMESPACES.setdefault(type(value), (xp, "cpu"))
+        _NAMESPACES.setdefault(type(value), (xp, _numpy_device))
+    elif array_api_compat.is_torch_array(value):
+        _NAMESPACES.setdefault(type(value), (xp, _tensor_device))
     elif array_api_compat.is_cupy_array(value):
-        _NAMESPACES.setdefault(type(value), (xp, None))
+        _NAMESPACES.setdefault(type(value), (xp, array_api_compat.device))
 
 
 def _supported_dtype(xp: Any, dtype: Any) -> bool:
@@ -95,7 +104,7 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
     first: tuple[str, Any, Any, Any] | None = None  # name, xp, device, dtype
     items = [(n, v) for n, v in named if v is not None]
     for name, value in items:
-        xp, device = _NAMESPACES.get(type(value), (None, None))
+        xp, device_of = _NAMESPACES.get(type(value), (None, array_api_compat.device))
         if xp is None:
             if type(value).__module__.startswith("numpy.ma"):
                 raise TypeError(
@@ -125,8 +134,7 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
                 f"(half precision and extended precision are not supported) — convert it "
                 f"first, e.g. x.astype(float32)"
             )
-        if device is None:
-            device = array_api_compat.device(value)
+        device = device_of(value)
         if first is None:
             _remember_namespace(value, xp)
             first = (name, xp, device, value.dtype)

@@ -33,7 +33,7 @@ import xrnn.core.tuning as tuning
 import xrnn.dask as sharded  # Dask arrays: the same bodies run per batch chunk
 import xrnn.torch as differentiable  # tensors autograd records: one operator per sequence
 from xrnn.backends import Context, check_values, get_ops, resolve
-from xrnn.cells.base import Cell
+from xrnn.cells.base import Cell, Stacked
 from xrnn.core.activations import softmax
 from xrnn.core.inputs import (
     check_da,
@@ -348,10 +348,20 @@ class StepCaches(Sequence):
     ----------
     trace : Trace
     parameters : dict of arrays
+    stacked : Stacked or None
+        The weights as the forward stacked them, which the backward reads again (None: it
+        stacks ``parameters``).
     """
 
-    def __init__(self, trace: Trace, parameters: Mapping[str, Any], finals: Any = None) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        parameters: Mapping[str, Any],
+        finals: Any = None,
+        stacked: Stacked | None = None,
+    ) -> None:
         self.trace, self.parameters, self._finals = trace, parameters, finals
+        self.stacked = stacked
 
     @property
     def cell(self) -> Cell:
@@ -492,17 +502,22 @@ def call_scope(ctx: Context, check_finite: bool) -> contextlib.ExitStack:
     return scope
 
 
+def forward_arrays(cell: Cell, x: Any, initial: tuple, parameters: Any) -> list:
+    """A sequence forward's array arguments with the names its messages give them."""
+    return [
+        ("x", x),
+        *zip(_state_names(cell, "0"), initial, strict=True),
+        *parameter_items(parameters, cell.keys + cell.output_keys),
+    ]
+
+
 def check_forward(
     cell: Cell, x: Any, initial: tuple, parameters: Any
 ) -> tuple[list, Context, tuple[int, int, int, int, int | None]]:
     """A sequence forward's arguments checked (library, device, dtype, shapes and keys, not
     values): the named arrays, the call's context and its sizes ``(n_x, m, T, n_a, n_y)``."""
     names = _state_names(cell, "0")
-    named = [
-        ("x", x),
-        *zip(names, initial, strict=True),
-        *parameter_items(parameters, cell.keys + cell.output_keys),
-    ]
+    named = forward_arrays(cell, x, initial, parameters)
     ctx = resolve(named)
     n_x, m, T = sequence_shape(x)
     n_a, _ = shape_of(names[0], initial[0], ("n_a", "m"))
@@ -552,7 +567,32 @@ def run_forward(
             cell, x, initial, parameters, lengths=lengths, reverse=reverse,
             check_finite=check_finite,
         )  # fmt: skip
-    named, ctx, (n_x, m, T, n_a, n_y) = check_forward(cell, x, initial, parameters)
+    named, ctx, sizes = check_forward(cell, x, initial, parameters)
+    return run_checked_forward(
+        cell, named, ctx, sizes, x, initial, parameters, lengths=lengths, reverse=reverse,
+        check_finite=check_finite, return_caches=return_caches, private=private,
+    )  # fmt: skip
+
+
+def run_checked_forward(
+    cell: Cell,
+    named: list,
+    ctx: Context,
+    sizes: tuple[int, int, int, int, int | None],
+    x: Any,
+    initial: tuple,
+    parameters: Any,
+    *,
+    lengths: Any,
+    reverse: bool,
+    check_finite: bool,
+    return_caches: bool,
+    private: bool,
+) -> tuple[tuple, Any, Any]:
+    """:func:`run_forward` on arguments :func:`check_forward` has checked (its ``named``,
+    ``ctx`` and ``sizes``), such as the PyTorch operator's NumPy views of tensors it checked
+    itself. The values (finiteness, the lengths' range) are checked here."""
+    _, m, T, n_a, n_y = sizes
     xp = ctx.xp
     ops = get_ops(xp)
     with call_scope(ctx, check_finite) as scope:
@@ -608,7 +648,7 @@ def run_forward(
         # which the backward pass reads: the caller gets copies it may write into
         if private and trace.live is None and (trace.order is None or isinstance(trace.order, str)):
             outputs = tuple(get_ops(xp).private(o) for o in outputs)
-        return outputs, y, (StepCaches(trace, parameters), x)
+        return outputs, y, (StepCaches(trace, parameters, stacked=W), x)
 
 
 def _scanned_forward(
@@ -732,6 +772,30 @@ def run_backward(
     for name, d in zip(cell.states[1:], dfurther or (), strict=False):
         if d is not None:
             check_shape(f"d{name}", d, (n_a, m, T), "(n_a, m, T_x) of the outputs")
+    return run_checked_backward(
+        cell, named, ctx, trace, parameters, da, dfinal, dfurther, check_finite=check_finite,
+        stacked=steps.stacked,
+    )  # fmt: skip
+
+
+def run_checked_backward(
+    cell: Cell,
+    named: list,
+    ctx: Context,
+    trace: Trace,
+    parameters: Any,
+    da: Any,
+    dfinal: tuple | None,
+    dfurther: tuple | None,
+    *,
+    check_finite: bool,
+    stacked: Stacked | None = None,
+) -> dict[str, Any]:
+    """:func:`run_backward` on arguments it has checked (``named``: the arrays whose values
+    ``check_finite`` checks, with their names; ``ctx``: their context), such as the PyTorch
+    operator's NumPy views of what its forward made; ``stacked``: the weights as the forward
+    stacked them (None: stacked here)."""
+    n_a = int(trace.states[0].shape[1])
     ops = get_ops(ctx.xp)
     with call_scope(ctx, check_finite) as scope:
         arrays = [a for _, a in named]
@@ -740,7 +804,7 @@ def run_backward(
         if array_api_compat.is_jax_namespace(ctx.xp):
             grads = _scanned_backward(ctx, cell, trace, parameters, da, dfinal, dfurther)
         else:
-            W = cell.stack(ctx.xp, parameters, n_a)
+            W = cell.stack(ctx.xp, parameters, n_a) if stacked is None else stacked
             dx, dstate0, dWa, dWx, db, dV = backward(ctx, W, trace, da, dfinal, dfurther)
             grads = {"dx": dx}
             initial = _state_names(cell, "0")

@@ -25,21 +25,24 @@ saved blocks are what the backward reads; they carry no gradient.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
+import array_api_compat
 import torch
-from array_api_compat import array_namespace
 from torch import Tensor
 
-from xrnn.backends import check_values, get_ops, jit_enabled, resolve
-from xrnn.cells.base import CELLS, Cell, get_cell
+from xrnn.backends import Context, check_values, get_ops, resolve
+from xrnn.backends.torch import bridge
+from xrnn.cells.base import CELLS, Cell, Stacked, get_cell
 from xrnn.core.engine import (
     StepCaches,
     Trace,
     check_forward,
     check_lengths,
+    forward_arrays,
     loop_inputs,
-    run_backward,
+    run_checked_backward,
+    run_checked_forward,
     run_forward,
 )
 from xrnn.core.host import c_contiguous
@@ -63,11 +66,6 @@ def _cell(token: str) -> Cell:
     return _UNREGISTERED.get(token) or get_cell(token)
 
 
-def _public(a: Any) -> Any:
-    """``(T, n, m)`` → ``(n, m, T)``, a view (a tensor or a NumPy array)."""
-    return array_namespace(a).permute_dims(a, (1, 2, 0))
-
-
 # --- the forward operator ----------------------------------------------------------------------
 
 
@@ -80,30 +78,60 @@ def _sequence_impl(
     reverse: bool,
     check_finite: bool,
 ) -> list[Tensor]:
-    spec = _cell(cell)
-    if _host(x):  # the NumPy backend's compiled kernels on the tensors' memory
-        parameters = dict(zip(spec.keys, (_numpy(w) for w in weights), strict=True))
-        got = _sequence_outputs(
-            spec, _numpy(x), tuple(_numpy(s) for s in initial), parameters, _numpy(lengths),
-            reverse, check_finite,
-        )  # fmt: skip
-        return [torch.from_numpy(a) for a in got]
-    parameters = dict(zip(spec.keys, (w.detach() for w in weights), strict=True))
-    with torch.no_grad(), _threads(spec, x, lengths):
-        return _sequence_outputs(
-            spec, x.detach(), tuple(s.detach() for s in initial), parameters, lengths, reverse,
-            check_finite,
-        )  # fmt: skip
+    return _run_sequence(cell, x, initial, weights, lengths, reverse, check_finite, False)[0]
 
 
 _sequence = torch.library.custom_op("xrnn::sequence", mutates_args=())(_sequence_impl)
+
+
+def _run_sequence(
+    cell: str,
+    x: Tensor,
+    initial: list[Tensor] | tuple,
+    weights: list[Tensor] | tuple,
+    lengths: Tensor | None,
+    reverse: bool,
+    check_finite: bool,
+    checked: bool,
+    operator: bool = True,
+) -> tuple[list[Tensor], _Replay]:
+    """The forward operator's body: its outputs, and what its backward reads in the library it
+    ran in (:class:`XrnnSequence` keeps it). ``checked``: the caller checked the arguments'
+    library, device, dtype and shapes (:func:`sequence_forward` does, except under
+    ``torch.compile``, where the operator's arguments are only known when the compiled graph
+    runs); ``operator=False``: the outputs and final states alone."""
+    spec = _cell(cell)
+    if _host(x):  # the NumPy backend's compiled kernels on the tensors' memory
+        parameters = dict(zip(spec.keys, (_numpy(w) for w in weights), strict=True))
+        got, replay = _sequence_outputs(
+            spec, _numpy(x), tuple(_numpy(s) for s in initial), parameters, _numpy(lengths),
+            reverse, check_finite, checked, operator,
+        )  # fmt: skip
+        return [torch.from_numpy(a) for a in got], replay
+    parameters = dict(zip(spec.keys, (w.detach() for w in weights), strict=True))
+    with torch.no_grad(), _threads(spec, x, lengths):
+        return _sequence_outputs(
+            spec, x.detach(), tuple(None if s is None else s.detach() for s in initial),
+            parameters, lengths, reverse, check_finite, checked, operator,
+        )  # fmt: skip
+
+
+class _Replay(NamedTuple):
+    """What a forward leaves its backward, in the library its loops ran in (NumPy views of CPU
+    tensors, or the tensors): the call's context, the trace (its saved blocks alone), the
+    weights by key and as the forward stacked them."""
+
+    ctx: Context
+    trace: Trace
+    parameters: dict
+    stacked: Stacked | None
 
 
 def _host(x: Tensor) -> bool:
     """Whether a call on ``x``'s device runs on the NumPy backend's compiled kernels, with the
     tensors' memory as NumPy arrays (views, no copies): CPU tensors, where the kernels are on.
     Torch's own ops (and its threads, whose spin outlasts each op) then take no part."""
-    return x.device.type == "cpu" and jit_enabled()
+    return x.device.type == "cpu" and bridge.compiled() is not None
 
 
 def _numpy(t: Tensor | None) -> Any:
@@ -140,26 +168,44 @@ def _sequence_outputs(
     lengths: Tensor | None,
     reverse: bool,
     check_finite: bool,
-) -> list[Tensor]:
-    outputs, _, caches = run_forward(
-        spec, x, initial, parameters, lengths=lengths, reverse=reverse,
-        check_finite=check_finite, private=False,
-    )  # fmt: skip
+    checked: bool,
+    operator: bool,
+) -> tuple[list[Tensor], _Replay]:
+    _, m, T = (int(s) for s in x.shape)
+    n_a = int(initial[0].shape[0])
+    sizes = (int(x.shape[0]), m, T, n_a, None)
+    ctx = resolve([("x", x)])
+    if checked:  # the values are still checked (run_checked_forward)
+        outputs, _, caches = run_checked_forward(
+            spec, forward_arrays(spec, x, initial, parameters), ctx, sizes, x, initial,
+            parameters, lengths=lengths, reverse=reverse, check_finite=check_finite,
+            return_caches=True, private=False,
+        )  # fmt: skip
+    else:
+        outputs, _, caches = run_forward(
+            spec, x, initial, parameters, lengths=lengths, reverse=reverse,
+            check_finite=check_finite, private=False,
+        )  # fmt: skip
     trace = caches[0].trace
-    xp = array_namespace(x)
-    T, n_a, m = (int(s) for s in trace.states[0].shape)
-    T -= 1
-    rows = spec.saved_blocks * n_a
+    xp = ctx.xp
     saved = trace.saved
-    if saved is None:
-        saved = xp.empty((T, 0, m), dtype=x.dtype)
-    else:  # the saved blocks lead the rows of each step (the rest is the input side's)
-        saved = _contiguous(saved[:, :rows, :])
+    if saved is not None:  # the saved blocks lead the rows of each step (the rest is the
+        saved = _contiguous(saved[:, : spec.saved_blocks * n_a, :])  # input side's)
     # outputs and finals are views of the traces (or fresh): copies, as an operator's outputs
-    # may not share memory
+    # may not share memory, and the backward reads the traces
     outs = [_copy(xp.permute_dims(o, (2, 0, 1))) for o in outputs]
     finals = [_copy(s[T, ...]) for s in trace.states]
-    return [*outs, *finals, *trace.states, saved]
+    replay = _Replay(
+        ctx,
+        Trace(spec, trace.states, saved, trace.x, trace.live, trace.order),
+        parameters,
+        caches[0].stacked,
+    )
+    if not operator:
+        return [*outs, *finals], replay
+    if saved is None:
+        saved = xp.empty((T, 0, m), dtype=x.dtype)
+    return [*outs, *finals, *trace.states, saved], replay
 
 
 @_sequence.register_fake
@@ -235,27 +281,47 @@ def _sequence_backward_impl(
     d_finals: list[Tensor],
     check_finite: bool,
 ) -> list[Tensor]:
-    spec = _cell(cell)
     # an empty tensor: no gradient (the output fed nothing)
     outs = [None if d.numel() == 0 else d for d in d_outputs]
     finals = [None if d.numel() == 0 else d for d in d_finals]
-    if _host(x):  # the NumPy backend's compiled kernels on the tensors' memory
-        got = _gradients(
-            spec, _numpy(x), [_numpy(w) for w in weights], _numpy(lengths), reverse,
-            [_numpy(s) for s in states], _numpy(saved), [_numpy(d) for d in outs],
-            [_numpy(d) for d in finals], check_finite,
-        )  # fmt: skip
-        return [torch.from_numpy(a) for a in got]
-    with torch.no_grad(), _threads(spec, x, lengths):
-        return _gradients(
-            spec, x, list(weights), lengths, reverse, list(states), saved, outs, finals,
-            check_finite,
-        )  # fmt: skip
+    return _run_backward(
+        cell, x, weights, lengths, reverse, states, saved, outs, finals, check_finite, None
+    )
 
 
 _sequence_backward = torch.library.custom_op("xrnn::sequence_backward", mutates_args=())(
     _sequence_backward_impl
 )
+
+
+def _run_backward(
+    cell: str,
+    x: Tensor,
+    weights: list[Tensor] | tuple,
+    lengths: Tensor | None,
+    reverse: bool,
+    states: list[Tensor] | tuple,
+    saved: Tensor,
+    outs: list,
+    finals: list,
+    check_finite: bool,
+    stacked: Stacked | None,
+) -> list[Tensor]:
+    """The backward operator's body, None where an output has no gradient; ``stacked``: the
+    weights as the forward stacked them (None: stacked again)."""
+    spec = _cell(cell)
+    if _host(x):  # the NumPy backend's compiled kernels on the tensors' memory
+        got = _gradients(
+            spec, _numpy(x), [_numpy(w) for w in weights], _numpy(lengths), reverse,
+            [_numpy(s) for s in states], _numpy(saved), [_numpy(d) for d in outs],
+            [_numpy(d) for d in finals], check_finite, stacked,
+        )  # fmt: skip
+        return [torch.from_numpy(a) for a in got]
+    with torch.no_grad(), _threads(spec, x, lengths):
+        return _gradients(
+            spec, x, list(weights), lengths, reverse, list(states), saved, outs, finals,
+            check_finite, stacked,
+        )  # fmt: skip
 
 
 def _gradients(
@@ -269,21 +335,32 @@ def _gradients(
     outs: list,
     finals: list,
     check_finite: bool,
+    stacked: Stacked | None,
 ) -> list:
     """The backward operator's results in ``x``'s library: ``dx``, each initial state's and
     each weight's gradient, from the upstream gradients ``outs`` (each state component's
     outputs, (T, n_a, m)) and ``finals`` ((n_a, m)), None where there is none."""
     ctx = resolve([("x", x)])
-    xp = ctx.xp
+    xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
+    trace = Trace(spec, tuple(states), saved if spec.saved_blocks else None, xe, live, order)
+    parameters = dict(zip(spec.keys, weights, strict=True))
+    return _replayed(_Replay(ctx, trace, parameters, stacked), outs, finals, check_finite)
+
+
+def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool) -> list:
+    """:func:`_gradients` from what the forward left (``replay``)."""
+    ctx, trace, parameters, stacked = replay
+    spec, states, xp = trace.cell, trace.states, ctx.xp
     if check_finite:  # the upstream gradients: the rest the forward checked or made
         names = [f"the gradient of {s}'s outputs" for s in spec.states]
         names += [f"the gradient of the final {s}" for s in spec.states]
         check_values(ctx, list(zip(names, [*outs, *finals], strict=True)))
-    xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
-    trace = Trace(spec, tuple(states), saved if spec.saved_blocks else None, xe, live, order)
     # the further states' outputs usually feed nothing: then the backward takes the fast
     # paths, which read the hidden state's gradients only
-    further = tuple(None if d is None or not bool(xp.any(d != 0)) else _public(d) for d in outs[1:])
+    further = tuple(
+        None if d is None or not bool(xp.any(d != 0)) else xp.permute_dims(d, (1, 2, 0))
+        for d in outs[1:]
+    )
     da = xp.zeros_like(states[0][1:, ...]) if outs[0] is None else outs[0]
     dfinal = None
     if any(f is not None for f in finals):
@@ -291,10 +368,12 @@ def _gradients(
             xp.zeros_like(s[0, ...]) if f is None else f
             for f, s in zip(finals, states, strict=True)
         )
-    parameters = dict(zip(spec.keys, weights, strict=True))
-    grads = run_backward(
-        spec, _public(da), (StepCaches(trace, parameters), x), "xrnn.forward",
-        dfinal=dfinal, dfurther=further, check_finite=False,
+    # the operator's own outputs and their gradients: shapes right by construction, values
+    # checked above (the upstream gradients) or by the forward
+    da = xp.permute_dims(da, (1, 2, 0))
+    grads = run_checked_backward(
+        spec, [("da", da), ("x", trace.x)], ctx, trace, parameters, da, dfinal, further,
+        check_finite=False, stacked=stacked,
     )  # fmt: skip
     # contiguous copies, made here, on the call's threads: autograd takes a gradient of its
     # tensor's layout as it is into .grad, and copies any other (on torch's threads, which
@@ -344,28 +423,79 @@ _sequence_backward.register_autograd(_no_double_backward, setup_context=_no_setu
 
 
 class XrnnSequence(torch.autograd.Function):
-    """The two operators' bodies as one :class:`torch.autograd.Function`, for eager calls on
-    CPU tensors outside any ``torch.func`` transform: the same forward, backward and saved
-    tensors, without the custom operators' dispatch (their argument handling cost as much as
-    the whole forward+backward of a character-model-sized call). ``torch.compile``, fake and
-    meta tensors, CUDA tensors and ``torch.func.vmap`` take the operators."""
+    """The forward operator as one :class:`torch.autograd.Function`, for eager calls on CPU
+    tensors outside any ``torch.func`` transform: the same forward and backward without the
+    custom operators' dispatch (their argument handling cost as much as the whole
+    forward+backward of a character-model-sized call). Its outputs are the outputs and final
+    states alone; what the backward reads stays in the arrays the forward made
+    (:class:`_Replay`), and a list passed as ``keep`` receives them as tensors (the states'
+    traces, then the saved blocks) for the caller's caches. ``torch.compile``, fake and meta
+    tensors, CUDA tensors and ``torch.func.vmap`` take the operators."""
 
     @staticmethod
-    def forward(ctx: Any, cell: str, reverse: bool, check_finite: bool, S: int, *tensors: Any):
+    def forward(
+        ctx: Any, cell: str, reverse: bool, check_finite: bool, S: int, keep: Any, *tensors: Any
+    ) -> tuple:
         x, lengths, initial, weights = tensors[0], tensors[1], tensors[2 : 2 + S], tensors[2 + S :]
-        inputs = (cell, x, list(initial), list(weights), lengths, reverse, check_finite)
-        out = _sequence_impl(*inputs)
-        _setup_sequence(ctx, inputs, out)
-        ctx.mark_non_differentiable(*out[2 * S :])  # the traces and saved blocks
+        out, ctx.replay = _run_sequence(
+            cell, x, initial, weights, lengths, reverse, check_finite, checked=True,
+            operator=False,
+        )  # fmt: skip
+        ctx.cell, ctx.reverse, ctx.check_finite, ctx.S = cell, reverse, check_finite, S
+        # saved for torch's check, when the backward unpacks them, that none of them was
+        # modified in place since (the replay holds views of their memory)
+        ctx.save_for_backward(x, lengths, *weights)
+        # an output that feeds nothing gets no gradient (not one of zeros)
+        ctx.set_materialize_grads(False)
+        if keep is not None:
+            keep.extend(_replay_tensors(ctx.replay))
         return tuple(out)
 
     @staticmethod
     def backward(ctx: Any, *grads: Any) -> tuple:
-        arguments = _backward_arguments(ctx, grads)
-        # create_graph: the operator, whose own backward refuses a second derivative
-        run = _sequence_backward if torch.is_grad_enabled() else _sequence_backward_impl
-        got = run(*arguments)
-        return (None, None, None, None, got[0], None, *got[1:])
+        S = ctx.S
+        x, lengths, *weights = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the operator, whose own backward refuses
+            *states, saved = _replay_tensors(ctx.replay)  # a second derivative
+            d_outputs = [x.new_empty(0) if g is None else g for g in grads[:S]]
+            d_finals = [x.new_empty(0) if g is None else g for g in grads[S : 2 * S]]
+            got = _sequence_backward(
+                ctx.cell, x, weights, lengths, ctx.reverse, states, saved, d_outputs, d_finals,
+                ctx.check_finite,
+            )  # fmt: skip
+        else:
+            got = _replay_gradients(ctx.replay, grads, S, ctx.check_finite)
+        # an initial state passed as None (zeros) gets none
+        wanted = ctx.needs_input_grad[7 : 7 + S]
+        dinitial = [d if want else None for d, want in zip(got[1 : 1 + S], wanted, strict=True)]
+        return (None, None, None, None, None, got[0], None, *dinitial, *got[1 + S :])
+
+
+def _replay_tensors(replay: _Replay) -> list[Tensor]:
+    """The states' traces ``(T_x+1, n_a, m)`` and the saved blocks ``(T_x, saved_blocks·n_a,
+    m)`` of a replay, as tensors (views of its arrays)."""
+    trace = replay.trace
+    saved = trace.saved
+    if saved is None:
+        T, n_a, m = (int(d) for d in trace.states[0].shape)
+        saved = replay.ctx.xp.empty((T - 1, 0, m), dtype=replay.ctx.dtype)
+    arrays = [*trace.states, saved]
+    if array_api_compat.is_torch_namespace(replay.ctx.xp):
+        return arrays
+    return [torch.from_numpy(a) for a in arrays]
+
+
+def _replay_gradients(replay: _Replay, grads: tuple, S: int, check_finite: bool) -> list:
+    """The backward operator's results from what the forward left and the upstream gradients
+    ``grads`` (None where an output fed nothing)."""
+    outs, finals = list(grads[:S]), list(grads[S : 2 * S])
+    ctx, trace = replay.ctx, replay.trace
+    if not array_api_compat.is_torch_namespace(ctx.xp):  # NumPy views of CPU tensors
+        outs, finals = [_numpy(d) for d in outs], [_numpy(d) for d in finals]
+        return [torch.from_numpy(a) for a in _replayed(replay, outs, finals, check_finite)]
+    own = get_ops(ctx.xp).own_threads(ctx.device, [trace.x], trace.cell, trace.live is not None)
+    with torch.no_grad(), own:
+        return _replayed(replay, outs, finals, check_finite)
 
 
 def _eager(x: Tensor) -> bool:
@@ -480,7 +610,8 @@ def sequence_forward(
     transform traces): ``(outputs, y, caches)`` as there, computed by ``xrnn::sequence``; the
     output layer, if any, is torch's own ops (autograd differentiates it)."""
     compiling = torch.compiler.is_compiling()
-    if not compiling:
+    eager = not compiling and _eager(x)
+    if not compiling and not eager:  # a torch.func transform may be active
         _refuse_grad_transforms(x, *initial, *parameters.values())
     _, m, T = (int(s) for s in x.shape)
     n_a = int(initial[0].shape[0])
@@ -495,18 +626,22 @@ def sequence_forward(
     else:  # library, device, dtype, shapes and keys here; values inside the operator
         _, ctx, (_, m, T, n_a, n_y) = check_forward(cell, x, initial, parameters)
         lengths, _ = check_lengths(ctx, lengths, m, T)
-    initial_full = [
-        torch.zeros((n_a, m), dtype=x.dtype, device=x.device) if s is None else s for s in initial
-    ]
     weights = [parameters[k] for k in cell.keys]
     S = len(cell.states)
-    if not compiling and _eager(x):
+    if eager:
+        keep: list | None = [] if return_caches else None
         got = XrnnSequence.apply(
-            _token(cell), reverse, check_finite, S, x, lengths, *initial_full, *weights
+            _token(cell), reverse, check_finite, S, keep, x, lengths, *initial, *weights
         )
+        traced = keep or []
     else:
+        initial_full = [
+            torch.zeros((n_a, m), dtype=x.dtype, device=x.device) if s is None else s
+            for s in initial
+        ]
         got = _sequence(_token(cell), x, initial_full, weights, lengths, reverse, check_finite)
-    outs, finals, states, saved = got[:S], got[S : 2 * S], got[2 * S : 3 * S], got[3 * S]
+        traced = got[2 * S :]
+    outs, finals = got[:S], got[S : 2 * S]
     outputs = tuple(o.permute(1, 2, 0) for o in outs)
     y = None
     if n_y is not None:
@@ -523,6 +658,7 @@ def sequence_forward(
             "return_caches must be False under torch.compile: the caches are Python objects a "
             "compiled graph cannot return (autograd differentiates the outputs without them)"
         )
+    states, saved = traced[:S], traced[S]
     ctx = resolve([("x", x)])
     xe, order, _, live = loop_inputs(ctx, x.detach(), lengths, reverse)
     trace = Trace(
