@@ -13,6 +13,7 @@ import importlib.util
 import multiprocessing
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -386,6 +387,69 @@ def test_generated_lockstep_loops_equal_the_one_thread_path(
     for k in want:
         assert got[k].dtype == np.dtype(dtype), k
         np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=k)
+
+
+def _chunks_taken(lockstep, monkeypatch, helper_delay=0.0):
+    """Every backward chunk's flags after its lockstep call (the helper's half delayed by
+    ``helper_delay`` seconds before it starts)."""
+    flagged: list = []
+    run = lockstep.run
+
+    def watching(kernel, mine, helpers, flags):
+        if kernel.__name__ != "chunk_lockstep":
+            return run(kernel, mine, helpers, flags)
+
+        def late(*args):
+            if args[1] == 1:  # the helper's half
+                time.sleep(helper_delay)
+            kernel(*args)
+
+        late.__name__ = kernel.__name__
+        done = run(late if helper_delay else kernel, mine, helpers, flags)
+        flagged.append(flags.copy())
+        return done
+
+    monkeypatch.setattr(lockstep, "run", watching)
+    return flagged
+
+
+@needs_lockstep
+@pytest.mark.parametrize("helper_delay", [0.0, 0.02])
+@pytest.mark.parametrize("name", ["lstm", "three_states", "gru"])
+def test_a_late_helper_is_taken_over_with_the_same_results(
+    counted, lockstep, monkeypatch, name, helper_delay
+):
+    """The caller takes a backward chunk over from a helper it waited for too long — mid-chunk
+    (no wait allowed at all), or before the helper started (its start delayed) — and gives
+    the lockstep call's results bit for bit: the same halves, in the same order."""
+    from tests import contract_cells
+
+    cell = xrnn.CELLS[name] if name != "three_states" else contract_cells.ThreeStates()
+    shape = (9, 3, 120)
+    want = _cell_call(cell, *shape, "float64", reverse=True)
+    flagged = _chunks_taken(lockstep, monkeypatch, helper_delay)
+    monkeypatch.setattr(tuning, "LOCKSTEP_TAKEOVER_CHECKS", 0)
+    got = _cell_call(cell, *shape, "float64", reverse=True)
+    taken = [f for f in flagged if f[lockstep.ENTERED] == lockstep.TAKEN]
+    assert taken, "no chunk was taken over"
+    assert all(f[8] == lockstep.DONE for f in taken)  # each helper stopped and said so
+    if helper_delay:  # taken before the helper's first step: the caller ran every step
+        assert all(f[0] == 1 for f in taken)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+@needs_lockstep
+def test_a_negative_patience_never_takes_over(counted, lockstep, monkeypatch):
+    """``LOCKSTEP_TAKEOVER_CHECKS < 0``: the caller waits for its helper, however late."""
+    monkeypatch.setattr(tuning, "LOCKSTEP_TAKEOVER_CHECKS", -1)
+    flagged = _chunks_taken(lockstep, monkeypatch, helper_delay=0.01)
+    want = _cell_call(xrnn.CELLS["lstm"], 9, 3, 40, "float64")
+    assert flagged and all(f[lockstep.ENTERED] != lockstep.TAKEN for f in flagged)
+    monkeypatch.setenv("XRNN_LOCKSTEP", "0")
+    got = _cell_call(xrnn.CELLS["lstm"], 9, 3, 40, "float64")
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-12, err_msg=k)
 
 
 @needs_lockstep

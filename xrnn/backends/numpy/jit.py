@@ -594,14 +594,13 @@ def _generated_chunk_lockstep(
     S = () if trace.saved is None else (trace.saved,)
     D = store.buffers()
 
-    def args(thread: int, u0: int, u1: int) -> tuple:
+    def args(thread: int) -> tuple:
         return (
             blas, thread, flags, Wa, Wx, dA, start, *S, *_vectors(W), *trace.states, XE, g0,
-            *g[1:], up, *D, P, A, X, ones, dWa, dWx, db, dX, u0, u1,
+            *g[1:], up, *D, P, A, X, ones, dWa, dWx, db, dX, tuning.LOCKSTEP_TAKEOVER_CHECKS,
         )  # fmt: skip
 
-    run = kernels.chunk_lockstep
-    if not lockstep.run(run, args(0, 0, n_a // 2), args(1, n_a // 2, n_a), flags):
+    if not lockstep.run(kernels.chunk_lockstep, args(0), args(1), flags):
         return None
     _, _, dV = vector_rows(np, cell, *store.columns(int(dA.shape[0])))
     return g, (dWa, dWx, db, dV), dX

@@ -14,6 +14,13 @@ What this module provides, for :mod:`xrnn.backends.numpy.jit`'s loops:
   microseconds; a sleeping wait costs a wake-up per step), yielding the core after
   :data:`SPINS` checks. A thread whose partner failed or was interrupted stops waiting
   (:data:`ABORT`).
+- :func:`enter` / :func:`wait_or_take`: a loop that can go on without its helper. The helper
+  claims each step before it starts it; the caller, waiting at a meeting for a helper that is
+  late (its core taken by another thread: another library's pool still spinning after its own
+  call, another process), claims the helper's next step first and runs both halves from
+  there, so that one late start or one preemption costs one wait rather than one per step.
+  Exactly one of the two claims succeeds (an atomic compare-and-exchange); the helper that
+  loses says :data:`DONE` and stops.
 - :func:`run`: hands a helper thread its half and runs the caller's half. Each thread's GEMMs
   go through :mod:`xrnn.backends.numpy.cblas`'s private one-thread OpenBLAS, so nothing any other
   thread can see changes. Helpers are daemon threads owned by this module, idle (blocked, not
@@ -47,11 +54,27 @@ from numba.extending import intrinsic
 from xrnn.backends.numpy import cblas
 from xrnn.backends.numpy.cblas import element_pointer
 
-__all__ = ["ABORT", "FLAGS", "available", "helpers", "new_flags", "publish", "run", "wait_for"]
+__all__ = [
+    "ABORT",
+    "DONE",
+    "FLAGS",
+    "available",
+    "enter",
+    "helpers",
+    "new_flags",
+    "publish",
+    "run",
+    "wait_for",
+    "wait_or_take",
+]
 
 # The flags array (new_flags): int64, one counter per thread a cache line apart (no false
-# sharing), the abort flag and the address of the C library's sched_yield (0: none)
-FLAGS, ABORT, YIELD = 24, 16, 17
+# sharing), the abort flag, the address of the C library's sched_yield (0: none) and the steps
+# the helper has entered (TAKEN once the caller took its next one over)
+FLAGS, ABORT, YIELD, ENTERED = 24, 16, 17, 18
+TAKEN = -1
+# The helper's counter once it has stopped after losing a step to the caller: beyond any step
+DONE = 1 << 62
 # A wait spins this many times, then yields the core at every check: where another thread
 # holds a core, the one it waits for runs sooner (the "long" LSTM's forward loop beside an
 # OpenBLAS worker still spinning after a threaded GEMM: 70 ms waiting by spinning only, 6 ms
@@ -84,6 +107,19 @@ def _store_release(typingctx, flags, index, value):
         return context.get_dummy_value()
 
     return types.void(flags, index, value), codegen
+
+
+@intrinsic
+def _compare_exchange(typingctx, flags, index, expected, value):
+    """``flags[index] = value`` if it holds ``expected``, atomically (acquire-release); whether
+    it did."""
+
+    def codegen(context, builder, sig, args):
+        pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
+        pair = builder.cmpxchg(pointer, args[2], args[3], "acq_rel", "acquire")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(flags, index, types.int64, types.int64), codegen
 
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -139,6 +175,39 @@ def wait_for(flags, thread, steps):
         else:
             _spin_hint()
     return True
+
+
+@_kernel
+def enter(flags, step):
+    """The helper's claim of step ``step`` (its half of it): False where the caller took the
+    step over (:func:`wait_or_take`); the helper then publishes :data:`DONE` and stops."""
+    return _compare_exchange(flags, ENTERED, step, step + 1)
+
+
+@_kernel
+def wait_or_take(flags, steps, budget):
+    """The caller's wait (thread 0) at a meeting for the helper's first ``steps`` steps, taking
+    the loop over from a late helper after ``budget`` checks (never where it is negative).
+    Returns 0 where the helper failed (:data:`ABORT`); 1 where it arrived; 2 where it arrived
+    and the caller has its next step: the helper finishes this one (its half of the meeting's
+    work included) and publishes :data:`DONE`, which the caller waits for before it reads
+    that work; 3 where the helper had not started at all: the caller has every step, the
+    helper's share of this one included, and need not wait for it."""
+    checks = 0
+    taken = False
+    while _load_acquire(flags, 8) < steps:
+        if _load_acquire(flags, ABORT) != 0:
+            return 0
+        checks += 1
+        if not taken and 0 <= budget < checks:
+            if _compare_exchange(flags, ENTERED, 0, TAKEN):
+                return 3
+            taken = _compare_exchange(flags, ENTERED, steps, TAKEN)
+        if checks > SPINS and flags[YIELD] != 0:
+            _call(flags[YIELD])
+        else:
+            _spin_hint()
+    return 2 if taken else 1
 
 
 def new_flags() -> Any:
