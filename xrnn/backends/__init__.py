@@ -268,6 +268,11 @@ def jit_enabled() -> bool:
     NumPy arrays; the pure-NumPy kernels otherwise)."""
     if os.environ.get("XRNN_JIT", "1").strip() == "0":
         return False
+    return _numba_found()
+
+
+@cache
+def _numba_found() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 

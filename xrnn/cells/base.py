@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from array_api_compat import array_namespace, device
@@ -104,6 +105,13 @@ class Stacked:
         return stacked
 
 
+@lru_cache(maxsize=64)
+def _expected_shapes(cell: Cell, n_x: int, n_a: int) -> tuple:
+    """``cell.shapes(n_x, n_a)``'s items, made once per cell and size: every call checks its
+    parameters against them (their messages' reasons are formatted strings)."""
+    return tuple(cell.shapes(n_x, n_a).items())
+
+
 class Cell(ABC):
     """The spec of one recurrent cell (see the module notes for the stacked layout).
 
@@ -174,7 +182,11 @@ class Cell(ABC):
 
     def validate(self, parameters: Mapping[str, Any], n_x: int, n_a: int) -> int | None:
         """Check every key and shape against ``n_x``/``n_a``; return ``n_y`` or None."""
-        for key, (shape, why) in self.shapes(n_x, n_a).items():
+        try:
+            expected = _expected_shapes(self, n_x, n_a)
+        except TypeError:  # a cell that is not hashable (a dataclass comparing by value)
+            expected = tuple(self.shapes(n_x, n_a).items())
+        for key, (shape, why) in expected:
             check_parameter(parameters, key, shape, why)
         return output_layer(parameters, self.output_keys, n_a)
 

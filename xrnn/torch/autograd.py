@@ -31,8 +31,7 @@ import array_api_compat
 import torch
 from torch import Tensor
 
-from xrnn.backends import Context, check_values, get_ops, resolve
-from xrnn.backends.torch import bridge
+from xrnn.backends import Context, check_values, get_ops, jit_enabled, resolve
 from xrnn.cells.base import CELLS, Cell, Stacked, get_cell
 from xrnn.core.engine import (
     StepCaches,
@@ -131,7 +130,7 @@ def _host(x: Tensor) -> bool:
     """Whether a call on ``x``'s device runs on the NumPy backend's compiled kernels, with the
     tensors' memory as NumPy arrays (views, no copies): CPU tensors, where the kernels are on.
     Torch's own ops (and its threads, whose spin outlasts each op) then take no part."""
-    return x.device.type == "cpu" and bridge.compiled() is not None
+    return x.device.type == "cpu" and jit_enabled()
 
 
 def _numpy(t: Tensor | None) -> Any:
