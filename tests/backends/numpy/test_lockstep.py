@@ -389,14 +389,18 @@ def test_generated_lockstep_loops_equal_the_one_thread_path(
         np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol, err_msg=k)
 
 
+# the lockstep loops a late helper's caller takes over
+TAKEN_OVER = ("forward_lockstep", "chunk_lockstep")
+
+
 def _chunks_taken(lockstep, monkeypatch, helper_delay=0.0):
-    """Every backward chunk's flags after its lockstep call (the helper's half delayed by
-    ``helper_delay`` seconds before it starts)."""
+    """``(kernel name, flags)`` of every forward span's and backward chunk's lockstep call,
+    after it (the helper's half delayed by ``helper_delay`` seconds before it starts)."""
     flagged: list = []
     run = lockstep.run
 
     def watching(kernel, mine, helpers, flags):
-        if kernel.__name__ != "chunk_lockstep":
+        if kernel.__name__ not in TAKEN_OVER:
             return run(kernel, mine, helpers, flags)
 
         def late(*args):
@@ -406,7 +410,7 @@ def _chunks_taken(lockstep, monkeypatch, helper_delay=0.0):
 
         late.__name__ = kernel.__name__
         done = run(late if helper_delay else kernel, mine, helpers, flags)
-        flagged.append(flags.copy())
+        flagged.append((kernel.__name__, flags.copy()))
         return done
 
     monkeypatch.setattr(lockstep, "run", watching)
@@ -419,10 +423,10 @@ def _chunks_taken(lockstep, monkeypatch, helper_delay=0.0):
 def test_a_late_helper_is_taken_over_with_the_same_results(
     counted, lockstep, monkeypatch, name, helper_delay
 ):
-    """The caller takes a backward chunk over from a helper it waited for too long — mid-chunk
-    (no wait allowed at all: the first meeting the caller reaches first), or before the helper
-    started (its start delayed) — and gives the lockstep call's results bit for bit: the same
-    halves, in the same order."""
+    """The caller takes a forward span and a backward chunk over from a helper it waited for
+    too long — midway (no wait allowed at all: the first meeting the caller reaches first), or
+    before the helper started (its start delayed) — and gives the lockstep call's results bit
+    for bit: the same halves, in the same order."""
     from tests import contract_cells
 
     cell = xrnn.CELLS[name] if name != "three_states" else contract_cells.ThreeStates()
@@ -430,19 +434,23 @@ def test_a_late_helper_is_taken_over_with_the_same_results(
     want = _cell_call(cell, *shape, "float64", reverse=True)
     flagged = _chunks_taken(lockstep, monkeypatch, helper_delay)
     monkeypatch.setattr(tuning, "LOCKSTEP_TAKEOVER_CHECKS", 0)
-    taken: list = []
-    for _ in range(50):  # mid-chunk, a takeover needs the caller first at a meeting: most calls
+    taken: dict = {}
+    for _ in range(50):  # midway, a takeover needs the caller first at a meeting: most calls
         got = _cell_call(cell, *shape, "float64", reverse=True)
         for k in want:
             np.testing.assert_array_equal(got[k], want[k], err_msg=k)
-        taken += [f for f in flagged if f[lockstep.ENTERED] == lockstep.TAKEN]
-        if taken:
+        for kernel, f in flagged:
+            if f[lockstep.ENTERED] == lockstep.TAKEN:
+                taken.setdefault(kernel, []).append(f)
+        if set(taken) == set(TAKEN_OVER):
             break
         flagged.clear()
-    assert taken, "no chunk was taken over"
-    assert all(f[8] == lockstep.DONE for f in taken)  # each helper stopped and said so
-    if helper_delay:  # taken before the helper's first step: the caller ran every step
-        assert all(f[0] == 1 for f in taken)
+    assert set(taken) == set(TAKEN_OVER), f"taken over: {sorted(taken)}"
+    for kernel, flags in taken.items():
+        if kernel == "chunk_lockstep":  # each helper stopped and said so
+            assert all(f[8] == lockstep.DONE for f in flags)
+        if helper_delay:  # taken before the helper's first step: the caller ran every step
+            assert all(f[0] == 1 for f in flags), kernel
 
 
 @needs_lockstep
@@ -451,7 +459,7 @@ def test_a_negative_patience_never_takes_over(counted, lockstep, monkeypatch):
     monkeypatch.setattr(tuning, "LOCKSTEP_TAKEOVER_CHECKS", -1)
     flagged = _chunks_taken(lockstep, monkeypatch, helper_delay=0.01)
     want = _cell_call(xrnn.CELLS["lstm"], 9, 3, 40, "float64")
-    assert flagged and all(f[lockstep.ENTERED] != lockstep.TAKEN for f in flagged)
+    assert flagged and all(f[lockstep.ENTERED] != lockstep.TAKEN for _, f in flagged)
     monkeypatch.setenv("XRNN_LOCKSTEP", "0")
     got = _cell_call(xrnn.CELLS["lstm"], 9, 3, 40, "float64")
     for k in want:

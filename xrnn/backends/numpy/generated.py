@@ -264,23 +264,49 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         ),
     ]
 
-    # the loops on two threads in lockstep (xrnn.backends.numpy.lockstep): thread ``thread`` owns
-    # the hidden units
-    # [lo, hi), its rows of each step's recurrent GEMM and its units' pointwise math; the
-    # threads meet once per step, where each needs rows the other wrote
+    # the loops on two threads in lockstep (xrnn.backends.numpy.lockstep): half 0 is the hidden
+    # units [0, n_a/2), half 1 the rest, each with its rows of the gates' weights (WA, at
+    # element o of each) and its scratch R; thread ``thread`` does its half of each step (its
+    # rows of the recurrent GEMM, its units' pointwise math) and the threads meet once per
+    # step, where each needs rows the other wrote. The caller (thread 0) takes the helper's
+    # half over where the helper is late (xrnn.backends.numpy.lockstep.wait_or_take)
+    half_args = f"GX, {_args(V, H, S)}"
     lines += [
         "",
-        f"def forward_lockstep(blas, thread, flags, WA, a0, GX, {_args(V, H, S)}, R, lo, hi):",
+        f"def forward_half(blas, WA, o, R, lo, hi, t, {half_args}):",
         "    n_a, m = H0.shape[1], H0.shape[2]",
         "    h, ld = R.shape[0] // len(WA), WA[0].shape[1]",
+        "    for q in range(len(WA)):",
+        "        gemm(blas, False, False, h, m, n_a, WA[q], o, ld, H0, t * n_a * m, m, 0.0, R,",
+        "             q * h * m, m)",
+        f"    forward_units(GX[t], R, {step_args}, lo, hi)",
+        "",
+        f"def forward_lockstep(blas, thread, flags, WA0, o0, R0, WA1, o1, R1, {half_args},",
+        "                     budget):",
+        "    n_a = H0.shape[1]",
+        "    mid = n_a // 2",
+        "    first, last = thread, thread  # the halves this thread does",
         "    for t in range(GX.shape[0]):",
-        "        if not wait_for(flags, 1 - thread, t):",
+        "        if thread == 1 and not enter(flags, t):  # the caller has the rest",
+        "            publish(flags, 1, DONE)",
         "            return",
-        "        for q in range(len(WA)):",
-        "            gemm(blas, False, False, h, m, n_a, WA[q], a0, ld, H0, t * n_a * m, m,",
-        "                 0.0, R, q * h * m, m)",
-        f"        forward_units(GX[t], R, {step_args}, lo, hi)",
-        "        publish(flags, thread, t + 1)",
+        "        if first == 0:",
+        f"            forward_half(blas, WA0, o0, R0, 0, mid, t, {half_args})",
+        "        if last == 1:",
+        f"            forward_half(blas, WA1, o1, R1, mid, n_a, t, {half_args})",
+        "        if first == last:  # in lockstep: the meeting",
+        "            publish(flags, thread, t + 1)",
+        "            met = 1",
+        "            if thread == 0:",
+        "                met = wait_or_take(flags, t + 1, budget)",
+        "            elif not wait_for(flags, 0, t + 1):",
+        "                met = 0",
+        "            if met == 0:",
+        "                return",
+        "            if met == 3:  # the helper never started: its half of this step here",
+        f"                forward_half(blas, WA1, o1, R1, mid, n_a, t, {half_args})",
+        "            if met >= 2:",
+        "                last = 1",
     ]
     # the whole forward, input side included, on two threads in lockstep, for cells whose
     # every pre-activation adds the input and recurrent sides of its gate: each gate's rows

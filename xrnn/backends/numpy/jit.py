@@ -175,15 +175,18 @@ def small_gemm(WaT, A, R):
 
 @_kernel
 def input_side_lockstep(blas, thread, flags, WX, b, XE, G):
-    """This thread's half of the steps of :meth:`JitOps.input_side`: ``G[t] = Wx XE[t] + b``,
+    """This thread's share of the steps of :meth:`JitOps.input_side`: ``G[t] = Wx XE[t] + b``,
     ``XE`` (T, n_x, m) time-major, ``b`` (rows, 1), ``Wx``'s rows in the blocks ``WX``, each
-    the last ``n_x`` columns of its array (:func:`_input_weights`)."""
+    the last ``n_x`` columns of its array (:func:`_input_weights`). The two threads take the
+    steps one at a time (:func:`xrnn.backends.numpy.lockstep.take_next`): a helper whose core
+    another thread holds for a while takes fewer."""
     T, rows, m = G.shape
     n_x, blocks = XE.shape[1], len(WX)
     h, ld = rows // blocks, WX[0].shape[1]
-    half = T // 2
-    first, last = (0, half) if thread == 0 else (half, T)
-    for t in range(first, last):
+    while True:
+        t = lockstep.take_next(flags)
+        if t >= T:
+            return
         for q in range(blocks):
             cblas.gemm(
                 blas, False, False, h, m, n_x, WX[q], ld - n_x, ld, XE, t * n_x * m, m, 0.0,
@@ -309,11 +312,11 @@ class JitOps(NumpyOps):
     def input_side(self, cell: Any, W: Any, x: Any) -> Any:
         """The reference's GEMM (batched over steps; one GEMM for m = 1), then
         :func:`add_bias` (NumPy's broadcast add took 3.5× as long) — or, where the cell's loop
-        runs in lockstep, both halves of the steps at once, on the loop's two threads, so that
-        no BLAS thread is left spinning beside them (:mod:`xrnn.backends.numpy.lockstep`). One GEMM
-        for all steps would be faster on its own (1.2 ms vs 1.9 on the "long" config), but
-        its (rows, T·m) product is a second array of GX's size to relay out, and a fresh
-        array's first touch costs its page faults — here as much as the GEMM — on every
+        runs in lockstep, the steps on the loop's two threads, each taking the next step as it
+        goes, so that no BLAS thread is left spinning beside them
+        (:mod:`xrnn.backends.numpy.lockstep`). One GEMM for all steps would be faster on its
+        own, but its (rows, T·m) product is a second array of GX's size to relay out, and a
+        fresh array's first touch costs its page faults — as much as the GEMM — on every
         call."""
         n_x, m, T = (int(s) for s in x.shape)
         n_a = int(W.b.shape[0]) // cell.blocks
@@ -510,9 +513,20 @@ def _generated_forward(cell: Any, W: Any, dtype: Any, n_a: int, m: int) -> Any:
 
         def in_lockstep(GX: Any, store: Any) -> None:
             flags = lockstep.new_flags()
+            both = tuple(a for WA, o, R, _, _ in halves for a in (WA, o, R))
             mine, theirs = (
-                (blas, thread, flags, WA, a0, GX, *V, *store.states, *saved(store), R, lo, hi)
-                for thread, (WA, a0, R, lo, hi) in enumerate(halves)
+                (
+                    blas,
+                    thread,
+                    flags,
+                    *both,
+                    GX,
+                    *V,
+                    *store.states,
+                    *saved(store),
+                    tuning.LOCKSTEP_TAKEOVER_CHECKS,
+                )  # fmt: skip
+                for thread in (0, 1)
             )
             if not lockstep.run(kernels.forward_lockstep, mine, theirs, flags):
                 one_thread(GX, store)  # no helper thread

@@ -14,6 +14,8 @@ What this module provides, for :mod:`xrnn.backends.numpy.jit`'s loops:
   microseconds; a sleeping wait costs a wake-up per step), yielding the core after
   :data:`SPINS` checks. A thread whose partner failed or was interrupted stops waiting
   (:data:`ABORT`).
+- :func:`take_next`: independent items (the input side's steps) that both threads take one at
+  a time from a shared counter, so that a late helper takes fewer of them.
 - :func:`enter` / :func:`wait_or_take`: a loop that can go on without its helper. The helper
   claims each step before it starts it; the caller, waiting at a meeting for a helper that is
   late (its core taken by another thread: another library's pool still spinning after its own
@@ -64,6 +66,7 @@ __all__ = [
     "new_flags",
     "publish",
     "run",
+    "take_next",
     "wait_for",
     "wait_or_take",
 ]
@@ -120,6 +123,17 @@ def _compare_exchange(typingctx, flags, index, expected, value):
         return builder.extract_value(pair, 1)
 
     return types.boolean(flags, index, types.int64, types.int64), codegen
+
+
+@intrinsic
+def _fetch_add(typingctx, flags, index, value):
+    """``flags[index] += value``, atomically (acquire-release); the value before."""
+
+    def codegen(context, builder, sig, args):
+        pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.atomic_rmw("add", pointer, args[2], "acq_rel")
+
+    return types.int64(flags, index, types.int64), codegen
 
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -208,6 +222,13 @@ def wait_or_take(flags, steps, budget):
         else:
             _spin_hint()
     return 2 if taken else 1
+
+
+@_kernel
+def take_next(flags):
+    """The next item of a loop whose items two threads take as they go (a late helper takes
+    fewer; no meeting): 0, 1, 2, ... across both threads' calls."""
+    return _fetch_add(flags, ENTERED, 1)
 
 
 def new_flags() -> Any:
