@@ -57,10 +57,11 @@ SMALL_LOOP_FLOPS = 2**17
 # slows the backward after it), worst where another process competes for the cores
 LOCKSTEP_MIN_FLOPS = 2**21
 # Checks of a meeting (xrnn.backends.numpy.lockstep.wait_or_take: spins, then yields of the
-# core) after which a backward chunk's caller stops waiting for a late helper and runs both
-# halves of the chunk's remaining steps: a step's usual wait is a few checks, a helper whose
-# core another thread holds (another library's pool spinning after its own call, another
-# process) is late by a time slice of the scheduler's. Negative: never.
+# core) after which a lockstep loop's caller stops waiting for a late helper and runs both
+# halves of the remaining steps of that forward span or backward chunk: a step's usual wait is
+# a few checks, a helper whose core another thread holds (another library's pool spinning
+# after its own call, another process) is late by a time slice of the scheduler's.
+# Negative: never.
 LOCKSTEP_TAKEOVER_CHECKS = 4096
 
 # --- the engine's backward loop (xrnn.core.engine) ----------------------------------------------

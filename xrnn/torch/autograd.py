@@ -306,48 +306,31 @@ def _run_backward(
     check_finite: bool,
     stacked: Stacked | None,
 ) -> list[Tensor]:
-    """The backward operator's body, None where an output has no gradient; ``stacked``: the
-    weights as the forward stacked them (None: stacked again)."""
+    """The backward operator's body: ``dx``, each initial state's and each weight's gradient,
+    from the upstream gradients ``outs`` (each state component's outputs, (T, n_a, m)) and
+    ``finals`` ((n_a, m)), None where there is none; ``stacked``: the weights as the forward
+    stacked them (None: stacked again). What the forward left is rebuilt from the operator's
+    arguments, then read as :class:`XrnnSequence`'s backward reads its own."""
     spec = _cell(cell)
-    if _host(x):  # the NumPy backend's compiled kernels on the tensors' memory
-        got = _gradients(
-            spec, _numpy(x), [_numpy(w) for w in weights], _numpy(lengths), reverse,
-            [_numpy(s) for s in states], _numpy(saved), [_numpy(d) for d in outs],
-            [_numpy(d) for d in finals], check_finite, stacked,
-        )  # fmt: skip
-        return [torch.from_numpy(a) for a in got]
-    with torch.no_grad(), _threads(spec, x, lengths):
-        return _gradients(
-            spec, x, list(weights), lengths, reverse, list(states), saved, outs, finals,
-            check_finite, stacked,
-        )  # fmt: skip
+    # the NumPy backend's compiled kernels on the tensors' memory, else the tensors themselves
+    view = _numpy if _host(x) else _itself
+    with torch.no_grad():
+        ctx = resolve([("x", view(x))])
+        xe, order, _, live = loop_inputs(ctx, view(x), view(lengths), reverse)
+        blocks = view(saved) if spec.saved_blocks else None
+        trace = Trace(spec, tuple(view(s) for s in states), blocks, xe, live, order)
+        parameters = dict(zip(spec.keys, (view(w) for w in weights), strict=True))
+    replay = _Replay(ctx, trace, parameters, stacked)
+    return _replay_gradients(replay, (*outs, *finals), len(spec.states), check_finite)
 
 
-def _gradients(
-    spec: Cell,
-    x: Any,
-    weights: list,
-    lengths: Any,
-    reverse: bool,
-    states: list,
-    saved: Any,
-    outs: list,
-    finals: list,
-    check_finite: bool,
-    stacked: Stacked | None,
-) -> list:
-    """The backward operator's results in ``x``'s library: ``dx``, each initial state's and
-    each weight's gradient, from the upstream gradients ``outs`` (each state component's
-    outputs, (T, n_a, m)) and ``finals`` ((n_a, m)), None where there is none."""
-    ctx = resolve([("x", x)])
-    xe, order, _, live = loop_inputs(ctx, x, lengths, reverse)
-    trace = Trace(spec, tuple(states), saved if spec.saved_blocks else None, xe, live, order)
-    parameters = dict(zip(spec.keys, weights, strict=True))
-    return _replayed(_Replay(ctx, trace, parameters, stacked), outs, finals, check_finite)
+def _itself(t: Tensor | None) -> Tensor | None:
+    return t
 
 
 def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool) -> list:
-    """:func:`_gradients` from what the forward left (``replay``)."""
+    """The backward's results, in the replay's library, from what the forward left
+    (``replay``) and the upstream gradients (see :func:`_run_backward`)."""
     ctx, trace, parameters, stacked = replay
     spec, states, xp = trace.cell, trace.states, ctx.xp
     if check_finite:  # the upstream gradients: the rest the forward checked or made

@@ -501,31 +501,22 @@ def _generated_forward(cell: Any, W: Any, dtype: Any, n_a: int, m: int) -> Any:
 
     blas = _lockstep(cell, dtype, n_a, m)
     if blas is not None:
-        halves = [
-            (
+        # each half's rows of the gates' weights (WA, at element o of each) and its scratch R,
+        # both halves to each thread: the caller may take the helper's over
+        halves = tuple(
+            part
+            for lo, hi in ((0, n_a // 2), (n_a // 2, n_a))
+            for part in (
                 *_recurrent_weights(W, cell.blocks, n_a, lo, hi),
                 np.empty((cell.blocks * (hi - lo), m), dtype=dtype),
-                lo,
-                hi,
             )
-            for lo, hi in ((0, n_a // 2), (n_a // 2, n_a))
-        ]
+        )
 
         def in_lockstep(GX: Any, store: Any) -> None:
             flags = lockstep.new_flags()
-            both = tuple(a for WA, o, R, _, _ in halves for a in (WA, o, R))
+            patience = tuning.LOCKSTEP_TAKEOVER_CHECKS
             mine, theirs = (
-                (
-                    blas,
-                    thread,
-                    flags,
-                    *both,
-                    GX,
-                    *V,
-                    *store.states,
-                    *saved(store),
-                    tuning.LOCKSTEP_TAKEOVER_CHECKS,
-                )  # fmt: skip
+                (blas, thread, flags, *halves, GX, *V, *store.states, *saved(store), patience)
                 for thread in (0, 1)
             )
             if not lockstep.run(kernels.forward_lockstep, mine, theirs, flags):
