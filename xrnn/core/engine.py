@@ -252,7 +252,7 @@ def backward(
     store = ops.gradient_columns(cell.gradient_rows(n_a), k, m, H, cell.recurrent_rows(n_a))
     # g[1:] are the engine's own arrays (dfinal copied where kernels write in place): a step
     # kernel may overwrite them
-    zeros = (xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) for _ in cell.states)
+    zeros = (ops.zeros((n_a, m), ctx) for _ in cell.states)
     g = tuple(zeros if dfinal is None else (ops.scratch(d) for d in dfinal))
     dae = reorder(xp, da, trace.order)
     dfe = tuple(None if d is None else reorder(xp, d, trace.order) for d in dfurther or ())
@@ -604,10 +604,7 @@ def run_checked_forward(
         stepped = lengths is not None and not ops.all_full(lengths, T)
         arrays = [a for _, a in named]
         scope.enter_context(ops.own_threads(ctx.device, arrays, cell, stepped))
-        state0 = tuple(
-            xp.zeros((n_a, m), dtype=ctx.dtype, device=ctx.device) if s is None else s
-            for s in initial
-        )
+        state0 = tuple(ops.zeros((n_a, m), ctx) if s is None else s for s in initial)
         if array_api_compat.is_jax_namespace(xp):  # the loop as lax.scan (xrnn.jax.scan)
             result = _scanned_forward(
                 ctx, cell, x, state0, parameters, lengths, reverse, return_caches, n_y

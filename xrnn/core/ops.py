@@ -81,11 +81,11 @@ class BufferStore:
     returned arrays of its own (a cell without an in-place kernel) is copied in by :meth:`put`.
     """
 
-    def __init__(self, xp: Any, state0: tuple, T: int, saved: Any) -> None:
+    def __init__(self, ops: Any, state0: tuple, T: int, saved: Any) -> None:
         n_a, m = (int(s) for s in state0[0].shape)
         self.states = []
         for s in state0:
-            buf = xp.empty((T + 1, n_a, m), dtype=s.dtype, device=_device(s))
+            buf = ops.empty((T + 1, n_a, m), s.dtype, s)
             buf[0, ...] = s
             self.states.append(buf)
         self.saved = saved
@@ -138,10 +138,10 @@ def buffer_store(ops: Any, cell: Any, state0: tuple, GX: Any) -> BufferStore:
     elif cell.saved_blocks:
         n_a, m = (int(s) for s in state0[0].shape)
         shape = (T, cell.saved_blocks * n_a, m)
-        saved = ops.xp.empty(shape, dtype=GX.dtype, device=_device(GX))
+        saved = ops.empty(shape, GX.dtype, GX)
     else:
         saved = None
-    return BufferStore(ops.xp, state0, T, saved)
+    return BufferStore(ops, state0, T, saved)
 
 
 class BufferColumns:
@@ -149,12 +149,15 @@ class BufferColumns:
     of ``m`` columns), reused across chunks (in-place backends); ``dra`` gets its own buffer,
     of ``recurrent_rows`` rows (the gate rows), only where that is not 0."""
 
-    def __init__(self, xp: Any, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> None:
-        kw = {"dtype": like.dtype, "device": _device(like)}
-        shape = (rows, _pitch(k * m, xp.finfo(like.dtype).bits // 8))
+    def __init__(self, ops: Any, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> None:
+        dtype = like.dtype
+        shape = (rows, _pitch(k * m, ops.xp.finfo(dtype).bits // 8))
         # the whole buffers (C-contiguous, padded rows) and their (rows, k·m) views
-        self.gx_buffer = xp.empty(shape, **kw)
-        self.ra_buffer = xp.empty((recurrent_rows, shape[1]), **kw) if recurrent_rows else None
+        self._ops = ops
+        self.gx_buffer = ops.empty(shape, dtype, like)
+        self.ra_buffer = (
+            ops.empty((recurrent_rows, shape[1]), dtype, like) if recurrent_rows else None
+        )
         self.gx = self.gx_buffer[:, : k * m]
         self.ra = None if self.ra_buffer is None else self.ra_buffer[:, : k * m]
         self.m = m
@@ -167,9 +170,9 @@ class BufferColumns:
         filled with ``fill`` once when given."""
         key = (name, shape, dtype)
         if key not in self._scratch:
-            xp = array_api_compat.array_namespace(self.gx_buffer)
-            kw = {"dtype": dtype, "device": _device(self.gx_buffer)}
-            made = xp.empty(shape, **kw) if fill is None else xp.full(shape, fill, **kw)
+            made = self._ops.empty(shape, dtype, self.gx_buffer)
+            if fill is not None:
+                made[...] = fill
             self._scratch[key] = made
         return self._scratch[key]
 
@@ -196,9 +199,11 @@ class BufferColumns:
         it has its own (the last one is what ``Waᵀ`` multiplies)."""
         return (self.gx_buffer,) if self.ra_buffer is None else (self.gx_buffer, self.ra_buffer)
 
-    def viewed(self, view: Callable[[Any], Any]) -> BufferColumns:
-        """These buffers seen through ``view`` (see :meth:`BufferStore.viewed`)."""
+    def viewed(self, view: Callable[[Any], Any], ops: Any) -> BufferColumns:
+        """These buffers seen through ``view`` (see :meth:`BufferStore.viewed`), with
+        ``ops`` (the viewing library's) making the twin's scratch."""
         twin = copy.copy(self)
+        twin._ops = ops
         width = int(self.gx.shape[1])
         twin.gx_buffer = view(self.gx_buffer)
         twin.ra_buffer = None if self.ra_buffer is None else view(self.ra_buffer)
@@ -284,6 +289,15 @@ class Ops:
         """Whether ``cell``'s forward kernel here writes the saved blocks over the input side
         ``GX``, which the store then lends."""
         return False
+
+    def empty(self, shape: tuple, dtype: Any, like: Any) -> Any:
+        """An uninitialised array of ``shape`` and ``dtype`` on ``like``'s device."""
+        return self.xp.empty(shape, dtype=dtype, device=_device(like))
+
+    def zeros(self, shape: tuple, ctx: Any) -> Any:
+        """Zeros of ``shape`` in the call's dtype, on its device (``ctx``: its
+        :class:`xrnn.backends.Context`)."""
+        return self.xp.zeros(shape, dtype=ctx.dtype, device=ctx.device)
 
     def on_device(self, device: Any) -> contextlib.AbstractContextManager:
         """A scope in which work on ``device`` runs (a library that launches on a *current*
@@ -478,7 +492,7 @@ class InPlaceOps(Ops):
         return buffer_store(self, cell, state0, GX)
 
     def outputs_store(self, cell: Any, state0: tuple, T: int) -> BufferStore | None:
-        return BufferStore(self.xp, state0, T, None)
+        return BufferStore(self, state0, T, None)
 
     def add_bias(self, G: Any, b: Any) -> Any:
         G += b  # G is the engine's own fresh GEMM result: no second (T, k n_a, m) array
@@ -492,7 +506,7 @@ class InPlaceOps(Ops):
         return self.lib.array(a, copy=True)
 
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
-        return BufferColumns(self.xp, rows, k, m, like, recurrent_rows)
+        return BufferColumns(self, rows, k, m, like, recurrent_rows)
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
         for n, o in zip(new, old, strict=True):

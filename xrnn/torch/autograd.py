@@ -321,16 +321,18 @@ def _run_backward(
         trace = Trace(spec, tuple(view(s) for s in states), blocks, xe, live, order)
         parameters = dict(zip(spec.keys, (view(w) for w in weights), strict=True))
     replay = _Replay(ctx, trace, parameters, stacked)
-    return _replay_gradients(replay, (*outs, *finals), len(spec.states), check_finite)
+    return _replay_gradients(replay, (*outs, *finals), len(spec.states), check_finite, True)
 
 
 def _itself(t: Tensor | None) -> Tensor | None:
     return t
 
 
-def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool) -> list:
+def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool, private: bool) -> list:
     """The backward's results, in the replay's library, from what the forward left
-    (``replay``) and the upstream gradients (see :func:`_run_backward`)."""
+    (``replay``) and the upstream gradients (see :func:`_run_backward`); ``private``: each in
+    memory of its own (an operator's outputs may share none), else the weights' gradients
+    may be views of one array the backward made."""
     ctx, trace, parameters, stacked = replay
     spec, states, xp = trace.cell, trace.states, ctx.xp
     if check_finite:  # the upstream gradients: the rest the forward checked or made
@@ -357,13 +359,14 @@ def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool) -> 
         spec, [("da", da), ("x", trace.x)], ctx, trace, parameters, da, dfinal, further,
         check_finite=False, stacked=stacked,
     )  # fmt: skip
-    # contiguous copies, made here, on the call's threads: autograd takes a gradient of its
+    # contiguous, made so here, on the call's threads: autograd takes a gradient of its
     # tensor's layout as it is into .grad, and copies any other (on torch's threads, which
     # then spin beside the next call's); the stacked weights' gradients are views of one
-    # array, and an operator's outputs may not share memory
+    # array the backward made, copied only for an operator, whose outputs may not share memory
+    keep = _copy if private else _contiguous
     dx = _contiguous(grads["dx"])
-    dinitial = [_copy(grads[f"d{s}0"]) for s in spec.states]
-    dweights = [_copy(grads["d" + k]) for k in spec.keys]
+    dinitial = [keep(grads[f"d{s}0"]) for s in spec.states]
+    dweights = [keep(grads["d" + k]) for k in spec.keys]
     return [dx, *dinitial, *dweights]
 
 
@@ -446,7 +449,7 @@ class XrnnSequence(torch.autograd.Function):
                 ctx.check_finite,
             )  # fmt: skip
         else:
-            got = _replay_gradients(ctx.replay, grads, S, ctx.check_finite)
+            got = _replay_gradients(ctx.replay, grads, S, ctx.check_finite, False)
         # an initial state passed as None (zeros) gets none
         wanted = ctx.needs_input_grad[7 : 7 + S]
         dinitial = [d if want else None for d, want in zip(got[1 : 1 + S], wanted, strict=True)]
@@ -467,17 +470,20 @@ def _replay_tensors(replay: _Replay) -> list[Tensor]:
     return [torch.from_numpy(a) for a in arrays]
 
 
-def _replay_gradients(replay: _Replay, grads: tuple, S: int, check_finite: bool) -> list:
+def _replay_gradients(
+    replay: _Replay, grads: tuple, S: int, check_finite: bool, private: bool
+) -> list:
     """The backward operator's results from what the forward left and the upstream gradients
-    ``grads`` (None where an output fed nothing)."""
+    ``grads`` (None where an output fed nothing); ``private`` as for :func:`_replayed`."""
     outs, finals = list(grads[:S]), list(grads[S : 2 * S])
     ctx, trace = replay.ctx, replay.trace
     if not array_api_compat.is_torch_namespace(ctx.xp):  # NumPy views of CPU tensors
         outs, finals = [_numpy(d) for d in outs], [_numpy(d) for d in finals]
-        return [torch.from_numpy(a) for a in _replayed(replay, outs, finals, check_finite)]
+        got = _replayed(replay, outs, finals, check_finite, private)
+        return [torch.from_numpy(a) for a in got]
     own = get_ops(ctx.xp).own_threads(ctx.device, [trace.x], trace.cell, trace.live is not None)
     with torch.no_grad(), own:
-        return _replayed(replay, outs, finals, check_finite)
+        return _replayed(replay, outs, finals, check_finite, private)
 
 
 def _eager(x: Tensor) -> bool:

@@ -68,13 +68,22 @@ def _reference():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cell", CELLS, ids=IDS)
 def test_numpy_generated_kernels_equal_the_generic_path(cell, dtype, kw, small, monkeypatch):
-    from xrnn.backends.numpy import generated
+    """Small steps: the forward loop and each backward chunk (steps and GEMMs) each one
+    compiled call where there is a private BLAS (where the lengths are not all full, the
+    engine steps instead); else every step through BLAS and the step kernel."""
+    from xrnn.backends.numpy import cblas, generated, jit
 
-    if not small:  # every step through BLAS and the step kernel
+    if not small:
         monkeypatch.setattr(xrnn.core.tuning, "SMALL_LOOP_FLOPS", 0)
+    whole_chunks = []
+    real = jit._generated_chunk_small
+    monkeypatch.setattr(
+        jit, "_generated_chunk_small", lambda *a: whole_chunks.append(1) or real(*a)
+    )
     for m in (1, 4):
         compare(run(cell, None, dtype, m, **kw), run(cell, _reference(), dtype, m, **kw), dtype)
     assert generated.compiled(cell, np.dtype(dtype)) is not None
+    assert bool(whole_chunks) == (small and cblas.private() is not None)
 
 
 @pytest.mark.skipif(COMPILER is None, reason="no C++ compiler to build the kernel bodies")

@@ -257,21 +257,27 @@ def test_the_compiled_finiteness_check_on_every_layout(dtype):
     assert not ops.all_finite([huge], [np.bool_(False)])
 
 
+@pytest.mark.parametrize("apart", [False, True], ids=["stacked", "apart"])
+@pytest.mark.parametrize("small", [True, False], ids=["one-call", "numpy-gemm"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("m", "T"), [(1, 9), (3, 400), (16, 70), (1100, 2)])
-def test_the_input_side_equals_the_reference(m, T, dtype):
-    """``JitOps.input_side`` (the compiled bias add) against the reference, from a strided
-    ``x``, for m = 1 (one GEMM) and larger batches (a GEMM per step)."""
+def test_the_input_side_equals_the_reference(m, T, dtype, small, apart, monkeypatch):
+    """``JitOps.input_side`` against the reference, from a strided ``x``, for m = 1 (one GEMM)
+    and larger batches (a GEMM per step): for small steps in one compiled call
+    (``input_side_small``), else NumPy's GEMM and the compiled bias add; from the stacked
+    weights and from each gate's own (stacked apart)."""
     import array_api_compat
 
     from xrnn.core.ops import Ops
 
+    if not small:
+        monkeypatch.setattr(tuning, "SMALL_LOOP_FLOPS", 0)
     xp = array_api_compat.array_namespace(np.empty(0))
     c = spec("lstm")
     rng = np.random.default_rng(8)
     n_x, n_a = 5, 3
     p = {k: v.astype(dtype) for k, v in random_parameters("lstm", rng, n_x, n_a).items()}
-    W = c.stack(xp, p, n_a)
+    W = c.stack(xp, p, n_a, apart=apart)
     x = rng.normal(size=(n_x, T, m)).astype(dtype).transpose(0, 2, 1)  # (n_x, m, T), strided
     want = Ops(xp).input_side(c, W, x)
     got = _jit_ops().input_side(c, W, x)

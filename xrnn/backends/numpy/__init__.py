@@ -22,8 +22,16 @@ class NumpyOps(InPlaceOps):
 
     lib = np
 
+    def empty(self, shape: tuple, dtype: Any, like: Any) -> Any:
+        return np.empty(shape, dtype=dtype)  # host memory: no device to read from like
+
+    def zeros(self, shape: tuple, ctx: Any) -> Any:
+        return np.zeros(shape, dtype=ctx.dtype)
+
     def all_finite(self, values: list, conditions: list) -> bool:
         # host arrays: reading a sum back costs nothing, so no stacking into one read
+        if not values:
+            return all(bool(ok) for ok in conditions)
         with np.errstate(all="ignore"):  # a sum of finite values may overflow: caller rechecks
             for value in values:
                 if not math.isfinite(np.add.reduce(value, axis=None)):

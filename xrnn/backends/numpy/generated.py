@@ -15,7 +15,8 @@ template per kernel around those programs and compiles it with numba, per cell a
   side's gradient in ``DR``, the buffer the GEMMs ``Waᵀ dra`` and ``dWa`` read;
 - ``forward_loop(WaT, GX, [V], H…, [S], R)`` and ``backward_loop``: every forward step of a
   call, and every backward step of a chunk, in one compiled call for small steps (the
-  hand-written GEMM of :func:`xrnn.backends.numpy.jit.small_gemm`);
+  hand-written GEMM of :func:`xrnn.backends.numpy.jit.small_gemm`); ``chunk_small``: a
+  backward chunk's steps and then its weight and input GEMMs, in one compiled call;
 - ``forward_lockstep`` and ``chunk_lockstep``: one thread's half of the forward loop and of a
   backward chunk (steps, then the chunk's weight GEMMs) on two threads in lockstep
   (:mod:`xrnn.backends.numpy.lockstep`) for mid-sized steps, over ``forward_units`` and
@@ -63,6 +64,7 @@ class Compiled(NamedTuple):
     forward_lockstep: Any
     chunk_lockstep: Any
     forward_fused: Any
+    chunk_small: Any
 
 
 _CACHE: dict[tuple, Compiled] = {}
@@ -356,11 +358,11 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     # wait_or_take): the same work in the same order, so the same results
     lines += [
         "",
-        "def chunk_stage(half, start, H0, XE, A, X):",
+        "def chunk_stage(part, parts, start, H0, XE, A, X):",
         "    n_a, m, n_x = H0.shape[1], H0.shape[2], X.shape[0]",
         "    k = A.shape[1] // m",
-        "    a0, a1 = (0, n_a // 2) if half == 0 else (n_a // 2, n_a)",
-        "    x0, x1 = (0, n_x // 2) if half == 0 else (n_x // 2, n_x)",
+        "    a0, a1 = part * n_a // parts, (part + 1) * n_a // parts",
+        "    x0, x1 = part * n_x // parts, (part + 1) * n_x // parts",
         "    for j in range(k):",
         "        for i in range(a0, a1):",
         "            for c in range(m):",
@@ -393,11 +395,12 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "        for c in range(m):",
         f"            g0[i, c] = first[i, c] + second[i, c]{direct}",
         "",
-        f"def chunk_gemms(half, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db, dX):",
+        f"def chunk_gemms(part, parts, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db,",
+        "                dX):",
         "    n_a, n_x, K, pitch = A.shape[0], X.shape[0], A.shape[1], dp.shape[1]",
         f"    rows = {k} * n_a",
-        "    r0, r1 = (0, rows // 2) if half == 0 else (rows // 2, rows)",
-        "    c0, c1 = (0, K // 2) if half == 0 else (K // 2, K)",
+        "    r0, r1 = part * rows // parts, (part + 1) * rows // parts",
+        "    c0, c1 = part * K // parts, (part + 1) * K // parts",
         "    h = r1 - r0",
         f"    gemm(blas, False, True, h, n_a, K, {recurrent}, r0 * pitch, pitch, A, 0, K, 0.0,",
         "         dWa, r0 * n_a, n_a)",
@@ -417,7 +420,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "            publish(flags, 1, DONE)",
         "            return",
         "        if s == 0:",
-        "            chunk_stage(thread, start, H0, XE, A, X)",
+        "            chunk_stage(thread, 2, start, H0, XE, A, X)",
         "        if s == k:",
         "            break",
         "        for half in range(first, last + 1):",
@@ -432,7 +435,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "            if met == 0:",
         "                return",
         "            if met == 3:  # the helper never started: its share so far here",
-        "                chunk_stage(1, start, H0, XE, A, X)",
+        "                chunk_stage(1, 2, start, H0, XE, A, X)",
         f"                chunk_half(1, s, blas, Wa, dA, start, {chunk_args}, P)",
         "                last = 1",
         "        for half in range(first, last + 1):",
@@ -442,7 +445,18 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "                return",
         "            last = 1",
         "    for half in range(first, last + 1):",
-        f"        chunk_gemms(half, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db, dX)",
+        f"        chunk_gemms(half, 2, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db,",
+        "                    dX)",
+    ]
+    # a whole backward chunk of small steps in one compiled call on one thread: its steps
+    # (backward_loop), then the chunk's weight and input GEMMs over all its rows and columns
+    lines += [
+        "",
+        f"def chunk_small(blas, Wa, Wx, dA, start, {chunk_args}, A, X, ones, dWa, dWx, db, dX):",
+        f"    backward_loop(Wa, dA, start, {_args(SB, V, H)}, g0, {''.join(g + ', ' for g in G)}"
+        f"up, {_args(['dp'], dr)})",
+        "    chunk_stage(0, 1, start, H0, XE, A, X)",
+        f"    chunk_gemms(0, 1, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db, dX)",
     ]
     head = [
         f"# The compiled kernels of xrnn's {cell.name!r} cell for {dtype.name}, generated from",
@@ -475,6 +489,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         module.forward_lockstep,
         module.chunk_lockstep,
         module.forward_fused,
+        module.chunk_small,
     )
 
 

@@ -125,11 +125,19 @@ def _one(x):
 @_kernel
 def add_bias(G, b):
     """``G`` (T, rows, m) ``+= b`` (rows, 1): the bias held in a register per row (NumPy's
-    broadcast add took 3.5× longer on the "long" config's 512 × 16 rows)."""
-    for t in range(G.shape[0]):
-        for i in range(G.shape[1]):
+    broadcast add took 3.5× longer on the "long" config's 512 × 16 rows); with ``m = 1`` the
+    loop goes along the rows, which vectorises (a batch axis of one does not)."""
+    T, rows, m = G.shape
+    if m == 1 and G.flags.c_contiguous and b.flags.c_contiguous:
+        G1, b1 = G.reshape((T, rows)), b.reshape(rows)
+        for t in range(T):
+            for i in range(rows):
+                G1[t, i] += b1[i]
+        return
+    for t in range(T):
+        for i in range(rows):
             bi = b[i, 0]
-            for j in range(G.shape[2]):
+            for j in range(m):
                 G[t, i, j] += bi
 
 
@@ -195,6 +203,34 @@ def input_side_lockstep(blas, thread, flags, WX, b, XE, G):
         add_bias(G[t : t + 1], b)
 
 
+@_kernel
+def input_side_small(blas, WX, b, x, XE, G):
+    """``G[t] = Wx x⟨t⟩ + b`` for every step in one call on this thread (small steps: see
+    :meth:`JitOps.input_side`): ``x`` (n_x, m, T) C-contiguous, ``XE`` (n_x, m) scratch,
+    ``WX`` and ``b`` as in :func:`input_side_lockstep`. With ``m = 1``, one GEMM per block of
+    ``WX``, ``xᵀ Wxᵀ`` into ``G`` seen as (T, rows); else per step, ``x⟨t⟩`` copied to ``XE``
+    first (BLAS reads unit-stride rows)."""
+    T, rows, m = G.shape
+    n_x, blocks = x.shape[0], len(WX)
+    h, ld = rows // blocks, WX[0].shape[1]
+    if m == 1:
+        for q in range(blocks):
+            cblas.gemm(
+                blas, True, True, T, h, n_x, x, 0, T, WX[q], ld - n_x, ld, 0.0, G, q * h, rows
+            )
+    else:
+        for t in range(T):
+            for i in range(n_x):
+                for j in range(m):
+                    XE[i, j] = x[i, j, t]
+            for q in range(blocks):
+                cblas.gemm(
+                    blas, False, False, h, m, n_x, WX[q], ld - n_x, ld, XE, 0, m, 0.0, G,
+                    (t * blocks + q) * h * m, m,
+                )  # fmt: skip
+    add_bias(G, b)
+
+
 def _gates_apart(W: Any) -> bool:
     """Whether the loops read each gate's rows from the parameters themselves
     (:attr:`xrnn.cells.base.Stacked.gates`, C-contiguous) rather than from stacked copies:
@@ -229,18 +265,16 @@ def _lockstep(cell: Any, dtype: Any, n_a: int, m: int) -> Any:
 
 
 def _chunk_work(W: Any, trace: Any, dA: Any, g0: Any, store: Any, rows: int) -> tuple:
-    """What a backward chunk on two threads works with (``rows``: its gate rows): ``Wa``,
-    ``Wx`` C-contiguous, the step's upstream scratch ``up`` (n_a, m), the threads' partial
-    sums ``P`` (2, 2, n_a, m), the chunk's previous states and inputs as columns ``A``, ``X``
-    and a column of ones (the store's scratch, reused by every chunk), the chunk's gradients
-    ``dWa``, ``dWx``, ``db``, ``dX``, and the threads' flags."""
+    """What a compiled backward chunk works with (``rows``: its gate rows): ``Wa``, ``Wx``
+    C-contiguous, the step's upstream scratch ``up`` (n_a, m), the chunk's previous states and
+    inputs as columns ``A``, ``X`` and a column of ones (the store's scratch, reused by every
+    chunk), and the chunk's gradients ``dWa``, ``dWx``, ``db``, ``dX``."""
     n_a, m = int(g0.shape[0]), int(g0.shape[1])
     K, dtype, n_x = int(dA.shape[0]) * m, g0.dtype, int(trace.x.shape[0])
     return (
         np.ascontiguousarray(W.Wa),
         np.ascontiguousarray(W.Wx),
         np.empty_like(g0),
-        np.empty((2, 2, n_a, m), dtype=dtype),
         store.scratch("A", (n_a, K), dtype),
         store.scratch("X", (n_x, K), dtype),
         store.scratch("ones", (K, 1), dtype, fill=1),
@@ -248,8 +282,19 @@ def _chunk_work(W: Any, trace: Any, dA: Any, g0: Any, store: Any, rows: int) -> 
         np.empty((rows, n_x), dtype),
         np.empty((rows, 1), dtype),
         np.empty((n_x, K), dtype),
-        lockstep.new_flags(),
     )
+
+
+def _small_chunk(cell: Any, dA: Any, g0: Any, n_x: int) -> Any:
+    """The private GEMM handle for a backward chunk of small steps
+    (:data:`xrnn.core.tuning.SMALL_LOOP_FLOPS`) in one compiled call, its GEMMs on one thread:
+    where each of them is below :data:`xrnn.core.tuning.SMALL_STEP_FLOPS` (larger ones gain
+    from NumPy's threads); else None."""
+    n_a, m = int(g0.shape[0]), int(g0.shape[1])
+    if step_flops(cell, n_a, m) > tuning.SMALL_LOOP_FLOPS:
+        return None
+    gemm_flops = 2.0 * cell.gradient_rows(n_a) * max(n_a, n_x) * int(dA.shape[0]) * m
+    return cblas.step_gemm(dA.dtype, gemm_flops)
 
 
 class _Span(NamedTuple):
@@ -307,13 +352,14 @@ class JitOps(NumpyOps):
         return super().backward_step(cell, saved, prev, new, up, slot, W)
 
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
-        return JitColumns(self.xp, rows, k, m, like, recurrent_rows)
+        return JitColumns(self, rows, k, m, like, recurrent_rows)
 
     def input_side(self, cell: Any, W: Any, x: Any) -> Any:
         """The reference's GEMM (batched over steps; one GEMM for m = 1), then
-        :func:`add_bias` (NumPy's broadcast add took 3.5× as long) — or, where the cell's loop
-        runs in lockstep, the steps on the loop's two threads, each taking the next step as it
-        goes, so that no BLAS thread is left spinning beside them
+        :func:`add_bias` (NumPy's broadcast add took 3.5× as long) — or, for small steps, both
+        in one compiled call on the private one-thread BLAS (:func:`input_side_small`), or,
+        where the cell's loop runs in lockstep, the steps on the loop's two threads, each
+        taking the next step as it goes, so that no BLAS thread is left spinning beside them
         (:mod:`xrnn.backends.numpy.lockstep`). One GEMM for all steps would be faster on its
         own, but its (rows, T·m) product is a second array of GX's size to relay out, and a
         fresh array's first touch costs its page faults — as much as the GEMM — on every
@@ -335,6 +381,16 @@ class JitOps(NumpyOps):
                     break  # no helper thread: the rest below, by one GEMM
             else:
                 return G
+        rows = cell.blocks * n_a
+        # small steps: one compiled call on this thread, where each GEMM is small enough for
+        # the private one-thread BLAS (the Python around NumPy's GEMM cost more than it)
+        gemm_flops = 2.0 * rows * n_x * (T if m == 1 else m)
+        handle = cblas.step_gemm(x.dtype, gemm_flops)
+        if handle is not None and step_flops(cell, n_a, m) <= tuning.SMALL_LOOP_FLOPS:
+            G = np.empty((T, rows, m), dtype=x.dtype)
+            XE = np.empty((n_x, m), dtype=x.dtype)
+            input_side_small(handle, _input_weights(W), W.b, np.ascontiguousarray(x), XE, G)
+            return G
         if m > 1 and _gates_apart(W):  # gate by gate from the parameters: no copy of them
             G = np.empty((T, cell.blocks * n_a, m), dtype=x.dtype)
             XE = time_major(np, x)
@@ -355,9 +411,11 @@ class JitOps(NumpyOps):
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
     ) -> tuple[tuple, tuple, Any] | None:
         """A whole chunk: for mid-sized steps, its steps and its gradients on two
-        threads in lockstep, one hand-over for both (see :meth:`input_side`); else the lean
-        loop of :meth:`backward_steps` and NumPy's GEMMs — what the engine would do, here so
-        that torch CPU tensors borrowing these kernels get NumPy's GEMMs too."""
+        threads in lockstep, one hand-over for both (see :meth:`input_side`); for small steps
+        and GEMMs, both in one compiled call on this thread (the kernels' ``chunk_small``:
+        the Python around NumPy's small GEMMs cost more than they did); else the lean loop of
+        :meth:`backward_steps` and NumPy's GEMMs — what the engine would do, here so that
+        torch CPU tensors borrowing these kernels get NumPy's GEMMs too."""
         if not isinstance(store, BufferColumns) or _generated(cell, dA.dtype) is None:
             return None
         blas = _lockstep(cell, dA.dtype, int(g[0].shape[0]), int(dA.shape[2]))
@@ -365,6 +423,9 @@ class JitOps(NumpyOps):
             whole = _generated_chunk_lockstep(blas, cell, W, trace, dA, start, g, store)
             if whole is not None:
                 return whole
+        blas = _small_chunk(cell, dA, g[0], int(trace.x.shape[0]))
+        if blas is not None:
+            return _generated_chunk_small(blas, cell, W, trace, dA, start, g, store)
         carried = self.backward_steps(cell, W, trace, dA, start, g, store)
         if carried is None:
             return None
@@ -595,7 +656,9 @@ def _generated_chunk_lockstep(
     g0, XE = g[0], trace.x
     n_a = int(g0.shape[0])
     work = _chunk_work(W, trace, dA, g0, store, cell.blocks * n_a)
-    Wa, Wx, up, P, A, X, ones, dWa, dWx, db, dX, flags = work
+    Wa, Wx, up, A, X, ones, dWa, dWx, db, dX = work
+    # the threads' partial sums of Waᵀ dz, per half and step parity, and their flags
+    P, flags = np.empty((2, 2, *g0.shape), dtype=g0.dtype), lockstep.new_flags()
     S = () if trace.saved is None else (trace.saved,)
     D = store.buffers()
 
@@ -607,6 +670,24 @@ def _generated_chunk_lockstep(
 
     if not lockstep.run(kernels.chunk_lockstep, args(0), args(1), flags):
         return None
+    _, _, dV = vector_rows(np, cell, *store.columns(int(dA.shape[0])))
+    return g, (dWa, dWx, db, dV), dX
+
+
+def _generated_chunk_small(
+    blas: Any, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any
+) -> tuple[tuple, tuple, Any]:
+    """A generated cell's whole backward chunk of small steps in one compiled call (the
+    kernels' ``chunk_small``); the vectors' gradients summed from their rows after."""
+    kernels = _generated(cell, dA.dtype)
+    g0 = g[0]
+    work = _chunk_work(W, trace, dA, g0, store, cell.blocks * int(g0.shape[0]))
+    Wa, Wx, up, A, X, ones, dWa, dWx, db, dX = work
+    S = () if trace.saved is None else (trace.saved,)
+    kernels.chunk_small(
+        blas, Wa, Wx, dA, start, *S, *_vectors(W), *trace.states, trace.x, g0, *g[1:], up,
+        *store.buffers(), A, X, ones, dWa, dWx, db, dX,
+    )  # fmt: skip
     _, _, dV = vector_rows(np, cell, *store.columns(int(dA.shape[0])))
     return g, (dWa, dWx, db, dV), dX
 

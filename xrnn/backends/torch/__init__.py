@@ -78,7 +78,7 @@ class TorchOps(Ops):
     def outputs_store(self, cell: Any, state0: tuple, T: int) -> Any:
         if _recording(*state0):
             return None
-        return BufferStore(self.xp, state0, T, None)
+        return BufferStore(self, state0, T, None)
 
     def saved_in_gx(self, cell: Any) -> bool:
         # the compiled loops fill the store: theirs is the layout (a step of the reference's
@@ -98,7 +98,7 @@ class TorchOps(Ops):
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
         if _recording(like):
             return super().gradient_columns(rows, k, m, like, recurrent_rows)
-        return BufferColumns(self.xp, rows, k, m, like, recurrent_rows)
+        return BufferColumns(self, rows, k, m, like, recurrent_rows)
 
     # A step whose inputs require a gradient (list storage; or buffers chosen from tensors that
     # did not, e.g. only Wa or da requiring one) runs the reference; its results are copied
@@ -160,7 +160,7 @@ class TorchOps(Ops):
             bridge.view(dA),
             start,
             arrays,
-            store.viewed(bridge.view),
+            store.viewed(bridge.view, compiled),
         )
         if done is None:
             return None
