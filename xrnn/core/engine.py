@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import array_api_compat
@@ -482,11 +483,17 @@ def check_lengths(ctx: Context, lengths: Any, m: int, T: int) -> tuple[Any, Any]
 
 
 def _state_names(cell: Cell, suffix: str) -> tuple[str, ...]:
-    return tuple(f"{s}{suffix}" for s in cell.states)
+    return _names(tuple(cell.states), "{}" + suffix)
 
 
 def _output_names(cell: Cell) -> tuple[str, ...]:
-    return tuple(f"the output {s}" for s in cell.states)
+    return _names(tuple(cell.states), "the output {}")
+
+
+@lru_cache(maxsize=256)
+def _names(states: tuple[str, ...], template: str) -> tuple[str, ...]:
+    """Each state component's name in ``template`` (asked several times a call)."""
+    return tuple(template.format(s) for s in states)
 
 
 def call_scope(ctx: Context, check_finite: bool) -> contextlib.ExitStack:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import array_api_compat
@@ -26,7 +27,14 @@ def parameter_items(parameters: Any, keys: tuple[str, ...]) -> list[tuple[str, A
     """``(name, array)`` pairs for :func:`xrnn.backends.resolve`, present keys only."""
     if not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
-    return [(f"parameters[{k!r}]", parameters[k]) for k in keys if k in parameters]
+    names = _parameter_names(tuple(keys))
+    return [(names[k], parameters[k]) for k in keys if k in parameters]
+
+
+@lru_cache(maxsize=256)
+def _parameter_names(keys: tuple[str, ...]) -> dict[str, str]:
+    """Each key's name in messages (asked on every call)."""
+    return {k: f"parameters[{k!r}]" for k in keys}
 
 
 def check_parameter(

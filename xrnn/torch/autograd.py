@@ -25,6 +25,7 @@ saved blocks are what the backward reads; they carry no gradient.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import array_api_compat
@@ -336,8 +337,7 @@ def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool, pri
     ctx, trace, parameters, stacked = replay
     spec, states, xp = trace.cell, trace.states, ctx.xp
     if check_finite:  # the upstream gradients: the rest the forward checked or made
-        names = [f"the gradient of {s}'s outputs" for s in spec.states]
-        names += [f"the gradient of the final {s}" for s in spec.states]
+        names = _upstream_names(tuple(spec.states))
         check_values(ctx, list(zip(names, [*outs, *finals], strict=True)))
     # the further states' outputs usually feed nothing: then the backward takes the fast
     # paths, which read the hidden state's gradients only
@@ -368,6 +368,15 @@ def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool, pri
     dinitial = [keep(grads[f"d{s}0"]) for s in spec.states]
     dweights = [keep(grads["d" + k]) for k in spec.keys]
     return [dx, *dinitial, *dweights]
+
+
+@lru_cache(maxsize=64)
+def _upstream_names(states: tuple[str, ...]) -> tuple[str, ...]:
+    """The upstream gradients' names in messages: each state's outputs', then its final's."""
+    return (
+        *(f"the gradient of {s}'s outputs" for s in states),
+        *(f"the gradient of the final {s}" for s in states),
+    )
 
 
 @_sequence_backward.register_fake
@@ -486,10 +495,13 @@ def _replay_gradients(
         return _replayed(replay, outs, finals, check_finite, private)
 
 
+_TRANSFORMS_ACTIVE = getattr(torch._C, "_are_functorch_transforms_active", None)
+
+
 def _eager(x: Tensor) -> bool:
     """Whether a call on ``x`` runs as :class:`XrnnSequence`: eager (no compiler tracing it),
     on CPU tensors, outside every ``torch.func`` transform."""
-    transforms = getattr(torch._C, "_are_functorch_transforms_active", None)
+    transforms = _TRANSFORMS_ACTIVE
     return x.device.type == "cpu" and transforms is not None and not transforms()
 
 

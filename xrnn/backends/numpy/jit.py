@@ -465,6 +465,9 @@ class JitOps(NumpyOps):
         if run is None:
             return False  # no kernels for this cell
         every = tuning.steps_between_checks(cell, n_a, m)
+        if T <= every:  # one span: the whole store
+            run(GX, store)
+            return True
         for t0 in range(0, T, every):
             t1 = min(T, t0 + every)
             span = _Span(
