@@ -123,7 +123,9 @@ _gemm32 = _gemm_intrinsic(32)
 _kernel = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
-@_kernel
+# inlined into each caller: a kernel calls it with arrays of several kinds (2-D, 3-D), and as a
+# function of its own it was compiled again for every combination, each time as a whole module
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def gemm(blas, ta, tb, M, N, K, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
     """``C = op(A) op(B) + beta C`` on the row-major blocks starting at flat element offsets
     ``a0``, ``b0``, ``c0`` of the C-contiguous arrays ``A``, ``B``, ``C`` (leading dimensions

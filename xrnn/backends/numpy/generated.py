@@ -174,7 +174,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         *loop,
         "",
         f"def forward_step(GX, R, {_args(V, P, N, S)}):",
-        f"    forward_units(GX, R, {_args(V, P, N, S)}, 0, N0.shape[0])",
+        f"    forward_units(GX, R, {_args(V, P, N, S)}, ZERO, N0.shape[0])",
     ]
 
     # backward step: the upstream gradients are read before the direct gradients overwrite
@@ -219,7 +219,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         *(f"            {line}" for line in body),
         "",
         f"def backward_step({_args(U, SB, V, P, N, ['DP'], DR)}, j0):",
-        f"    backward_units({_args(U, SB, V, P, N, ['DP'], DR)}, j0, 0, N0.shape[0])",
+        f"    backward_units({_args(U, SB, V, P, N, ['DP'], DR)}, j0, ZERO, N0.shape[0])",
     ]
 
     # every forward step of a call (small steps)
@@ -253,7 +253,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "        for i in range(n_a):",
         "            for c in range(m):",
         "                up[i, c] = g0[i, c] + dA[j, i, c]",
-        f"        backward_units({unit_args}, {_args(['dp'], dr)}, j * m, 0, n_a)",
+        f"        backward_units({unit_args}, {_args(['dp'], dr)}, j * m, ZERO, n_a)",
         f"        small_gemm(Wa, {recurrent}[:rows, j * m : (j + 1) * m], g0)",
         *(
             [
@@ -293,7 +293,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "            publish(flags, 1, DONE)",
         "            return",
         "        if first == 0:",
-        f"            forward_half(blas, WA0, o0, R0, 0, mid, t, {half_args})",
+        f"            forward_half(blas, WA0, o0, R0, ZERO, mid, t, {half_args})",
         "        if last == 1:",
         f"            forward_half(blas, WA1, o1, R1, mid, n_a, t, {half_args})",
         "        if first == last:  # in lockstep: the meeting",
@@ -420,7 +420,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "            publish(flags, 1, DONE)",
         "            return",
         "        if s == 0:",
-        "            chunk_stage(thread, 2, start, H0, XE, A, X)",
+        "            chunk_stage(thread, TWO, start, H0, XE, A, X)",
         "        if s == k:",
         "            break",
         "        for half in range(first, last + 1):",
@@ -435,8 +435,8 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "            if met == 0:",
         "                return",
         "            if met == 3:  # the helper never started: its share so far here",
-        "                chunk_stage(1, 2, start, H0, XE, A, X)",
-        f"                chunk_half(1, s, blas, Wa, dA, start, {chunk_args}, P)",
+        "                chunk_stage(ONE, TWO, start, H0, XE, A, X)",
+        f"                chunk_half(ONE, s, blas, Wa, dA, start, {chunk_args}, P)",
         "                last = 1",
         "        for half in range(first, last + 1):",
         "            chunk_combine(half, s, g0, up, P)",
@@ -445,7 +445,7 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "                return",
         "            last = 1",
         "    for half in range(first, last + 1):",
-        f"        chunk_gemms(half, 2, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db,",
+        f"        chunk_gemms(half, TWO, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db,",
         "                    dX)",
     ]
     # a whole backward chunk of small steps in one compiled call on one thread: its steps
@@ -455,8 +455,8 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         f"def chunk_small(blas, Wa, Wx, dA, start, {chunk_args}, A, X, ones, dWa, dWx, db, dX):",
         f"    backward_loop(Wa, dA, start, {_args(SB, V, H)}, g0, {''.join(g + ', ' for g in G)}"
         f"up, {_args(['dp'], dr)})",
-        "    chunk_stage(0, 1, start, H0, XE, A, X)",
-        f"    chunk_gemms(0, 1, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db, dX)",
+        "    chunk_stage(ZERO, ONE, start, H0, XE, A, X)",
+        f"    chunk_gemms(ZERO, ONE, blas, Wx, {_args(['dp'], dr)}, A, X, ones, dWa, dWx, db, dX)",
     ]
     head = [
         f"# The compiled kernels of xrnn's {cell.name!r} cell for {dtype.name}, generated from",
@@ -469,14 +469,25 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         "from xrnn.backends.numpy.lockstep import DONE, enter, publish, wait_for, wait_or_take",
         "",
         "exp, log, sqrt, maximum, minimum = np.exp, np.log, np.sqrt, np.maximum, np.minimum",
+        "# index arguments at call sites: a literal one would compile its callee once more",
+        "ZERO, ONE, TWO = np.intp(0), np.intp(1), np.intp(2)",
         *(f"{name} = np.{dtype.name}({float(value)!r})" for name, value in consts.values()),
         "",
     ]
-    body = "\n".join("@kernel\n" + x if x.startswith("def ") else x for x in lines) + "\n"
+
+    def decorated(line: str) -> str:
+        if not line.startswith("def "):
+            return line
+        name = line[4 : line.index("(")]
+        return ("@inlined\n" if name in _INLINED else "@kernel\n") + line
+
+    body = "\n".join(decorated(x) for x in lines) + "\n"
 
     def source(cached: bool) -> str:
-        kernel = f"kernel = numba.njit(cache={cached}, nogil=True, error_model='numpy')"
-        return "\n".join([*head, kernel, ""]) + body
+        options = f"cache={cached}, nogil=True, error_model='numpy'"
+        kernel = f"kernel = numba.njit({options})"
+        inlined = f"inlined = numba.njit({options}, inline='always')"
+        return "\n".join([*head, kernel, inlined, ""]) + body
 
     module = _load(source, f"{cell.name}_{dtype.name}")
     return Compiled(
@@ -491,6 +502,22 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
         module.forward_fused,
         module.chunk_small,
     )
+
+
+# Kernels inlined into their callers, whose compilation optimises them once with the caller
+# (as a function of its own, each was a module compiled and linked apart, adding to a cell's
+# first call): the one-line wrappers and the lockstep loops' small stages
+_INLINED = frozenset(
+    {
+        "forward_step",
+        "backward_step",
+        "chunk_stage",
+        "chunk_combine",
+        "chunk_gemms",
+        "forward_units",
+        "backward_units",
+    }
+)
 
 
 def saves_in_gx(cell: Any) -> bool:

@@ -48,6 +48,9 @@ __all__ = ["JitOps"]
 
 # every kernel: cached on disk, the GIL released, no ZeroDivisionError checks in the loops
 _kernel = numba.njit(cache=True, nogil=True, error_model="numpy")
+# the small helpers the loops call: inlined into each caller, whose compilation then optimises
+# them once with it (as functions of their own, each was a module compiled and linked apart)
+_inlined = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 # Eigen's ptanh_float: tanh(x) ≈ x·P(x²)/Q(x²) on [-7.9053, 7.9053]
 _TANH_P = (
@@ -122,7 +125,7 @@ def _one(x):
 # --- the kernels: arrays (rows, m), the batch axis m innermost --------------------------------
 
 
-@_kernel
+@_inlined
 def add_bias(G, b):
     """``G`` (T, rows, m) ``+= b`` (rows, 1): the bias held in a register per row (NumPy's
     broadcast add took 3.5× longer on the "long" config's 512 × 16 rows); with ``m = 1`` the
@@ -159,7 +162,7 @@ def finite(flat):
 # the GEMM by hand (an axpy per input row, the innermost loop contiguous).
 
 
-@_kernel
+@_inlined
 def small_gemm(WaT, A, R):
     """``R = WaT.T @ A``: ``WaT`` (n_a, rows) C-contiguous, ``A`` (n_a, m), ``R`` (rows, m)."""
     rows, m = R.shape

@@ -156,6 +156,9 @@ def _spin_hint(typingctx):
 
 
 _kernel = numba.njit(cache=True, nogil=True, error_model="numpy")
+# the primitives the loops call: inlined into each (a few lines each; as functions of their own
+# they were compiled once per combination of literal and variable arguments at the call sites)
+_primitive = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
 @intrinsic
@@ -170,13 +173,13 @@ def _call(typingctx, address):
     return types.void(address), codegen
 
 
-@_kernel
+@_primitive
 def publish(flags, thread, steps):
     """Say that ``thread`` (0 or 1) has finished its first ``steps`` steps."""
     _store_release(flags, thread * 8, steps)
 
 
-@_kernel
+@_primitive
 def wait_for(flags, thread, steps):
     """Wait until ``thread`` has finished ``steps`` steps; False if it failed instead."""
     spins = 0
@@ -191,14 +194,14 @@ def wait_for(flags, thread, steps):
     return True
 
 
-@_kernel
+@_primitive
 def enter(flags, step):
     """The helper's claim of step ``step`` (its half of it): False where the caller took the
     step over (:func:`wait_or_take`); the helper then publishes :data:`DONE` and stops."""
     return _compare_exchange(flags, ENTERED, step, step + 1)
 
 
-@_kernel
+@_primitive
 def wait_or_take(flags, steps, budget):
     """The caller's wait (thread 0) at a meeting for the helper's first ``steps`` steps, taking
     the loop over from a late helper after ``budget`` checks (never where it is negative).
@@ -224,7 +227,7 @@ def wait_or_take(flags, steps, budget):
     return 2 if taken else 1
 
 
-@_kernel
+@_primitive
 def take_next(flags):
     """The next item of a loop whose items two threads take as they go (a late helper takes
     fewer; no meeting): 0, 1, 2, ... across both threads' calls."""
