@@ -72,7 +72,7 @@ LAYERS = [
         "xrnn.core.tuning",  # every threshold of the loops
         "xrnn.backends",  # the registry: which backend serves an array
         "xrnn.cells.trace",  # a cell's math traced: no array, no cell
-        "xrnn.torch",  # which calls run as one PyTorch operator: no torch import, no xrnn
+        "xrnn.torch",  # which calls run as one PyTorch operator or on NumPy views: no torch
         "xrnn.jax",
     },
     {"xrnn.core.threads"},
@@ -88,9 +88,9 @@ LAYERS = [
         "xrnn.cells.peephole_lstm",
     },
     {"xrnn.jax.scan"},  # any cell's loops as lax.scan (the engine's path on JAX arrays)
-    # each calls the other (the Dask path runs the engine per chunk; the PyTorch operator runs
-    # the engine's forward and backward)
-    {"xrnn.core.engine", "xrnn.dask", "xrnn.torch.autograd"},
+    # each calls the other (the Dask path runs the engine per chunk; the PyTorch operator and
+    # the forward on CPU tensors run the engine's forward and backward)
+    {"xrnn.core.engine", "xrnn.dask", "xrnn.torch.autograd", "xrnn.torch.host"},
     {
         "xrnn.rnn",  # the exercise's functions over each built-in cell
         "xrnn.lstm",

@@ -574,6 +574,15 @@ def run_forward(
             cell, x, initial, parameters, lengths=lengths, reverse=reverse,
             check_finite=check_finite,
         )  # fmt: skip
+    if differentiable.hosted(x):  # CPU tensors: the whole call on NumPy views of them
+        from xrnn.torch.host import sequence_forward as host_forward
+
+        hosted = host_forward(
+            cell, x, initial, parameters, lengths=lengths, reverse=reverse,
+            check_finite=check_finite, return_caches=return_caches, private=private,
+        )  # fmt: skip
+        if hosted is not None:
+            return hosted
     named, ctx, sizes = check_forward(cell, x, initial, parameters)
     return run_checked_forward(
         cell, named, ctx, sizes, x, initial, parameters, lengths=lengths, reverse=reverse,

@@ -119,15 +119,6 @@ class BufferStore:
         part._slot = None
         return part
 
-    def viewed(self, view: Callable[[Any], Any]) -> BufferStore:
-        """This store with every buffer seen through ``view`` (the same memory as another
-        library's arrays: a torch CPU tensor's ``.numpy()``)."""
-        twin = copy.copy(self)
-        twin.states = [view(s) for s in self.states]
-        twin.saved = None if self.saved is None else view(self.saved)
-        twin._slot = None
-        return twin
-
 
 def buffer_store(ops: Any, cell: Any, state0: tuple, GX: Any) -> BufferStore:
     """A :class:`BufferStore` for ``ops``' kernels: the saved blocks are ``GX`` itself when the
@@ -200,8 +191,9 @@ class BufferColumns:
         return (self.gx_buffer,) if self.ra_buffer is None else (self.gx_buffer, self.ra_buffer)
 
     def viewed(self, view: Callable[[Any], Any], ops: Any) -> BufferColumns:
-        """These buffers seen through ``view`` (see :meth:`BufferStore.viewed`), with
-        ``ops`` (the viewing library's) making the twin's scratch."""
+        """These buffers seen through ``view`` (the same memory as another library's arrays: a
+        torch CPU tensor's ``.numpy()``), with ``ops`` (the viewing library's) making the
+        twin's scratch."""
         twin = copy.copy(self)
         twin._ops = ops
         width = int(self.gx.shape[1])

@@ -3,8 +3,10 @@
 
 A sequence forward on tensors that autograd records — or that ``torch.compile`` or a
 ``torch.func`` transform traces — runs as one PyTorch operator, ``torch.ops.xrnn.sequence``,
-whose backward is xrnn's own (:mod:`xrnn.torch.autograd`). This module decides which calls
-those are without importing torch: a program that never imported torch passes no tensors.
+whose backward is xrnn's own (:mod:`xrnn.torch.autograd`); one on CPU tensors that autograd
+does not record runs whole on NumPy views of them (:mod:`xrnn.torch.host`). This module decides
+which calls those are without importing torch: a program that never imported torch passes no
+tensors.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["GRU", "LSTM", "RNN", "Recurrent", "records"]
+__all__ = ["GRU", "LSTM", "RNN", "Recurrent", "hosted", "records"]
 
 _MODULES = ("GRU", "LSTM", "RNN", "Recurrent")
 
@@ -26,6 +28,18 @@ def __getattr__(name: str) -> Any:
 
         return getattr(nn, name)
     raise AttributeError(f"module 'xrnn.torch' has no attribute {name!r}")
+
+
+def hosted(x: Any) -> bool:
+    """Whether a sequence forward on ``x`` that autograd does not record (see :func:`records`)
+    runs whole on the compiled NumPy kernels, on the tensors' memory (:mod:`xrnn.torch.host`):
+    a CPU tensor, with the kernels on."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(x, torch.Tensor) or x.device.type != "cpu":
+        return False
+    from xrnn.backends import jit_enabled
+
+    return jit_enabled()
 
 
 def records(*arrays: Any, parameters: Any = None) -> bool:

@@ -9,9 +9,11 @@ the NumPy and CuPy backends do: states and saved gates written into time-major b
 gradients into the chunk's column buffers. When autograd records, every hook below hands the
 work to the reference, unchanged.
 
-CPU tensors run the NumPy backend's compiled kernels on their own memory
-(:mod:`xrnn.backends.torch.bridge`). Other devices, and the steps of a call with lengths, run
-the cell's own math with torch's ops.
+A forward on CPU tensors runs whole on NumPy views of them, before any of this
+(:mod:`xrnn.torch.host`); a backward on CPU tensors runs each chunk on the NumPy backend's
+compiled kernels, on the tensors' memory (:mod:`xrnn.backends.torch.bridge`). Other devices,
+cells without compiled kernels, and the steps of a call with lengths run the cell's own math
+with torch's ops.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ class TorchOps(Ops):
     (see the module notes)."""
 
     def own_threads(self, device: Any, arrays: list, cell: Any, stepped: bool) -> Any:
-        """A call on CPU tensors that records nothing, whose loops run whole (not ``stepped``
-        by the engine, as with lengths) and whose cell has compiled kernels
+        """A backward on CPU tensors that records nothing, whose loops run whole (not
+        ``stepped`` by the engine, as with lengths) and whose cell has compiled kernels
         (:meth:`xrnn.backends.numpy.jit.JitOps.lends_to_torch`) runs those kernels on the
         tensors' memory, with torch on one thread meanwhile: torch's parallel copies and sums
         between them would leave its OpenMP threads spinning for a while after each, beside
         the compiled loops' own two threads. Every other call keeps torch's threads and its
-        own kernels."""
+        own kernels (a forward on CPU tensors has run whole on NumPy views before it gets
+        here: :mod:`xrnn.torch.host`)."""
         compiled = None if stepped or getattr(device, "type", None) != "cpu" else bridge.compiled()
         dtype = next((a.dtype for a in arrays if a is not None), None)
         if (
@@ -63,12 +66,6 @@ class TorchOps(Ops):
         if lengths.device.type != "cpu":
             return False
         return bool((bridge.view(lengths) == T).all())
-
-    def input_side(self, cell: Any, W: Any, x: Any) -> Any:
-        compiled = None if _recording(x, *W.arrays()) else bridge.in_call()
-        if compiled is None:
-            return super().input_side(cell, W, x)
-        return torch.from_numpy(compiled.input_side(cell, bridge.weights_view(W), bridge.view(x)))
 
     def forward_store(self, cell: Any, state0: tuple, GX: Any) -> Any:
         if _recording(GX, *state0):
@@ -116,29 +113,6 @@ class TorchOps(Ops):
         if slot is None or _recording(saved, *prev, *new, *up, None if W is None else W.V):
             return cell.backward_pointwise(self.xp, saved, prev, new, up, W)
         return super().backward_step(cell, saved, prev, new, up, slot, W)
-
-    def forward_outputs(self, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
-        """The compiled NumPy backend's whole forward on CPU tensors' memory where the call
-        runs on it (:func:`bridge.in_call`) and it has one; else None."""
-        compiled = None if _recording(x, *state0, *W.arrays()) else bridge.in_call()
-        if compiled is None:
-            return None
-        views = tuple(bridge.view(s) for s in state0)
-        states = compiled.forward_outputs(cell, bridge.weights_view(W), bridge.view(x), views)
-        return None if states is None else tuple(torch.from_numpy(s) for s in states)
-
-    def forward_loop(
-        self, cell: Any, W: Any, GX: Any, store: Any, reuse: dict | None = None
-    ) -> bool:
-        """Every forward step at once, on the compiled NumPy backend where the call runs on
-        it (:func:`bridge.in_call`); else False (the engine steps with the cell's own math)."""
-        # buffers only where GX and the initial states record nothing (forward_store)
-        if not isinstance(store, BufferStore) or _recording(*W.arrays()):
-            return False
-        compiled = bridge.in_call()
-        return compiled is not None and compiled.forward_loop(
-            cell, bridge.weights_view(W), bridge.view(GX), store.viewed(bridge.view), reuse
-        )
 
     def backward_chunk(
         self, cell: Any, W: Any, trace: Any, dA: Any, start: int, g: tuple, store: Any

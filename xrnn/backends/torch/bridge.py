@@ -1,11 +1,11 @@
 """The bridge from torch CPU tensors to the NumPy backend's compiled kernels.
 
 A CPU tensor's memory is a NumPy array without a copy (``Tensor.numpy()`` is a view), so the
-compiled NumPy backend runs whole calls on it — the input side, the loops and the backward
-chunks (:func:`scope`, :func:`in_call`; which calls: :meth:`xrnn.backends.numpy.jit.JitOps.
-lends_to_torch`) — at NumPy's speed, with torch held on one thread meanwhile.
-:class:`xrnn.backends.torch.TorchOps` decides when (autograd not recording, CPU tensors, the
-loops run whole); this module holds the views and the thread policy.
+compiled NumPy backend runs a backward's chunks on it (:func:`scope`, :func:`in_call`; which
+calls: :meth:`xrnn.backends.numpy.jit.JitOps.lends_to_torch`) at NumPy's speed, with torch held
+on one thread meanwhile. :class:`xrnn.backends.torch.TorchOps` decides when (autograd not
+recording, CPU tensors, the loops run whole); this module holds the views and the thread
+policy. (A forward on CPU tensors runs whole on NumPy views: :mod:`xrnn.torch.host`.)
 """
 
 from __future__ import annotations
