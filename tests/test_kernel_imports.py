@@ -102,7 +102,6 @@ LAYERS = [
         "xrnn.backends.numpy.generated",  # kernels generated from a cell's traced math: no cell
         "xrnn.backends.cupy",
         "xrnn.backends.torch",
-        "xrnn.backends.torch.bridge",  # CPU tensors' memory to the compiled NumPy kernels
         "xrnn.backends.jax",
     },
     {"xrnn.backends.numpy.jit"},  # compiled kernels over the NumPy backend's storage

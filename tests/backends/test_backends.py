@@ -46,12 +46,10 @@ def test_backend_kernels_match_the_generic_reference(dtype, cell, kw, xp, monkey
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_torch_kernels_of_their_own_match_the_generic_reference(dtype, cell, kw, xp, monkeypatch):
     """torch's own in-place kernels (CUDA tensors' path) on CPU tensors too, where those
-    otherwise run the compiled NumPy kernels on the tensors' memory."""
+    otherwise run whole on NumPy views of the tensors (xrnn.torch.host)."""
     import xrnn.torch
-    from xrnn.backends.torch import bridge
 
-    monkeypatch.setattr(bridge, "compiled", lambda: None)
-    monkeypatch.setattr(xrnn.torch, "hosted", lambda x: False)  # the forward too
+    monkeypatch.setattr(xrnn.torch, "hosted", lambda x: False)
     _check_against_the_reference(xp, cell, dtype, kw, monkeypatch)
 
 

@@ -1,7 +1,7 @@
-"""The sequence forward on CPU tensors that autograd does not record: the whole call on NumPy
-views of the tensors (:mod:`xrnn.torch.host`), against the same call on NumPy arrays, for every
-cell with lengths, reverse, an output layer and without caches; tensors back, float32 kept, no
-torch thread setting touched, and caches whose backward (on tensors) equals NumPy's."""
+"""Sequence calls on CPU tensors that autograd does not record: the whole forward, and the
+backward over its caches, on NumPy views of the tensors (:mod:`xrnn.torch.host`), against the
+same calls on NumPy arrays, for every cell with lengths, reverse, an output layer and without
+caches; tensors back, float32 kept, and no torch thread setting touched."""
 
 from __future__ import annotations
 
@@ -44,19 +44,18 @@ def test_a_forward_on_cpu_tensors_runs_whole_on_numpy_views(
     cell, dtype, kw, return_caches, monkeypatch
 ):
     ran, thread_settings = [], []
-    real = xrnn.torch.host.run_checked_forward
-    monkeypatch.setattr(
-        xrnn.torch.host, "run_checked_forward", lambda *a, **k: ran.append(1) or real(*a, **k)
-    )
+    for name in ("run_checked_forward", "run_checked_backward"):
+        real = getattr(xrnn.torch.host, name)
+        counted = lambda *a, _real=real, _name=name, **k: ran.append(_name) or _real(*a, **k)  # noqa: E731
+        monkeypatch.setattr(xrnn.torch.host, name, counted)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: thread_settings.append(n))
     with torch.no_grad():  # nothing recorded, even where a tensor requires a gradient
         got, got_grads = _call(
             cell, dtype, lambda a: torch.from_numpy(a.copy()).requires_grad_(a.ndim == 2),
             return_caches=return_caches, **kw,
         )  # fmt: skip
-    assert ran == [1]
-    if not return_caches:  # the backward on tensors sets torch's threads; a forward never
-        assert thread_settings == []
+    assert ran == ["run_checked_forward", "run_checked_backward"][: 1 + return_caches]
+    assert thread_settings == []
     want, want_grads = _call(cell, dtype, lambda a: a, return_caches=return_caches, **kw)
     tol = {"float64": 1e-12, "float32": 2e-6}[dtype]
     for g, w in zip(got[:-1], want[:-1], strict=True):

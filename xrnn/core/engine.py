@@ -499,8 +499,7 @@ def _names(states: tuple[str, ...], template: str) -> tuple[str, ...]:
 def call_scope(ctx: Context, check_finite: bool) -> contextlib.ExitStack:
     """What a call runs under: its arrays' device (CuPy launches on the current device), and
     with ``check_finite`` no floating-point warnings of the library's (non-finite results
-    raise instead). A sequence call adds the library's own thread policy
-    (:meth:`xrnn.core.ops.Ops.own_threads`) once it knows whether the loops run step by step."""
+    raise instead)."""
     ops = get_ops(ctx.xp)
     scope = contextlib.ExitStack()
     scope.enter_context(ops.on_device(ctx.device))
@@ -611,15 +610,12 @@ def run_checked_forward(
     _, m, T, n_a, n_y = sizes
     xp = ctx.xp
     ops = get_ops(xp)
-    with call_scope(ctx, check_finite) as scope:
+    with call_scope(ctx, check_finite):
         lengths, in_range = check_lengths(ctx, lengths, m, T)
         if check_finite and in_range is not None:
             # their range is read with everything else, after the loop (one host read); the
             # loop meanwhile runs on lengths held to [1, T], so that none indexes outside x
             lengths = xp.clip(lengths, 1, T)
-        stepped = lengths is not None and not ops.all_full(lengths, T)
-        arrays = [a for _, a in named]
-        scope.enter_context(ops.own_threads(ctx.device, arrays, cell, stepped))
         state0 = tuple(ops.zeros((n_a, m), ctx) if s is None else s for s in initial)
         if array_api_compat.is_jax_namespace(xp):  # the loop as lax.scan (xrnn.jax.scan)
             result = _scanned_forward(
@@ -785,6 +781,16 @@ def run_backward(
     for name, d in zip(cell.states[1:], dfurther or (), strict=False):
         if d is not None:
             check_shape(f"d{name}", d, (n_a, m, T), "(n_a, m, T_x) of the outputs")
+    arrays = [a for _, a in named]
+    if differentiable.hosted(x) and not differentiable.records(*arrays, trace.x):
+        from xrnn.torch.host import sequence_backward as host_backward
+
+        # CPU tensors: the whole call on NumPy views of them
+        grads = host_backward(
+            cell, named, trace, parameters, da, dfinal, dfurther, check_finite=check_finite
+        )
+        if grads is not None:
+            return grads
     return run_checked_backward(
         cell, named, ctx, trace, parameters, da, dfinal, dfurther, check_finite=check_finite,
         stacked=steps.stacked,
@@ -809,11 +815,7 @@ def run_checked_backward(
     operator's NumPy views of what its forward made; ``stacked``: the weights as the forward
     stacked them (None: stacked here)."""
     n_a = int(trace.states[0].shape[1])
-    ops = get_ops(ctx.xp)
-    with call_scope(ctx, check_finite) as scope:
-        arrays = [a for _, a in named]
-        stepped = trace.live is not None
-        scope.enter_context(ops.own_threads(ctx.device, arrays, cell, stepped))
+    with call_scope(ctx, check_finite):
         if array_api_compat.is_jax_namespace(ctx.xp):
             grads = _scanned_backward(ctx, cell, trace, parameters, da, dfinal, dfurther)
         else:

@@ -153,7 +153,7 @@ class BufferColumns:
         self.ra = None if self.ra_buffer is None else self.ra_buffer[:, : k * m]
         self.m = m
         self._slot: tuple[Any, Any] = (None, None)
-        self._scratch: dict[tuple, Any] = {}  # shared with viewed() twins
+        self._scratch: dict[tuple, Any] = {}
 
     def scratch(self, name: str, shape: tuple, dtype: Any, fill: float | None = None) -> Any:
         """A work array of the buffers' library and device, made on first request and handed
@@ -189,20 +189,6 @@ class BufferColumns:
         """The whole buffers a compiled backward kernel writes: ``dgx``'s, then ``dra``'s where
         it has its own (the last one is what ``Waᵀ`` multiplies)."""
         return (self.gx_buffer,) if self.ra_buffer is None else (self.gx_buffer, self.ra_buffer)
-
-    def viewed(self, view: Callable[[Any], Any], ops: Any) -> BufferColumns:
-        """These buffers seen through ``view`` (the same memory as another library's arrays: a
-        torch CPU tensor's ``.numpy()``), with ``ops`` (the viewing library's) making the
-        twin's scratch."""
-        twin = copy.copy(self)
-        twin._ops = ops
-        width = int(self.gx.shape[1])
-        twin.gx_buffer = view(self.gx_buffer)
-        twin.ra_buffer = None if self.ra_buffer is None else view(self.ra_buffer)
-        twin.gx = twin.gx_buffer[:, :width]
-        twin.ra = None if twin.ra_buffer is None else twin.ra_buffer[:, :width]
-        twin._slot = (None, None)
-        return twin
 
 
 def weight_gradients(xp: Any, dgx: Any, dra: Any, A_prev: Any, X: Any) -> tuple[Any, Any, Any]:
@@ -305,15 +291,6 @@ class Ops:
         """A scope in which the library's own floating-point warnings (overflow, invalid
         value) stay silent: for a call whose non-finite results raise an error anyway
         (``check_finite=True``), not a second message. Nothing here."""
-        return contextlib.nullcontext()
-
-    def own_threads(
-        self, device: Any, arrays: list, cell: Any, stepped: bool
-    ) -> contextlib.AbstractContextManager:
-        """A scope for a sequence call of ``cell`` on ``arrays`` (``stepped``: the engine runs
-        its loops step by step, as with lengths): how the library's own threads are used
-        meanwhile (unchanged here; torch CPU tensors borrow the compiled NumPy kernels with
-        torch's held at one, :mod:`xrnn.backends.torch`)."""
         return contextlib.nullcontext()
 
     # --- storage --------------------------------------------------------------------------

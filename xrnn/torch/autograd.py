@@ -32,7 +32,7 @@ import array_api_compat
 import torch
 from torch import Tensor
 
-from xrnn.backends import Context, check_values, get_ops, jit_enabled, resolve
+from xrnn.backends import Context, check_values, jit_enabled, resolve
 from xrnn.cells.base import CELLS, Cell, Stacked, get_cell
 from xrnn.core.engine import (
     StepCaches,
@@ -109,7 +109,7 @@ def _run_sequence(
         )  # fmt: skip
         return [torch.from_numpy(a) for a in got], replay
     parameters = dict(zip(spec.keys, (w.detach() for w in weights), strict=True))
-    with torch.no_grad(), _threads(spec, x, lengths):
+    with torch.no_grad():
         return _sequence_outputs(
             spec, x.detach(), tuple(None if s is None else s.detach() for s in initial),
             parameters, lengths, reverse, check_finite, checked, operator,
@@ -149,15 +149,6 @@ def _contiguous(a: Any) -> Any:
     if isinstance(a, Tensor):
         return a.contiguous()
     return c_contiguous(a, copy=False)
-
-
-def _threads(cell: Cell, x: Tensor, lengths: Tensor | None) -> Any:
-    """The call's torch thread policy (:meth:`xrnn.core.ops.Ops.own_threads`) over the whole
-    operator — its copies too: torch's threads, once woken, spin beside the compiled loops."""
-    ctx = resolve([("x", x)])
-    ops = get_ops(ctx.xp)
-    stepped = lengths is not None and not ops.all_full(lengths, int(x.shape[2]))
-    return ops.own_threads(ctx.device, [x], cell, stepped)
 
 
 def _sequence_outputs(
@@ -485,13 +476,11 @@ def _replay_gradients(
     """The backward operator's results from what the forward left and the upstream gradients
     ``grads`` (None where an output fed nothing); ``private`` as for :func:`_replayed`."""
     outs, finals = list(grads[:S]), list(grads[S : 2 * S])
-    ctx, trace = replay.ctx, replay.trace
-    if not array_api_compat.is_torch_namespace(ctx.xp):  # NumPy views of CPU tensors
+    if not array_api_compat.is_torch_namespace(replay.ctx.xp):  # NumPy views of CPU tensors
         outs, finals = [_numpy(d) for d in outs], [_numpy(d) for d in finals]
         got = _replayed(replay, outs, finals, check_finite, private)
         return [torch.from_numpy(a) for a in got]
-    own = get_ops(ctx.xp).own_threads(ctx.device, [trace.x], trace.cell, trace.live is not None)
-    with torch.no_grad(), own:
+    with torch.no_grad():
         return _replayed(replay, outs, finals, check_finite, private)
 
 

@@ -1,13 +1,14 @@
-"""Sequence forwards on CPU tensors that autograd does not record, run whole on the compiled
+"""Sequence calls on CPU tensors that autograd does not record, run whole on the compiled
 NumPy kernels.
 
 A CPU tensor's memory is a NumPy array without a copy (``Tensor.numpy()`` is a view), so such
-a call checks its tensors once (library, device, dtype, shapes), runs the engine on their
-views with the NumPy backend — input side, loops, finiteness checks, output layer — and hands
-back tensors over the arrays it made (``torch.from_numpy``, no copy). No torch operation runs
-inside it: torch's threads neither compete with the compiled loops nor are held at one
-meanwhile. Tensors that autograd records run as one operator instead
-(:mod:`xrnn.torch.autograd`); a cell without compiled kernels runs on torch's own ops.
+a call — a forward, or a backward over the caches one left — checks its tensors once (library,
+device, dtype, shapes), runs the engine on their views with the NumPy backend — input side,
+loops, finiteness checks, output layer, gradients — and hands back tensors over the arrays it
+made (``torch.from_numpy``, no copy). No torch operation runs inside it: torch's threads
+neither compete with the compiled loops nor are held at one meanwhile. Tensors that autograd
+records run as one operator instead (:mod:`xrnn.torch.autograd`); a cell without compiled
+kernels runs on torch's own ops.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from xrnn.core.engine import (
     check_lengths,
     forward_arrays,
     loop_inputs,
+    run_checked_backward,
     run_checked_forward,
 )
 from xrnn.core.host import c_contiguous
 
-__all__ = ["sequence_forward"]
+__all__ = ["sequence_backward", "sequence_forward"]
 
 
 def sequence_forward(
@@ -54,9 +56,7 @@ def sequence_forward(
     lengths, _ = check_lengths(ctx, lengths, m, T)  # the values: checked on the host below
     xv = _view(x)
     host = resolve([("x", xv)])
-    compiled = get_ops(host.xp)
-    lends = getattr(compiled, "lends_to_torch", None)
-    if lends is None or not lends(cell, xv.dtype.name):
+    if not _lends(host, cell, xv):
         return None
     views = tuple(_view(s) for s in initial)
     weights = {k: _view(v) for k, v in parameters.items()}
@@ -78,6 +78,53 @@ def sequence_forward(
     xe, order, _, live = loop_inputs(ctx, x.detach(), lengths, reverse)
     states = tuple(torch.from_numpy(s) for s in trace.states)
     return outputs, y, (StepCaches(Trace(cell, states, saved, xe, live, order), parameters), x)
+
+
+def sequence_backward(
+    cell: Cell,
+    named: list,
+    trace: Trace,
+    parameters: Mapping[str, Any],
+    da: Any,
+    dfinal: tuple | None,
+    dfurther: tuple | None,
+    *,
+    check_finite: bool,
+) -> dict[str, Any] | None:
+    """:func:`xrnn.core.engine.run_checked_backward` on CPU tensors that autograd does not
+    record, checked as :func:`xrnn.core.engine.run_backward` checks them (``named``: the arrays
+    whose values ``check_finite`` checks): every gradient, as tensors; None where ``cell`` has
+    no compiled kernels (the caller then runs torch's own ops)."""
+    xe = _view(trace.x)
+    host = resolve([("x", xe)])
+    if not _lends(host, cell, xe):
+        return None
+    order = (
+        trace.order if trace.order is None or isinstance(trace.order, str) else _view(trace.order)
+    )
+    views = Trace(
+        cell,
+        tuple(_view(s) for s in trace.states),
+        _view(trace.saved),
+        xe,
+        _view(trace.live),
+        order,
+    )
+    grads = run_checked_backward(
+        cell, [(name, _view(a)) for name, a in named], host, views,
+        {k: _view(v) for k, v in parameters.items()}, _view(da),
+        None if dfinal is None else tuple(_view(d) for d in dfinal),
+        None if dfurther is None else tuple(_view(d) for d in dfurther),
+        check_finite=check_finite,
+    )  # fmt: skip
+    return {k: _tensor(g) for k, g in grads.items()}
+
+
+def _lends(host: Any, cell: Cell, like: Any) -> bool:
+    """Whether the NumPy backend of ``host`` (its context) has compiled kernels for ``cell``
+    in ``like``'s dtype."""
+    lends = getattr(get_ops(host.xp), "lends_to_torch", None)
+    return lends is not None and lends(cell, like.dtype.name)
 
 
 def _view(t: Any) -> Any:

@@ -407,7 +407,7 @@ class JitOps(NumpyOps):
     def lends_to_torch(self, cell: Any, dtype: Any) -> bool:
         """Whether torch CPU tensors of ``cell``'s call in ``dtype`` (a NumPy dtype name, or
         None for one these kernels do not take) run these kernels on their memory
-        (:mod:`xrnn.backends.torch`): every call whose cell has generated kernels."""
+        (:mod:`xrnn.torch.host`): every call whose cell has generated kernels."""
         return dtype is not None and _traced(cell)
 
     def backward_chunk(
