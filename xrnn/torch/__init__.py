@@ -31,9 +31,9 @@ def __getattr__(name: str) -> Any:
 
 
 def hosted(x: Any) -> bool:
-    """Whether a sequence forward on ``x`` that autograd does not record (see :func:`records`)
-    runs whole on the compiled NumPy kernels, on the tensors' memory (:mod:`xrnn.torch.host`):
-    a CPU tensor, with the kernels on."""
+    """Whether a sequence call on ``x`` (a forward, or a backward over its caches) that
+    autograd does not record (see :func:`records`) runs whole on the compiled NumPy kernels, on
+    the tensors' memory (:mod:`xrnn.torch.host`): a CPU tensor, with the kernels on."""
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(x, torch.Tensor) or x.device.type != "cpu":
         return False
