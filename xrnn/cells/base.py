@@ -87,15 +87,15 @@ class Stacked:
         weights = self.gates if self._Wa is None or self._Wx is None else (self._Wa, self._Wx)
         return (*(weights or ()), self.b, self.V)
 
-    def map(self, fn: Callable[[Any], Any], xp: Any = None) -> Stacked:
+    def map(self, fn: Callable[[Any], Any]) -> Stacked:
         """The same weights with ``fn`` applied to every array held (None stays None; weights
-        stacked apart stay apart, stacked by ``xp``, the new arrays' namespace, when read)."""
+        stacked apart stay apart)."""
 
         def f(a: Any) -> Any:
             return None if a is None else fn(a)
 
         if self.gates is not None and self._Wa is None and self._Wx is None:
-            return Stacked.apart(xp or self._xp, tuple(map(fn, self.gates)), f(self.b), f(self.V))
+            return Stacked.apart(self._xp, tuple(map(fn, self.gates)), f(self.b), f(self.V))
         return Stacked(fn(self.Wa), fn(self.Wx), f(self.b), f(self.V))
 
     def with_vectors(self, V: Any) -> Stacked:
