@@ -32,7 +32,7 @@ import array_api_compat
 import torch
 from torch import Tensor
 
-from xrnn.backends import Context, check_values, jit_enabled, resolve
+from xrnn.backends import Context, check_values, resolve
 from xrnn.cells.base import CELLS, Cell, Stacked, get_cell
 from xrnn.core.engine import (
     StepCaches,
@@ -46,6 +46,8 @@ from xrnn.core.engine import (
     run_forward,
 )
 from xrnn.core.host import c_contiguous
+from xrnn.torch import hosted
+from xrnn.torch.host import view
 
 __all__ = ["sequence_forward"]
 
@@ -101,10 +103,10 @@ def _run_sequence(
     ``torch.compile``, where the operator's arguments are only known when the compiled graph
     runs); ``operator=False``: the outputs and final states alone."""
     spec = _cell(cell)
-    if _host(x):  # the NumPy backend's compiled kernels on the tensors' memory
-        parameters = dict(zip(spec.keys, (_numpy(w) for w in weights), strict=True))
+    if hosted(x):  # the NumPy backend's compiled kernels on the tensors' memory
+        parameters = dict(zip(spec.keys, (view(w) for w in weights), strict=True))
         got, replay = _sequence_outputs(
-            spec, _numpy(x), tuple(_numpy(s) for s in initial), parameters, _numpy(lengths),
+            spec, view(x), tuple(view(s) for s in initial), parameters, view(lengths),
             reverse, check_finite, checked, operator,
         )  # fmt: skip
         return [torch.from_numpy(a) for a in got], replay
@@ -125,17 +127,6 @@ class _Replay(NamedTuple):
     trace: Trace
     parameters: dict
     stacked: Stacked | None
-
-
-def _host(x: Tensor) -> bool:
-    """Whether a call on ``x``'s device runs on the NumPy backend's compiled kernels, with the
-    tensors' memory as NumPy arrays (views, no copies): CPU tensors, where the kernels are on.
-    Torch's own ops (and its threads, whose spin outlasts each op) then take no part."""
-    return x.device.type == "cpu" and jit_enabled()
-
-
-def _numpy(t: Tensor | None) -> Any:
-    return None if t is None else t.detach().numpy()
 
 
 def _copy(a: Any) -> Any:
@@ -305,13 +296,13 @@ def _run_backward(
     arguments, then read as :class:`XrnnSequence`'s backward reads its own."""
     spec = _cell(cell)
     # the NumPy backend's compiled kernels on the tensors' memory, else the tensors themselves
-    view = _numpy if _host(x) else _itself
+    arrays = view if hosted(x) else _itself
     with torch.no_grad():
-        ctx = resolve([("x", view(x))])
-        xe, order, _, live = loop_inputs(ctx, view(x), view(lengths), reverse)
-        blocks = view(saved) if spec.saved_blocks else None
-        trace = Trace(spec, tuple(view(s) for s in states), blocks, xe, live, order)
-        parameters = dict(zip(spec.keys, (view(w) for w in weights), strict=True))
+        ctx = resolve([("x", arrays(x))])
+        xe, order, _, live = loop_inputs(ctx, arrays(x), arrays(lengths), reverse)
+        blocks = arrays(saved) if spec.saved_blocks else None
+        trace = Trace(spec, tuple(arrays(s) for s in states), blocks, xe, live, order)
+        parameters = dict(zip(spec.keys, (arrays(w) for w in weights), strict=True))
     replay = _Replay(ctx, trace, parameters, stacked)
     return _replay_gradients(replay, (*outs, *finals), len(spec.states), check_finite, True)
 
@@ -477,7 +468,7 @@ def _replay_gradients(
     ``grads`` (None where an output fed nothing); ``private`` as for :func:`_replayed`."""
     outs, finals = list(grads[:S]), list(grads[S : 2 * S])
     if not array_api_compat.is_torch_namespace(replay.ctx.xp):  # NumPy views of CPU tensors
-        outs, finals = [_numpy(d) for d in outs], [_numpy(d) for d in finals]
+        outs, finals = [view(d) for d in outs], [view(d) for d in finals]
         got = _replayed(replay, outs, finals, check_finite, private)
         return [torch.from_numpy(a) for a in got]
     with torch.no_grad():

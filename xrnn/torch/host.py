@@ -32,7 +32,7 @@ from xrnn.core.engine import (
 )
 from xrnn.core.host import c_contiguous
 
-__all__ = ["sequence_backward", "sequence_forward"]
+__all__ = ["sequence_backward", "sequence_forward", "view"]
 
 
 def sequence_forward(
@@ -54,15 +54,15 @@ def sequence_forward(
     _, ctx, sizes = check_forward(cell, x, initial, parameters)
     _, m, T, n_a, _ = sizes
     lengths, _ = check_lengths(ctx, lengths, m, T)  # the values: checked on the host below
-    xv = _view(x)
+    xv = view(x)
     host = resolve([("x", xv)])
     if not _lends(host, cell, xv):
         return None
-    views = tuple(_view(s) for s in initial)
-    weights = {k: _view(v) for k, v in parameters.items()}
+    views = tuple(view(s) for s in initial)
+    weights = {k: view(v) for k, v in parameters.items()}
     outputs, y, caches = run_checked_forward(
         cell, forward_arrays(cell, xv, views, weights), host, sizes, xv, views, weights,
-        lengths=_view(lengths), reverse=reverse, check_finite=check_finite,
+        lengths=view(lengths), reverse=reverse, check_finite=check_finite,
         return_caches=return_caches, private=private,
     )  # fmt: skip
     outputs = tuple(_tensor(o) for o in outputs)
@@ -95,26 +95,26 @@ def sequence_backward(
     record, checked as :func:`xrnn.core.engine.run_backward` checks them (``named``: the arrays
     whose values ``check_finite`` checks): every gradient, as tensors; None where ``cell`` has
     no compiled kernels (the caller then runs torch's own ops)."""
-    xe = _view(trace.x)
+    xe = view(trace.x)
     host = resolve([("x", xe)])
     if not _lends(host, cell, xe):
         return None
     order = (
-        trace.order if trace.order is None or isinstance(trace.order, str) else _view(trace.order)
+        trace.order if trace.order is None or isinstance(trace.order, str) else view(trace.order)
     )
     views = Trace(
         cell,
-        tuple(_view(s) for s in trace.states),
-        _view(trace.saved),
+        tuple(view(s) for s in trace.states),
+        view(trace.saved),
         xe,
-        _view(trace.live),
+        view(trace.live),
         order,
     )
     grads = run_checked_backward(
-        cell, [(name, _view(a)) for name, a in named], host, views,
-        {k: _view(v) for k, v in parameters.items()}, _view(da),
-        None if dfinal is None else tuple(_view(d) for d in dfinal),
-        None if dfurther is None else tuple(_view(d) for d in dfurther),
+        cell, [(name, view(a)) for name, a in named], host, views,
+        {k: view(v) for k, v in parameters.items()}, view(da),
+        None if dfinal is None else tuple(view(d) for d in dfinal),
+        None if dfurther is None else tuple(view(d) for d in dfurther),
         check_finite=check_finite,
     )  # fmt: skip
     return {k: _tensor(g) for k, g in grads.items()}
@@ -127,8 +127,9 @@ def _lends(host: Any, cell: Cell, like: Any) -> bool:
     return lends is not None and lends(cell, like.dtype.name)
 
 
-def _view(t: Any) -> Any:
-    """A CPU tensor's memory as a NumPy array (a view; None stays None)."""
+def view(t: Any) -> Any:
+    """A CPU tensor's memory as a NumPy array (a view; None stays None), for the compiled
+    kernels (here and in :mod:`xrnn.torch.autograd`)."""
     return None if t is None else t.detach().numpy()
 
 
