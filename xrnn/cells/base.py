@@ -75,6 +75,17 @@ class Stacked:
             self._Wx = self._stack(recurrent=False)
         return self._Wx
 
+    @property
+    def is_stacked(self) -> bool:
+        """Whether ``Wa`` and ``Wx`` exist (weights stacked :meth:`apart` are stacked when first
+        read)."""
+        return self._Wa is not None and self._Wx is not None
+
+    def stacked_as(self, Wa: Any, Wx: Any) -> None:
+        """Take ``Wa`` and ``Wx`` as stacked from :attr:`gates` elsewhere (a backend's own
+        copy, made in one pass), so that reading them stacks nothing again."""
+        self._Wa, self._Wx = Wa, Wx
+
     def _stack(self, recurrent: bool) -> Any:
         gates = self.gates or ()
         n_a = int(gates[0].shape[0])

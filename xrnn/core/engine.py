@@ -56,6 +56,7 @@ __all__ = [
     "check_lengths",
     "final_states",
     "forward",
+    "gradients",
     "loop_inputs",
     "recorded_cell",
     "weight_gradients",
@@ -63,6 +64,8 @@ __all__ = [
     "run_cell_backward",
     "run_cell_forward",
     "run_forward",
+    "small_backward",
+    "small_forward",
 ]
 
 
@@ -137,10 +140,15 @@ def forward(
     ops = get_ops(ctx.xp)
     T = int(x.shape[2])
     xe, order, done, live = loop_inputs(ctx, x, lengths, reverse)
-    if not keep and done is None:  # the backend's whole forward, input side included
-        states = ops.forward_outputs(cell, W, xe, state0)
-        if states is not None:
-            return Trace(cell, states, None, xe, live, order, owned=True)
+    if done is None:  # the backend's whole forward, input side included
+        if not keep:
+            states = ops.forward_outputs(cell, W, xe, state0)
+            if states is not None:
+                return Trace(cell, states, None, xe, live, order, owned=True)
+        else:
+            made = ops.forward_small(cell, W, xe, state0)
+            if made is not None:
+                return Trace(cell, *made, xe, live, order)
     outputs = None if keep else ops.outputs_store(cell, state0, T)
     if outputs is not None:
         _forward_chunks(ctx, cell, W, xe, state0, done, outputs)
@@ -158,6 +166,43 @@ def forward(
             state = new
     states, saved = store.result()
     return Trace(cell, states, saved, xe, live, order)
+
+
+def small_forward(
+    ctx: Context,
+    cell: Cell,
+    x: Any,
+    initial: tuple,
+    parameters: Any,
+    *,
+    reverse: bool,
+    check_finite: bool,
+) -> tuple[Trace, Stacked] | None:
+    """The caching forward of a call on arguments :func:`check_forward` checked, over all
+    ``T`` steps of every sequence (no lengths) and without an output layer, where the backend
+    runs it whole (:meth:`xrnn.core.ops.Ops.forward_small`): its trace and the weights as
+    stacked for it, the values checked as :func:`run_checked_forward` checks them — with none
+    of that function's bookkeeping, which costs more than small steps do. None where the
+    backend declines (nothing has run)."""
+    xp, ops = ctx.xp, get_ops(ctx.xp)
+    n_a, m = (int(s) for s in initial[0].shape)
+    with call_scope(ctx, check_finite):
+        state0 = tuple(ops.zeros((n_a, m), ctx) if s is None else s for s in initial)
+        # apart: a backend that declines has stacked none of the weights (its caller does)
+        W = cell.stack(xp, parameters, n_a, apart=True)
+        order = "flip" if reverse else None
+        xe = reorder(xp, x, order)
+        made = ops.forward_small(cell, W, xe, state0)
+        if made is None:
+            return None
+        trace = Trace(cell, *made, xe, None, order)
+        # the inputs and what the loop made, in one read; named only where one is not finite
+        values = [x, *(s for s in initial if s is not None), *parameters.values()]
+        if check_finite and not ops.all_finite([*values, *trace.states], []):
+            named = forward_arrays(cell, x, initial, parameters)
+            produced = list(zip(_output_names(cell), trace.states, strict=True))
+            check_values(ctx, named, (), produced)
+    return trace, W
 
 
 def _forward_chunks(
@@ -250,11 +295,6 @@ def backward(
     n_x, m, T = (int(s) for s in xe.shape)
     n_a = int(H.shape[1])
     k = max(1, min(T, tuning.CHUNK_COLUMNS // m))
-    store = ops.gradient_columns(cell.gradient_rows(n_a), k, m, H, cell.recurrent_rows(n_a))
-    # g[1:] are the engine's own arrays (dfinal copied where kernels write in place): a step
-    # kernel may overwrite them
-    zeros = (ops.zeros((n_a, m), ctx) for _ in cell.states)
-    g = tuple(zeros if dfinal is None else (ops.scratch(d) for d in dfinal))
     dae = reorder(xp, da, trace.order)
     dfe = tuple(None if d is None else reorder(xp, d, trace.order) for d in dfurther or ())
     dead = None
@@ -263,6 +303,15 @@ def backward(
         dfe = tuple(None if d is None else d * public(xp, live) for d in dfe)
         dead = 1 - live
     stepwise = live is not None or any(d is not None for d in dfe)
+    if not stepwise and k == T:  # one chunk: the backend's whole backward, where it runs it
+        whole = small_backward(ctx, W, trace, time_major(xp, dae), dfinal)
+        if whole is not None:
+            return whole
+    store = ops.gradient_columns(cell.gradient_rows(n_a), k, m, H, cell.recurrent_rows(n_a))
+    # g[1:] are the engine's own arrays (dfinal copied where kernels write in place): a step
+    # kernel may overwrite them
+    zeros = (ops.zeros((n_a, m), ctx) for _ in cell.states)
+    g = tuple(zeros if dfinal is None else (ops.scratch(d) for d in dfinal))
     weights: tuple | None = None  # (dWa, dWx, db, dV), summed over the chunks
     dX: list[Any] = []
     end = T
@@ -283,8 +332,33 @@ def backward(
         end = start
     assert weights is not None  # T >= 1
     dX2 = dX[0] if len(dX) == 1 else xp.concat(dX[::-1], axis=1)
-    dx = xp.permute_dims(xp.reshape(dX2, (n_x, T, m)), (0, 2, 1))
-    return (reorder(xp, dx, trace.order), g, *weights)
+    return (_input_gradient(xp, dX2, trace), g, *weights)
+
+
+def _input_gradient(xp: Any, dX: Any, trace: Trace) -> Any:
+    """``dx`` (n_x, m, T) in the public order from the loop's ``dX`` (n_x, T·m), a block of
+    ``m`` columns per step in loop order."""
+    n_x, m, T = (int(s) for s in trace.x.shape)
+    dx = xp.permute_dims(xp.reshape(dX, (n_x, T, m)), (0, 2, 1))
+    return reorder(xp, dx, trace.order)
+
+
+def small_backward(ctx: Context, W: Any, trace: Trace, dA: Any, dfinal: tuple | None) -> Any:
+    """:func:`backward` as the backend runs a call of small steps whole
+    (:meth:`xrnn.core.ops.Ops.backward_small`), or None where it declines: ``dA`` (T, n_a, m)
+    the upstream gradients of the hidden state's outputs in loop order, C-contiguous (those
+    of further states' outputs: none), ``trace`` without lengths."""
+    ops, cell = get_ops(ctx.xp), trace.cell
+    shape = tuple(int(s) for s in dA.shape[1:])
+    if dfinal is None:
+        g = tuple(ops.zeros(shape, ctx) for _ in cell.states)
+    else:  # copies: the kernels write into them
+        g = tuple(ops.scratch(d) for d in dfinal)
+    whole = ops.backward_small(cell, W, trace, dA, g)
+    if whole is None:
+        return None
+    g, weights, dX = whole
+    return (_input_gradient(ctx.xp, dX, trace), g, *weights)
 
 
 def _chunk_steps(
@@ -820,15 +894,21 @@ def run_checked_backward(
             grads = _scanned_backward(ctx, cell, trace, parameters, da, dfinal, dfurther)
         else:
             W = cell.stack(ctx.xp, parameters, n_a) if stacked is None else stacked
-            dx, dstate0, dWa, dWx, db, dV = backward(ctx, W, trace, da, dfinal, dfurther)
-            grads = {"dx": dx}
-            initial = _state_names(cell, "0")
-            grads.update({"d" + n: d for n, d in zip(initial, dstate0, strict=True)})
-            grads.update(cell.unstack(dWa, dWx, db, n_a))
-            if dV is not None:
-                grads.update(cell.unstack_vectors(dV, n_a))
+            grads = gradients(cell, backward(ctx, W, trace, da, dfinal, dfurther))
         if check_finite:  # the inputs and the gradients they gave: one host read
             check_values(ctx, named, (), _gradient_items(grads))
+    return grads
+
+
+def gradients(cell: Cell, made: tuple) -> dict[str, Any]:
+    """:func:`run_backward`'s dictionary from what :func:`backward` returns."""
+    dx, dstate0, dWa, dWx, db, dV = made
+    n_a = int(dstate0[0].shape[0])
+    grads = {"dx": dx}
+    grads.update({"d" + n: d for n, d in zip(_state_names(cell, "0"), dstate0, strict=True)})
+    grads.update(cell.unstack(dWa, dWx, db, n_a))
+    if dV is not None:
+        grads.update(cell.unstack_vectors(dV, n_a))
     return grads
 
 

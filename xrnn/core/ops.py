@@ -380,6 +380,14 @@ class Ops:
         side and :meth:`forward_loop` chunk by chunk (the reference always does)."""
         return None
 
+    def forward_small(self, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
+        """The whole caching forward of ``cell`` over ``x`` (n_x, m, T; no lengths to mask) in
+        one pass, input side included, where its steps are small enough that the engine's
+        bookkeeping would cost more than they do: ``(states, saved)`` as the engine's store
+        holds them after the loop (:meth:`forward_store`) — or None and let the engine run it
+        (the reference always does)."""
+        return None
+
     def forward_loop(
         self, cell: Any, W: Any, GX: Any, store: Any, reuse: dict | None = None
     ) -> bool:
@@ -407,6 +415,16 @@ class Ops:
         dX)`` — the state gradients before ``start``, :func:`weight_gradients` over the
         chunk's columns and ``dX = Wxᵀ dgx`` (n_x, k m) — or None and let the engine run the
         steps (:meth:`backward_steps`) and the GEMMs itself (the reference always does)."""
+        return None
+
+    def backward_small(
+        self, cell: Any, W: Any, trace: Any, dA: Any, g: tuple
+    ) -> tuple[tuple, tuple, Any] | None:
+        """The whole backward of a call of small steps as one chunk, returned as
+        :meth:`backward_chunk` returns it: ``dA`` (T, n_a, m) the upstream gradients of every
+        output in loop order, C-contiguous; ``g`` the state gradients after the last step (the
+        engine's own arrays) — or None and let the engine run it (the reference always
+        does)."""
         return None
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
@@ -476,6 +494,16 @@ class InPlaceOps(Ops):
 
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
         return BufferColumns(self, rows, k, m, like, recurrent_rows)
+
+    def backward_small(
+        self, cell: Any, W: Any, trace: Any, dA: Any, g: tuple
+    ) -> tuple[tuple, tuple, Any] | None:
+        """The whole backward of a call of small steps as one chunk, returned as
+        :meth:`backward_chunk` returns it: ``dA`` (T, n_a, m) the upstream gradients of every
+        output in loop order, C-contiguous; ``g`` the state gradients after the last step (the
+        engine's own arrays) — or None and let the engine run it (the reference always
+        does)."""
+        return None
 
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
         for n, o in zip(new, old, strict=True):

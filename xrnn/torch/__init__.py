@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 __all__ = ["GRU", "LSTM", "RNN", "Recurrent", "hosted", "records"]
@@ -35,8 +36,15 @@ def hosted(x: Any) -> bool:
     autograd does not record (see :func:`records`) runs whole on the compiled NumPy kernels, on
     the tensors' memory (:mod:`xrnn.torch.host`): a CPU tensor, with the kernels on."""
     torch = sys.modules.get("torch")
-    if torch is None or not isinstance(x, torch.Tensor) or x.device.type != "cpu":
+    if torch is None or not isinstance(x, torch.Tensor) or not x.is_cpu:
         return False
+    return _kernels_on()
+
+
+@cache
+def _kernels_on() -> bool:
+    """Whether the compiled NumPy kernels are on: read once, as the NumPy backend reads it
+    (:func:`xrnn.backends.jit_enabled`)."""
     from xrnn.backends import jit_enabled
 
     return jit_enabled()

@@ -40,10 +40,13 @@ from xrnn.core.engine import (
     check_forward,
     check_lengths,
     forward_arrays,
+    gradients,
     loop_inputs,
     run_checked_backward,
     run_checked_forward,
     run_forward,
+    small_backward,
+    small_forward,
 )
 from xrnn.core.host import c_contiguous
 from xrnn.torch import hosted
@@ -101,13 +104,18 @@ def _run_sequence(
     ran in (:class:`XrnnSequence` keeps it). ``checked``: the caller checked the arguments'
     library, device, dtype and shapes (:func:`sequence_forward` does, except under
     ``torch.compile``, where the operator's arguments are only known when the compiled graph
-    runs); ``operator=False``: the outputs and final states alone."""
+    runs); ``operator=False``: the outputs, in the public layout (n_a, m, T), and final states
+    alone."""
     spec = _cell(cell)
     if hosted(x):  # the NumPy backend's compiled kernels on the tensors' memory
         parameters = dict(zip(spec.keys, (view(w) for w in weights), strict=True))
-        got, replay = _sequence_outputs(
-            spec, view(x), tuple(view(s) for s in initial), parameters, view(lengths),
-            reverse, check_finite, checked, operator,
+        xv, views = view(x), tuple(view(s) for s in initial)
+        small = None
+        if checked and lengths is None:  # small steps: the backend's whole call, if it runs it
+            small = _small_outputs(spec, xv, views, parameters, reverse, check_finite, operator)
+        got, replay = small or _sequence_outputs(
+            spec, xv, views, parameters, view(lengths), reverse, check_finite, checked,
+            operator,
         )  # fmt: skip
         return [torch.from_numpy(a) for a in got], replay
     parameters = dict(zip(spec.keys, (w.detach() for w in weights), strict=True))
@@ -168,25 +176,57 @@ def _sequence_outputs(
             spec, x, initial, parameters, lengths=lengths, reverse=reverse,
             check_finite=check_finite, private=False,
         )  # fmt: skip
-    trace = caches[0].trace
-    xp = ctx.xp
+    outs = [ctx.xp.permute_dims(o, (2, 0, 1)) for o in outputs]
+    return _outputs(ctx, caches[0].trace, outs, parameters, caches[0].stacked, operator)
+
+
+def _small_outputs(
+    spec: Cell,
+    x: Any,
+    initial: tuple,
+    parameters: dict,
+    reverse: bool,
+    check_finite: bool,
+    operator: bool,
+) -> tuple[list, _Replay] | None:
+    """:func:`_sequence_outputs` of a call without lengths whose backend runs it whole
+    (:func:`xrnn.core.engine.small_forward`: small steps), on checked arguments; None where it
+    declines."""
+    ctx = resolve([("x", x)])
+    made = small_forward(
+        ctx, spec, x, initial, parameters, reverse=reverse, check_finite=check_finite
+    )
+    if made is None:
+        return None
+    trace, W = made
+    # each state's outputs (T, n_a, m): its steps after block 0, in loop order
+    outs = [s[1:, ...] for s in trace.states]
+    if trace.order is not None:
+        outs = [ctx.xp.flip(o, axis=0) for o in outs]
+    return _outputs(ctx, trace, outs, parameters, W, operator)
+
+
+def _outputs(
+    ctx: Context, trace: Trace, outs: list, parameters: dict, stacked: Any, operator: bool
+) -> tuple[list, _Replay]:
+    """The forward operator's outputs (see :func:`_run_sequence`) from ``trace`` and each
+    state's outputs ``outs`` (T, n_a, m) in the public order, and what its backward reads."""
+    spec, xp = trace.cell, ctx.xp
+    T, n_a, m = (int(s) for s in outs[0].shape)
     saved = trace.saved
     if saved is not None:  # the saved blocks lead the rows of each step (the rest is the
         saved = _contiguous(saved[:, : spec.saved_blocks * n_a, :])  # input side's)
     # outputs and finals are views of the traces (or fresh): copies, as an operator's outputs
     # may not share memory, and the backward reads the traces
-    outs = [_copy(xp.permute_dims(o, (2, 0, 1))) for o in outputs]
+    outs = [_copy(o) for o in outs]
     finals = [_copy(s[T, ...]) for s in trace.states]
     replay = _Replay(
-        ctx,
-        Trace(spec, trace.states, saved, trace.x, trace.live, trace.order),
-        parameters,
-        caches[0].stacked,
+        ctx, Trace(spec, trace.states, saved, trace.x, trace.live, trace.order), parameters, stacked
     )
-    if not operator:
-        return [*outs, *finals], replay
+    if not operator:  # the outputs in the public layout (n_a, m, T), views
+        return [*(xp.permute_dims(o, (1, 2, 0)) for o in outs), *finals], replay
     if saved is None:
-        saved = xp.empty((T, 0, m), dtype=x.dtype)
+        saved = xp.empty((T, 0, m), dtype=ctx.dtype, device=ctx.device)
     return [*outs, *finals, *trace.states, saved], replay
 
 
@@ -336,11 +376,18 @@ def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool, pri
         )
     # the operator's own outputs and their gradients: shapes right by construction, values
     # checked above (the upstream gradients) or by the forward
-    da = xp.permute_dims(da, (1, 2, 0))
-    grads = run_checked_backward(
-        spec, [("da", da), ("x", trace.x)], ctx, trace, parameters, da, dfinal, further,
-        check_finite=False, stacked=stacked,
-    )  # fmt: skip
+    grads = None
+    if trace.live is None and stacked is not None and all(d is None for d in further):
+        # small steps: the backend's whole backward, if it runs it (all steps in loop order)
+        dA = _contiguous(da if trace.order is None else xp.flip(da, axis=0))
+        made = small_backward(ctx, stacked, trace, dA, dfinal)
+        grads = None if made is None else gradients(spec, made)
+    if grads is None:
+        da = xp.permute_dims(da, (1, 2, 0))
+        grads = run_checked_backward(
+            spec, [("da", da), ("x", trace.x)], ctx, trace, parameters, da, dfinal, further,
+            check_finite=False, stacked=stacked,
+        )  # fmt: skip
     # contiguous, made so here, on the call's threads: autograd takes a gradient of its
     # tensor's layout as it is into .grad, and copies any other (on torch's threads, which
     # then spin beside the next call's); the stacked weights' gradients are views of one
@@ -402,11 +449,12 @@ class XrnnSequence(torch.autograd.Function):
     """The forward operator as one :class:`torch.autograd.Function`, for eager calls on CPU
     tensors outside any ``torch.func`` transform: the same forward and backward without the
     custom operators' dispatch (their argument handling cost as much as the whole
-    forward+backward of a character-model-sized call). Its outputs are the outputs and final
-    states alone; what the backward reads stays in the arrays the forward made
-    (:class:`_Replay`), and a list passed as ``keep`` receives them as tensors (the states'
-    traces, then the saved blocks) for the caller's caches. ``torch.compile``, fake and meta
-    tensors, CUDA tensors and ``torch.func.vmap`` take the operators."""
+    forward+backward of a character-model-sized call). Its outputs are the outputs, in the
+    public layout (n_a, m, T), and final states alone; what the backward reads stays in the
+    arrays the forward made (:class:`_Replay`), and a list passed as ``keep`` receives them as
+    tensors (the states' traces, then the saved blocks) for the caller's caches.
+    ``torch.compile``, fake and meta tensors, CUDA tensors and ``torch.func.vmap`` take the
+    operators."""
 
     @staticmethod
     def forward(
@@ -433,14 +481,15 @@ class XrnnSequence(torch.autograd.Function):
         x, lengths, *weights = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: the operator, whose own backward refuses
             *states, saved = _replay_tensors(ctx.replay)  # a second derivative
-            d_outputs = [x.new_empty(0) if g is None else g for g in grads[:S]]
+            # the outputs' gradients time-major (T, n_a, m), as the operator takes them
+            d_outputs = [x.new_empty(0) if g is None else g.permute(2, 0, 1) for g in grads[:S]]
             d_finals = [x.new_empty(0) if g is None else g for g in grads[S : 2 * S]]
             got = _sequence_backward(
                 ctx.cell, x, weights, lengths, ctx.reverse, states, saved, d_outputs, d_finals,
                 ctx.check_finite,
             )  # fmt: skip
         else:
-            got = _replay_gradients(ctx.replay, grads, S, ctx.check_finite, False)
+            got = _replay_gradients(ctx.replay, grads, S, ctx.check_finite, False, public=True)
         # an initial state passed as None (zeros) gets none
         wanted = ctx.needs_input_grad[7 : 7 + S]
         dinitial = [d if want else None for d, want in zip(got[1 : 1 + S], wanted, strict=True)]
@@ -462,13 +511,19 @@ def _replay_tensors(replay: _Replay) -> list[Tensor]:
 
 
 def _replay_gradients(
-    replay: _Replay, grads: tuple, S: int, check_finite: bool, private: bool
+    replay: _Replay, grads: tuple, S: int, check_finite: bool, private: bool, public: bool = False
 ) -> list:
     """The backward operator's results from what the forward left and the upstream gradients
-    ``grads`` (None where an output fed nothing); ``private`` as for :func:`_replayed`."""
+    ``grads`` (None where an output fed nothing): those of the outputs time-major (T, n_a, m),
+    or with ``public`` in the public layout (n_a, m, T); ``private`` as for :func:`_replayed`."""
     outs, finals = list(grads[:S]), list(grads[S : 2 * S])
-    if not array_api_compat.is_torch_namespace(replay.ctx.xp):  # NumPy views of CPU tensors
+    hosted = not array_api_compat.is_torch_namespace(replay.ctx.xp)
+    if hosted:  # NumPy views of CPU tensors
         outs, finals = [view(d) for d in outs], [view(d) for d in finals]
+    if public:
+        xp = replay.ctx.xp
+        outs = [None if d is None else xp.permute_dims(d, (2, 0, 1)) for d in outs]
+    if hosted:
         got = _replayed(replay, outs, finals, check_finite, private)
         return [torch.from_numpy(a) for a in got]
     with torch.no_grad():
@@ -482,7 +537,7 @@ def _eager(x: Tensor) -> bool:
     """Whether a call on ``x`` runs as :class:`XrnnSequence`: eager (no compiler tracing it),
     on CPU tensors, outside every ``torch.func`` transform."""
     transforms = _TRANSFORMS_ACTIVE
-    return x.device.type == "cpu" and transforms is not None and not transforms()
+    return x.is_cpu and transforms is not None and not transforms()
 
 
 # --- torch.func.vmap ----------------------------------------------------------------------------
@@ -614,6 +669,7 @@ def sequence_forward(
             _token(cell), reverse, check_finite, S, keep, x, lengths, *initial, *weights
         )
         traced = keep or []
+        outputs = tuple(got[:S])  # (n_a, m, T) each
     else:
         initial_full = [
             torch.zeros((n_a, m), dtype=x.dtype, device=x.device) if s is None else s
@@ -621,12 +677,12 @@ def sequence_forward(
         ]
         got = _sequence(_token(cell), x, initial_full, weights, lengths, reverse, check_finite)
         traced = got[2 * S :]
-    outs, finals = got[:S], got[S : 2 * S]
-    outputs = tuple(o.permute(1, 2, 0) for o in outs)
+        outputs = tuple(o.permute(1, 2, 0) for o in got[:S])
+    finals = got[S : 2 * S]
     y = None
     if n_y is not None:
         w, b = cell.output_keys
-        z = torch.matmul(parameters[w], outs[0]) + parameters[b]  # (T, n_y, m)
+        z = torch.matmul(parameters[w], outputs[0].permute(2, 0, 1)) + parameters[b]  # (T, n_y, m)
         y = torch.softmax(z, dim=1).permute(1, 2, 0)
         if lengths is not None:  # zero past each length, as the outputs
             steps = torch.arange(T, device=x.device)

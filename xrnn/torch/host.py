@@ -130,7 +130,9 @@ def _lends(host: Any, cell: Cell, like: Any) -> bool:
 def view(t: Any) -> Any:
     """A CPU tensor's memory as a NumPy array (a view; None stays None), for the compiled
     kernels (here and in :mod:`xrnn.torch.autograd`)."""
-    return None if t is None else t.detach().numpy()
+    # force: detached (a tensor that requires grad), one call; a CPU tensor is not copied
+    # (but for a negative or conjugate view's bit, which no kernel reads: then its values)
+    return None if t is None else t.numpy(force=True)
 
 
 def _tensor(a: Any) -> torch.Tensor:

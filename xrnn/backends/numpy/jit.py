@@ -172,16 +172,38 @@ def small_gemm(WaT, A, R):
             R[i, j] = zero
     if m == 1:  # the batch axis is too short to vectorise over: go along the rows instead
         R1 = R.reshape(rows)  # contiguous: the row loop vectorises
-        for k in range(WaT.shape[0]):
-            ak = A[k, 0]
+        K, k = WaT.shape[0], 0
+        while k + 4 <= K:  # four inputs a pass: a quarter of the passes over R
+            a0, a1, a2, a3 = A[k, 0], A[k + 1, 0], A[k + 2, 0], A[k + 3, 0]
+            w0, w1, w2, w3 = WaT[k], WaT[k + 1], WaT[k + 2], WaT[k + 3]
             for i in range(rows):
-                R1[i] += WaT[k, i] * ak
+                R1[i] += (w0[i] * a0 + w1[i] * a1) + (w2[i] * a2 + w3[i] * a3)
+            k += 4
+        for q in range(k, K):
+            aq = A[q, 0]
+            for i in range(rows):
+                R1[i] += WaT[q, i] * aq
         return
     for k in range(WaT.shape[0]):
         for i in range(rows):
             w = WaT[k, i]
             for j in range(m):
                 R[i, j] += w * A[k, j]
+
+
+@_kernel
+def stack_gates(gates, Wa, Wx):
+    """``Wa`` (k n_a, n_a) and ``Wx`` (k n_a, n_x) stacked from the gates' weights on
+    ``[a⟨t-1⟩; x⟨t⟩]``, each (n_a, n_a + n_x): one call for what takes a concatenation each."""
+    n_a = Wa.shape[1]
+    for q in range(len(gates)):
+        w = gates[q]
+        for i in range(w.shape[0]):
+            r = q * w.shape[0] + i
+            for j in range(n_a):
+                Wa[r, j] = w[i, j]
+            for j in range(Wx.shape[1]):
+                Wx[r, j] = w[i, n_a + j]
 
 
 @_kernel
@@ -479,6 +501,61 @@ class JitOps(NumpyOps):
             )
             run(GX[t0:t1], span)
         return True
+
+    def forward_small(self, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
+        """Small steps (:data:`xrnn.core.tuning.SMALL_LOOP_FLOPS`), no more of them than one
+        span (:func:`xrnn.core.tuning.steps_between_checks`): the input side and the loop, two
+        compiled calls (:func:`input_side_small`, the kernels' ``forward_loop``), into buffers
+        laid out as :func:`xrnn.core.ops.buffer_store` lays them out."""
+        n_x, m, T = (int(s) for s in x.shape)
+        n_a, dtype = int(state0[0].shape[0]), x.dtype
+        kernels = _generated(cell, dtype)
+        if kernels is None or step_flops(cell, n_a, m) > tuning.SMALL_LOOP_FLOPS:
+            return None
+        if _lockstep(cell, dtype, n_a, m) is not None:  # the lockstep loops, where tuned so
+            return None
+        rows = cell.blocks * n_a
+        handle = cblas.step_gemm(dtype, 2.0 * rows * n_x * (T if m == 1 else m))
+        if handle is None or T > tuning.steps_between_checks(cell, n_a, m):
+            return None
+        G = np.empty((T, rows, m), dtype=dtype)
+        XE = np.empty((n_x, m), dtype=dtype)
+        input_side_small(handle, _input_weights(W), W.b, np.ascontiguousarray(x), XE, G)
+        states = []
+        for s in state0:
+            buf = np.empty((T + 1, n_a, m), dtype=dtype)
+            buf[0] = s
+            states.append(buf)
+        saved, apart = None, ()
+        if kernels.saved_in_gx:
+            saved = G
+        elif cell.saved_blocks:
+            saved = np.empty((T, cell.saved_blocks * n_a, m), dtype=dtype)
+            apart = (saved,)
+        R = np.empty((rows, m), dtype=dtype)
+        if _gates_apart(W) and not W.is_stacked:  # both in one call, for the backward too
+            Wa, Wx = np.empty((rows, n_a), dtype=dtype), np.empty((rows, n_x), dtype=dtype)
+            stack_gates(W.gates, Wa, Wx)
+            W.stacked_as(Wa, Wx)  # what the backward reads
+        WaT = np.ascontiguousarray(W.Wa.T)
+        kernels.forward_loop(WaT, G, *_vectors(W), *states, *apart, R)
+        return tuple(states), saved
+
+    def backward_small(
+        self, cell: Any, W: Any, trace: Any, dA: Any, g: tuple
+    ) -> tuple[tuple, tuple, Any] | None:
+        """All steps as one chunk of :meth:`backward_chunk`'s compiled ``chunk_small``, where
+        they fit in one (:data:`xrnn.core.tuning.CHUNK_COLUMNS`) and are small enough for it."""
+        T, n_a, m = (int(s) for s in dA.shape)
+        if T * m > tuning.CHUNK_COLUMNS or _generated(cell, dA.dtype) is None:
+            return None
+        if _lockstep(cell, dA.dtype, n_a, m) is not None:  # as backward_chunk prefers them
+            return None
+        blas = _small_chunk(cell, dA, g[0], int(trace.x.shape[0]))
+        if blas is None:
+            return None
+        store = JitColumns(self, cell.gradient_rows(n_a), T, m, dA, cell.recurrent_rows(n_a))
+        return _generated_chunk_small(blas, cell, W, trace, dA, 0, g, store)
 
     def forward_outputs(self, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
         """The whole forward on two threads in lockstep, one GEMM per gate and step over
