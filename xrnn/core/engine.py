@@ -148,7 +148,7 @@ def forward(
         else:
             made = ops.forward_small(cell, W, xe, state0)
             if made is not None:
-                return Trace(cell, *made, xe, live, order)
+                return Trace(cell, made[0], made[1], xe, live, order)
     outputs = None if keep else ops.outputs_store(cell, state0, T)
     if outputs is not None:
         _forward_chunks(ctx, cell, W, xe, state0, done, outputs)
@@ -195,7 +195,7 @@ def small_forward(
         made = ops.forward_small(cell, W, xe, state0)
         if made is None:
             return None
-        trace = Trace(cell, *made, xe, None, order)
+        trace = Trace(cell, made[0], made[1], xe, None, order)
         # the inputs and what the loop made, in one read; named only where one is not finite
         values = [x, *(s for s in initial if s is not None), *parameters.values()]
         if check_finite and not ops.all_finite([*values, *trace.states], []):

@@ -526,7 +526,8 @@ class JitOps(NumpyOps):
             buf = np.empty((T + 1, n_a, m), dtype=dtype)
             buf[0] = s
             states.append(buf)
-        saved, apart = None, ()
+        saved = None
+        apart: tuple = ()  # the saved blocks as the loop takes them, where not over G
         if kernels.saved_in_gx:
             saved = G
         elif cell.saved_blocks:
