@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from xrnn.cells.base import Cell, get_cell
@@ -27,10 +28,16 @@ def _spec(cell: Any) -> Cell:
     return get_cell(cell)
 
 
+@lru_cache(maxsize=256)
+def _further_names(states: tuple[str, ...], name: str) -> tuple[str, ...]:
+    """The keywords of the further state components (asked on every call)."""
+    return tuple(name.format(s) for s in states)
+
+
 def _further(spec: Cell, name: str, given: dict[str, Any]) -> tuple:
     """The further state components' arrays (after the hidden state's) from keywords named
     ``name.format(state)``, None for those not given; an unknown keyword is an error."""
-    names = tuple(name.format(s) for s in spec.states[1:])
+    names = _further_names(tuple(spec.states[1:]), name)
     given = {k: v for k, v in given.items() if v is not None}
     unknown = sorted(set(given) - set(names))
     if unknown:

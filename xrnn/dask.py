@@ -218,7 +218,7 @@ def forward(
     chunks = _batch_chunks("x", x, 1)
     names = [f"{s}0" for s in cell.states]
     states = [_aligned(n, s, chunks, 1) for n, s in zip(names, initial, strict=True)]
-    n_x, _, T = (int(s) for s in x.shape)
+    n_x, _, T = map(int, x.shape)
     if states[0] is None or states[0].ndim != 2:
         raise ValueError(f"{names[0]} must be a 2-D Dask array of shape (n_a, m)")
     n_a = int(states[0].shape[0])
@@ -288,7 +288,7 @@ def backward(
     chunks, n_a, T = steps.chunks, steps.n_a, steps.T
     if not _is_dask(da):
         raise TypeError("da must be a Dask array for the caches of a Dask forward call")
-    if tuple(int(s) for s in da.shape) != (n_a, sum(chunks), T):
+    if tuple(map(int, da.shape)) != (n_a, sum(chunks), T):
         raise ValueError(
             f"da has shape {tuple(da.shape)}; expected {(n_a, sum(chunks), T)} "
             f"(n_a, m, T_x) of the forward pass"

@@ -64,7 +64,14 @@ def _numpy_device(value: Any) -> str:
 
 
 def _tensor_device(value: Any) -> Any:
+    if value.is_cpu:  # one device object for every CPU tensor (making one costs more)
+        return _torch_cpu()
     return value.device
+
+
+@cache
+def _torch_cpu() -> Any:
+    return sys.modules["torch"].device("cpu")
 
 
 def _remember_namespace(value: Any, xp: Any) -> None:

@@ -188,10 +188,10 @@ class CharModel:
         a, _ = stack(X, check_finite=False)
         mask = None
         if training and self.dropout > 0:
-            shape = tuple(int(s) for s in a.shape)
+            shape = tuple(map(int, a.shape))
             mask = dropout_mask(stack.generator, self.dropout, shape, xp, self.dtype, self.device)
             a = a * mask
-        n_a, m, T = (int(s) for s in a.shape)
+        n_a, m, T = map(int, a.shape)
         z = xp.matmul(self.params[W], xp.reshape(a, (n_a, m * T))) + self.params[b]
         zmax = xp.max(z, axis=0, keepdims=True)
         logp = z - zmax - xp.log(xp.sum(xp.exp(z - zmax), axis=0, keepdims=True))

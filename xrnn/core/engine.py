@@ -113,7 +113,7 @@ def loop_inputs(ctx: Context, x: Any, lengths: Any, reverse: bool) -> tuple[Any,
     per-sequence reversal (``reverse``), and with lengths (not all ``T``) the steps that do
     not run (``done``, boolean (T, 1, m)) and those that do (``live``, 0/1 of the dtype)."""
     xp, ops = ctx.xp, get_ops(ctx.xp)
-    _, m, T = (int(s) for s in x.shape)
+    _, m, T = map(int, x.shape)
     order = reversal(xp, lengths, m, T) if reverse else None
     done = live = None
     if lengths is not None and not ops.all_full(lengths, T):
@@ -185,7 +185,7 @@ def small_forward(
     of that function's bookkeeping, which costs more than small steps do. None where the
     backend declines (nothing has run)."""
     xp, ops = ctx.xp, get_ops(ctx.xp)
-    n_a, m = (int(s) for s in initial[0].shape)
+    n_a, m = map(int, initial[0].shape)
     with call_scope(ctx, check_finite):
         state0 = tuple(ops.zeros((n_a, m), ctx) if s is None else s for s in initial)
         # apart: a backend that declines has stacked none of the weights (its caller does)
@@ -215,7 +215,7 @@ def _forward_chunks(
     A backend that runs the whole forward at once (:meth:`xrnn.core.ops.Ops.forward_outputs`)
     needs none of this."""
     xp, ops = ctx.xp, get_ops(ctx.xp)
-    _, m, T = (int(s) for s in xe.shape)
+    _, m, T = map(int, xe.shape)
     n_a = int(state0[0].shape[0])
     itemsize = xp.finfo(ctx.dtype).bits // 8
     step_bytes, output_bytes = cell.blocks * n_a * m * itemsize, n_a * m * T * itemsize
@@ -292,7 +292,7 @@ def backward(
     """
     xp, ops, cell = ctx.xp, get_ops(ctx.xp), trace.cell
     xe, H, live = trace.x, trace.states[0], trace.live
-    n_x, m, T = (int(s) for s in xe.shape)
+    n_x, m, T = map(int, xe.shape)
     n_a = int(H.shape[1])
     k = max(1, min(T, tuning.CHUNK_COLUMNS // m))
     dae = reorder(xp, da, trace.order)
@@ -338,7 +338,7 @@ def backward(
 def _input_gradient(xp: Any, dX: Any, trace: Trace) -> Any:
     """``dx`` (n_x, m, T) in the public order from the loop's ``dX`` (n_x, T·m), a block of
     ``m`` columns per step in loop order."""
-    n_x, m, T = (int(s) for s in trace.x.shape)
+    n_x, m, T = map(int, trace.x.shape)
     dx = xp.permute_dims(xp.reshape(dX, (n_x, T, m)), (0, 2, 1))
     return reorder(xp, dx, trace.order)
 
@@ -349,7 +349,7 @@ def small_backward(ctx: Context, W: Any, trace: Trace, dA: Any, dfinal: tuple | 
     the upstream gradients of the hidden state's outputs in loop order, C-contiguous (those
     of further states' outputs: none), ``trace`` without lengths."""
     ops, cell = get_ops(ctx.xp), trace.cell
-    shape = tuple(int(s) for s in dA.shape[1:])
+    shape = tuple(map(int, dA.shape[1:]))
     if dfinal is None:
         g = tuple(ops.zeros(shape, ctx) for _ in cell.states)
     else:  # copies: the kernels write into them
@@ -545,7 +545,7 @@ def check_lengths(ctx: Context, lengths: Any, m: int, T: int) -> tuple[Any, Any]
         )
     if not xp.isdtype(lengths.dtype, "integral"):
         raise TypeError(f"lengths must have an integer dtype, got {lengths.dtype}")
-    if tuple(int(s) for s in lengths.shape) != (m,):
+    if tuple(map(int, lengths.shape)) != (m,):
         raise ValueError(
             f"lengths has shape {tuple(lengths.shape)}; expected ({m},), one length per "
             f"sequence of the batch"
@@ -775,7 +775,7 @@ def final_states(xp: Any, outputs: tuple, lengths: Any, reverse: bool) -> tuple:
         return tuple(o[:, :, 0] for o in outputs)
     if lengths is None:
         return tuple(o[:, :, -1] for o in outputs)
-    n_a, m, T = (int(s) for s in outputs[0].shape)
+    n_a, m, T = map(int, outputs[0].shape)
     where = xp.arange(m, dtype=lengths.dtype, device=array_api_compat.device(lengths)) * T
     where = where + lengths - 1
     return tuple(xp.take(xp.reshape(o, (n_a, m * T)), where, axis=1) for o in outputs)

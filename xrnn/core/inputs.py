@@ -9,7 +9,7 @@ __all__ = ["check_da", "check_shape", "required", "sequence_shape", "shape_of", 
 
 def shape_of(name: str, a: Any, layout: tuple[str, ...]) -> tuple[int, ...]:
     """``a.shape`` as ints after checking its number of axes against ``layout``'s names."""
-    shape = tuple(int(s) for s in a.shape)
+    shape = tuple(map(int, a.shape))
     if len(shape) != len(layout):
         raise ValueError(
             f"{name} must be {len(layout)}-D with shape ({', '.join(layout)}); got shape {shape}"
@@ -18,7 +18,7 @@ def shape_of(name: str, a: Any, layout: tuple[str, ...]) -> tuple[int, ...]:
 
 
 def check_shape(name: str, a: Any, expected: tuple[int, ...], why: str) -> None:
-    shape = tuple(int(s) for s in a.shape)
+    shape = tuple(map(int, a.shape))
     if shape != expected:
         raise ValueError(f"{name} has shape {shape}; expected {expected} ({why})")
 

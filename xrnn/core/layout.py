@@ -24,7 +24,7 @@ def time_major(xp: Any, x: Any) -> Any:
     The reshape through 2-D forces the copy to be contiguous (a plain copy of the permuted
     view could keep its strides), so each step's ``(n, m)`` block is contiguous.
     """
-    n, m, T = (int(s) for s in x.shape)
+    n, m, T = map(int, x.shape)
     return xp.reshape(xp.reshape(xp.permute_dims(x, (2, 0, 1)), (T * n, m)), (T, n, m))
 
 
@@ -35,7 +35,7 @@ def input_side(xp: Any, Wx: Any, x: Any) -> Any:
     ``m = 1`` one GEMM, ``xᵀ Wxᵀ`` (T, rows), whose memory is (T, rows, 1)'s (charlm's
     forward: 3 µs instead of 12).
     """
-    n, m, T = (int(s) for s in x.shape)
+    n, m, T = map(int, x.shape)
     if m == 1:
         xT = xp.matrix_transpose(xp.reshape(x, (n, T)))
         return xp.reshape(xp.matmul(xT, xp.matrix_transpose(Wx)), (T, int(Wx.shape[0]), 1))
@@ -44,7 +44,7 @@ def input_side(xp: Any, Wx: Any, x: Any) -> Any:
 
 def columns(xp: Any, x: Any) -> Any:
     """``(n, m, T)`` → ``(n, T*m)``: column block ``t`` is time step ``t`` (one copy at most)."""
-    n, m, T = (int(s) for s in x.shape)
+    n, m, T = map(int, x.shape)
     return xp.reshape(xp.permute_dims(x, (0, 2, 1)), (n, T * m))
 
 
@@ -89,7 +89,7 @@ def reorder(xp: Any, a: Any, order: Any) -> Any:
         return a
     if isinstance(order, str):
         return xp.flip(a, axis=2)
-    n, m, T = (int(s) for s in a.shape)
+    n, m, T = map(int, a.shape)
     return xp.reshape(xp.take(xp.reshape(a, (n, m * T)), order, axis=1), (n, m, T))
 
 
@@ -110,7 +110,7 @@ def output_layer_backward(xp: Any, W: Any, a: Any, dz: Any) -> tuple[Any, Any, A
     the hidden states, ``W`` (n_y, n_a). Returns ``dW (n_y, n_a)``, ``db (n_y, 1)`` and
     ``da = Wᵀ dz`` (n_a, m, T), the gradient flowing into the recurrent layer.
     """
-    n_y, m, T = (int(s) for s in dz.shape)
+    n_y, m, T = map(int, dz.shape)
     n_a = int(a.shape[0])
     dz2 = xp.reshape(dz, (n_y, m * T))
     dW = xp.matmul(dz2, xp.reshape(a, (n_a, m * T)).T)

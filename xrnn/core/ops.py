@@ -82,7 +82,7 @@ class BufferStore:
     """
 
     def __init__(self, ops: Any, state0: tuple, T: int, saved: Any) -> None:
-        n_a, m = (int(s) for s in state0[0].shape)
+        n_a, m = map(int, state0[0].shape)
         self.states = []
         for s in state0:
             buf = ops.empty((T + 1, n_a, m), s.dtype, s)
@@ -127,7 +127,7 @@ def buffer_store(ops: Any, cell: Any, state0: tuple, GX: Any) -> BufferStore:
     if ops.saved_in_gx(cell):
         saved = GX
     elif cell.saved_blocks:
-        n_a, m = (int(s) for s in state0[0].shape)
+        n_a, m = map(int, state0[0].shape)
         shape = (T, cell.saved_blocks * n_a, m)
         saved = ops.empty(shape, GX.dtype, GX)
     else:

@@ -108,8 +108,8 @@ def _run_sequence(
     alone."""
     spec = _cell(cell)
     if hosted(x):  # the NumPy backend's compiled kernels on the tensors' memory
-        parameters = dict(zip(spec.keys, (view(w) for w in weights), strict=True))
-        xv, views = view(x), tuple(view(s) for s in initial)
+        parameters = dict(zip(spec.keys, map(view, weights), strict=True))
+        xv, views = view(x), tuple(map(view, initial))
         small = None
         if checked and lengths is None:  # small steps: the backend's whole call, if it runs it
             small = _small_outputs(spec, xv, views, parameters, reverse, check_finite, operator)
@@ -147,7 +147,7 @@ def _copy(a: Any) -> Any:
 def _contiguous(a: Any) -> Any:
     if isinstance(a, Tensor):
         return a.contiguous()
-    return c_contiguous(a, copy=False)
+    return a if a.flags.c_contiguous else c_contiguous(a, copy=False)
 
 
 def _sequence_outputs(
@@ -161,7 +161,7 @@ def _sequence_outputs(
     checked: bool,
     operator: bool,
 ) -> tuple[list[Tensor], _Replay]:
-    _, m, T = (int(s) for s in x.shape)
+    _, m, T = map(int, x.shape)
     n_a = int(initial[0].shape[0])
     sizes = (int(x.shape[0]), m, T, n_a, None)
     ctx = resolve([("x", x)])
@@ -212,7 +212,7 @@ def _outputs(
     """The forward operator's outputs (see :func:`_run_sequence`) from ``trace`` and each
     state's outputs ``outs`` (T, n_a, m) in the public order, and what its backward reads."""
     spec, xp = trace.cell, ctx.xp
-    T, n_a, m = (int(s) for s in outs[0].shape)
+    T, n_a, m = map(int, outs[0].shape)
     saved = trace.saved
     if saved is not None:  # the saved blocks lead the rows of each step (the rest is the
         saved = _contiguous(saved[:, : spec.saved_blocks * n_a, :])  # input side's)
@@ -393,10 +393,21 @@ def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool, pri
     # then spin beside the next call's); the stacked weights' gradients are views of one
     # array the backward made, copied only for an operator, whose outputs may not share memory
     keep = _copy if private else _contiguous
-    dx = _contiguous(grads["dx"])
-    dinitial = [keep(grads[f"d{s}0"]) for s in spec.states]
-    dweights = [keep(grads["d" + k]) for k in spec.keys]
-    return [dx, *dinitial, *dweights]
+    dinitial = [keep(grads[name]) for name in _gradient_names(spec, "0")]
+    return [_contiguous(grads["dx"]), *dinitial, *(keep(grads[k]) for k in _gradient_keys(spec))]
+
+
+def _gradient_names(cell: Cell, suffix: str) -> tuple[str, ...]:
+    return _names(tuple(cell.states), "d{}" + suffix)
+
+
+def _gradient_keys(cell: Cell) -> tuple[str, ...]:
+    return _names(tuple(cell.keys), "d{}")
+
+
+@lru_cache(maxsize=256)
+def _names(names: tuple[str, ...], template: str) -> tuple[str, ...]:
+    return tuple(template.format(n) for n in names)
 
 
 @lru_cache(maxsize=64)
@@ -502,7 +513,7 @@ def _replay_tensors(replay: _Replay) -> list[Tensor]:
     trace = replay.trace
     saved = trace.saved
     if saved is None:
-        T, n_a, m = (int(d) for d in trace.states[0].shape)
+        T, n_a, m = map(int, trace.states[0].shape)
         saved = replay.ctx.xp.empty((T - 1, 0, m), dtype=replay.ctx.dtype)
     arrays = [*trace.states, saved]
     if array_api_compat.is_torch_namespace(replay.ctx.xp):
@@ -519,7 +530,7 @@ def _replay_gradients(
     outs, finals = list(grads[:S]), list(grads[S : 2 * S])
     hosted = not array_api_compat.is_torch_namespace(replay.ctx.xp)
     if hosted:  # NumPy views of CPU tensors
-        outs, finals = [view(d) for d in outs], [view(d) for d in finals]
+        outs, finals = list(map(view, outs)), list(map(view, finals))
     if public:
         xp = replay.ctx.xp
         outs = [None if d is None else xp.permute_dims(d, (2, 0, 1)) for d in outs]
@@ -648,7 +659,7 @@ def sequence_forward(
     eager = not compiling and _eager(x)
     if not compiling and not eager:  # a torch.func transform may be active
         _refuse_grad_transforms(x, *initial, *parameters.values())
-    _, m, T = (int(s) for s in x.shape)
+    _, m, T = map(int, x.shape)
     n_a = int(initial[0].shape[0])
     if compiling:  # traced: shapes are known from the fake tensors, values only at run time
         n_y = (

@@ -58,7 +58,7 @@ def sequence_forward(
     host = resolve([("x", xv)])
     if not _lends(host, cell, xv):
         return None
-    views = tuple(view(s) for s in initial)
+    views = tuple(map(view, initial))
     weights = {k: view(v) for k, v in parameters.items()}
     outputs, y, caches = run_checked_forward(
         cell, forward_arrays(cell, xv, views, weights), host, sizes, xv, views, weights,
@@ -104,7 +104,7 @@ def sequence_backward(
     )
     views = Trace(
         cell,
-        tuple(view(s) for s in trace.states),
+        tuple(map(view, trace.states)),
         view(trace.saved),
         xe,
         view(trace.live),
@@ -113,8 +113,8 @@ def sequence_backward(
     grads = run_checked_backward(
         cell, [(name, view(a)) for name, a in named], host, views,
         {k: view(v) for k, v in parameters.items()}, view(da),
-        None if dfinal is None else tuple(view(d) for d in dfinal),
-        None if dfurther is None else tuple(view(d) for d in dfurther),
+        None if dfinal is None else tuple(map(view, dfinal)),
+        None if dfurther is None else tuple(map(view, dfurther)),
         check_finite=check_finite,
     )  # fmt: skip
     return {k: _tensor(g) for k, g in grads.items()}

@@ -389,7 +389,7 @@ class JitOps(NumpyOps):
         own, but its (rows, T·m) product is a second array of GX's size to relay out, and a
         fresh array's first touch costs its page faults — as much as the GEMM — on every
         call."""
-        n_x, m, T = (int(s) for s in x.shape)
+        n_x, m, T = map(int, x.shape)
         n_a = int(W.b.shape[0]) // cell.blocks
         blas = _lockstep(cell, x.dtype, n_a, m) if T >= 2 else None
         if blas is not None:
@@ -479,7 +479,7 @@ class JitOps(NumpyOps):
         bookkeeping). The compiled calls take the steps a span at a time
         (:func:`xrnn.core.tuning.steps_between_checks`), so that a KeyboardInterrupt reaches the
         caller between spans rather than when the last step is done."""
-        T, (n_a, m) = int(GX.shape[0]), (int(s) for s in store.states[0].shape[1:])
+        T, (n_a, m) = int(GX.shape[0]), map(int, store.states[0].shape[1:])
         key = ("forward loop", GX.dtype, n_a, m)
         if reuse is not None and key in reuse:  # an earlier chunk of the same call's
             run = reuse[key]
@@ -507,7 +507,7 @@ class JitOps(NumpyOps):
         span (:func:`xrnn.core.tuning.steps_between_checks`): the input side and the loop, two
         compiled calls (:func:`input_side_small`, the kernels' ``forward_loop``), into buffers
         laid out as :func:`xrnn.core.ops.buffer_store` lays them out."""
-        n_x, m, T = (int(s) for s in x.shape)
+        n_x, m, T = map(int, x.shape)
         n_a, dtype = int(state0[0].shape[0]), x.dtype
         kernels = _generated(cell, dtype)
         if kernels is None or step_flops(cell, n_a, m) > tuning.SMALL_LOOP_FLOPS:
@@ -547,7 +547,7 @@ class JitOps(NumpyOps):
     ) -> tuple[tuple, tuple, Any] | None:
         """All steps as one chunk of :meth:`backward_chunk`'s compiled ``chunk_small``, where
         they fit in one (:data:`xrnn.core.tuning.CHUNK_COLUMNS`) and are small enough for it."""
-        T, n_a, m = (int(s) for s in dA.shape)
+        T, n_a, m = map(int, dA.shape)
         if T * m > tuning.CHUNK_COLUMNS or _generated(cell, dA.dtype) is None:
             return None
         if _lockstep(cell, dA.dtype, n_a, m) is not None:  # as backward_chunk prefers them
@@ -691,7 +691,7 @@ def _generated_forward(cell: Any, W: Any, dtype: Any, n_a: int, m: int) -> Any:
 
 def _fused_forward(ops: Any, cell: Any, W: Any, x: Any, state0: tuple) -> tuple | None:
     """:meth:`JitOps.forward_outputs`."""
-    n_x, m, T = (int(s) for s in x.shape)
+    n_x, m, T = map(int, x.shape)
     n_a, dtype = int(state0[0].shape[0]), x.dtype
     if not _traced(cell) or any(side != "both" for _, side in cell.pre_activations):
         return None
@@ -815,7 +815,7 @@ def _step_gemm(Wa: Any, m: int) -> Any:
 
 def _recurrent(W: Any, a: Any) -> Any:
     """One step's recurrent GEMM ``Wa @ a``, into a fresh array."""
-    n_a, m = (int(s) for s in a.shape)
+    n_a, m = map(int, a.shape)
     out = np.empty((int(W.b.shape[0]), m), dtype=a.dtype)
     handle = cblas.step_gemm(a.dtype, 2.0 * int(W.b.shape[0]) * n_a * m)
     for Wq, out_q in _recurrent_blocks(W, n_a, out):
