@@ -109,7 +109,18 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
     """
     first: tuple[str, Any, Any, Any] | None = None  # name, xp, device, dtype
     items = [(n, v) for n, v in named if v is not None]
+    # the first array's type, dtype and device, and how to read a device of its library
+    kind: Any = None
+    kind_dtype: Any = None
+    kind_device: Any = None
+    device_of_kind: Callable[[Any], Any] = array_api_compat.device
     for name, value in items:
+        if (
+            type(value) is kind
+            and value.dtype == kind_dtype
+            and device_of_kind(value) == kind_device
+        ):
+            continue  # the first array's library, dtype and device: nothing to check
         xp, device_of = _NAMESPACES.get(type(value), (None, array_api_compat.device))
         if xp is None:
             if type(value).__module__.startswith("numpy.ma"):
@@ -144,6 +155,9 @@ def resolve(named: Iterable[tuple[str, Any]], *, check_finite: bool = False) -> 
         if first is None:
             _remember_namespace(value, xp)
             first = (name, xp, device, value.dtype)
+            if device is not None:  # (a value being traced has none: compared in full below)
+                kind, kind_dtype, kind_device = type(value), value.dtype, device
+                device_of_kind = device_of
             continue
         name0, xp0, device0, dtype0 = first
         if xp is not xp0:

@@ -570,15 +570,19 @@ def _names(states: tuple[str, ...], template: str) -> tuple[str, ...]:
     return tuple(template.format(s) for s in states)
 
 
-def call_scope(ctx: Context, check_finite: bool) -> contextlib.ExitStack:
+def call_scope(ctx: Context, check_finite: bool) -> contextlib.AbstractContextManager:
     """What a call runs under: its arrays' device (CuPy launches on the current device), and
     with ``check_finite`` no floating-point warnings of the library's (non-finite results
     raise instead)."""
     ops = get_ops(ctx.xp)
+    device = ops.on_device(ctx.device)
+    if not check_finite:
+        return device
+    if isinstance(device, contextlib.nullcontext):  # no device to enter (an ExitStack costs)
+        return ops.quiet()
     scope = contextlib.ExitStack()
-    scope.enter_context(ops.on_device(ctx.device))
-    if check_finite:
-        scope.enter_context(ops.quiet())
+    scope.enter_context(device)
+    scope.enter_context(ops.quiet())
     return scope
 
 

@@ -32,7 +32,7 @@ import array_api_compat
 import torch
 from torch import Tensor
 
-from xrnn.backends import Context, check_values, resolve
+from xrnn.backends import Context, check_values, get_ops, resolve
 from xrnn.cells.base import CELLS, Cell, Stacked, get_cell
 from xrnn.core.engine import (
     StepCaches,
@@ -358,9 +358,12 @@ def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool, pri
     may be views of one array the backward made."""
     ctx, trace, parameters, stacked = replay
     spec, states, xp = trace.cell, trace.states, ctx.xp
-    if check_finite:  # the upstream gradients: the rest the forward checked or made
+    upstream = [*outs, *finals]
+    # the upstream gradients (the rest the forward checked or made), named where one is not
+    # finite
+    if check_finite and not get_ops(xp).all_finite([d for d in upstream if d is not None], []):
         names = _upstream_names(tuple(spec.states))
-        check_values(ctx, list(zip(names, [*outs, *finals], strict=True)))
+        check_values(ctx, list(zip(names, upstream, strict=True)))
     # the further states' outputs usually feed nothing: then the backward takes the fast
     # paths, which read the hidden state's gradients only
     further = tuple(
