@@ -471,9 +471,9 @@ class XrnnSequence(torch.autograd.Function):
     operators."""
 
     @staticmethod
-    def forward(
-        ctx: Any, cell: str, reverse: bool, check_finite: bool, S: int, keep: Any, *tensors: Any
-    ) -> tuple:
+    def forward(ctx: Any, call: tuple, *tensors: Any) -> tuple:
+        # the call's other arguments in one (torch's apply handles each argument apart)
+        cell, reverse, check_finite, S, keep = call
         x, lengths, initial, weights = tensors[0], tensors[1], tensors[2 : 2 + S], tensors[2 + S :]
         out, ctx.replay = _run_sequence(
             cell, x, initial, weights, lengths, reverse, check_finite, checked=True,
@@ -505,9 +505,9 @@ class XrnnSequence(torch.autograd.Function):
         else:
             got = _replay_gradients(ctx.replay, grads, S, ctx.check_finite, False, public=True)
         # an initial state passed as None (zeros) gets none
-        wanted = ctx.needs_input_grad[7 : 7 + S]
+        wanted = ctx.needs_input_grad[3 : 3 + S]
         dinitial = [d if want else None for d, want in zip(got[1 : 1 + S], wanted, strict=True)]
-        return (None, None, None, None, None, got[0], None, *dinitial, *got[1 + S :])
+        return (None, got[0], None, *dinitial, *got[1 + S :])
 
 
 def _replay_tensors(replay: _Replay) -> list[Tensor]:
@@ -679,9 +679,8 @@ def sequence_forward(
     S = len(cell.states)
     if eager:
         keep: list | None = [] if return_caches else None
-        got = XrnnSequence.apply(
-            _token(cell), reverse, check_finite, S, keep, x, lengths, *initial, *weights
-        )
+        call = (_token(cell), reverse, check_finite, S, keep)
+        got = XrnnSequence.apply(call, x, lengths, *initial, *weights)
         traced = keep or []
         outputs = tuple(got[:S])  # (n_a, m, T) each
     else:
