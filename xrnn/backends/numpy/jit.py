@@ -509,10 +509,10 @@ class JitOps(NumpyOps):
         laid out as :func:`xrnn.core.ops.buffer_store` lays them out."""
         n_x, m, T = map(int, x.shape)
         n_a, dtype = int(state0[0].shape[0]), x.dtype
-        kernels = _generated(cell, dtype)
-        if kernels is None or step_flops(cell, n_a, m) > tuning.SMALL_LOOP_FLOPS:
+        if step_flops(cell, n_a, m) > tuning.SMALL_LOOP_FLOPS:
             return None
-        if _lockstep(cell, dtype, n_a, m) is not None:  # the lockstep loops, where tuned so
+        kernels = _generated(cell, dtype)
+        if kernels is None or _lockstep(cell, dtype, n_a, m) is not None:  # (where tuned so)
             return None
         rows = cell.blocks * n_a
         handle = cblas.step_gemm(dtype, 2.0 * rows * n_x * (T if m == 1 else m))
@@ -548,10 +548,10 @@ class JitOps(NumpyOps):
         """All steps as one chunk of :meth:`backward_chunk`'s compiled ``chunk_small``, where
         they fit in one (:data:`xrnn.core.tuning.CHUNK_COLUMNS`) and are small enough for it."""
         T, n_a, m = map(int, dA.shape)
-        if T * m > tuning.CHUNK_COLUMNS or _generated(cell, dA.dtype) is None:
+        if T * m > tuning.CHUNK_COLUMNS or step_flops(cell, n_a, m) > tuning.SMALL_LOOP_FLOPS:
             return None
-        if _lockstep(cell, dA.dtype, n_a, m) is not None:  # as backward_chunk prefers them
-            return None
+        if _generated(cell, dA.dtype) is None or _lockstep(cell, dA.dtype, n_a, m) is not None:
+            return None  # no kernels, or the lockstep loops (where tuned so)
         blas = _small_chunk(cell, dA, g[0], int(trace.x.shape[0]))
         if blas is None:
             return None
