@@ -149,6 +149,41 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("xp", chosen, ids=[b.name for b in chosen])
 
 
+class WholeSmallCalls:
+    """The NumPy backend's whole calls of small steps (``JitOps.forward_small``,
+    ``backward_small``) recorded as they run (``ran``: "forward", "backward", or "declined"),
+    or, after :meth:`decline`, declined every time (the engine's own loops run instead)."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from xrnn.backends.numpy import jit
+
+        self._patch, self._ops, self.ran = monkeypatch, jit.JitOps, []
+        for name in ("forward", "backward"):
+            monkeypatch.setattr(jit.JitOps, f"{name}_small", self._recorded(name))
+
+    def _recorded(self, name: str) -> Any:
+        real = getattr(self._ops, f"{name}_small")
+
+        def run(*args: Any) -> Any:
+            made = real(*args)
+            self.ran.append(name if made is not None else "declined")
+            return made
+
+        return run
+
+    def decline(self) -> None:
+        for name in ("forward", "backward"):
+            self._patch.setattr(self._ops, f"{name}_small", lambda *args: None)
+
+
+@pytest.fixture
+def whole_small_calls(monkeypatch):
+    """:class:`WholeSmallCalls` (skipped where the compiled kernels are off)."""
+    if not xrnn.backends.jit_enabled():
+        pytest.skip("compiled kernels off (XRNN_JIT=0)")
+    return WholeSmallCalls(monkeypatch)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

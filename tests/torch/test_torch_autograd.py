@@ -80,38 +80,20 @@ def test_gradients_are_xrnn_backward(cell, kw):
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELLS, ids=IDS)
-def test_small_calls_run_whole_and_equal_the_engine_s_loops(cell, reverse, monkeypatch):
+def test_small_calls_run_whole_and_equal_the_engine_s_loops(cell, reverse, whole_small_calls):
     """Eager calls of small steps on CPU tensors run the NumPy backend's whole forward and
     backward (``JitOps.forward_small``, ``backward_small``); declined, the engine's loops: the
     same gradients, of the outputs and of the final states."""
-    jit = pytest.importorskip("xrnn.backends.numpy.jit")
-    if not xrnn.backends.jit_enabled():
-        pytest.skip("compiled kernels off (XRNN_JIT=0)")
-    ran: list[str] = []
-    real_forward, real_backward = jit.JitOps.forward_small, jit.JitOps.backward_small
-
-    def counted(name, real):
-        def run(*args):
-            made = real(*args)
-            ran.append(name if made is not None else "declined")
-            return made
-
-        return run
-
     grads = []
     for whole in (True, False):
-        if whole:
-            monkeypatch.setattr(jit.JitOps, "forward_small", counted("forward", real_forward))
-            monkeypatch.setattr(jit.JitOps, "backward_small", counted("backward", real_backward))
-        else:
-            monkeypatch.setattr(jit.JitOps, "forward_small", lambda *a: None)
-            monkeypatch.setattr(jit.JitOps, "backward_small", lambda *a: None)
+        if not whole:
+            whole_small_calls.decline()
         x, initial, params = _inputs(cell)
         outputs, _, caches = _forward(cell, x, initial, params, reverse=reverse)
         finals = caches[0].final_states()
         loss = (outputs[0].sin()).sum() + sum((f * f).sum() for f in finals)
         grads.append(torch.autograd.grad(loss, [x, *initial.values(), *params.values()]))
-    assert ran == ["forward", "backward"]
+    assert whole_small_calls.ran == ["forward", "backward"]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
 

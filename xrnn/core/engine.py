@@ -57,6 +57,7 @@ __all__ = [
     "final_states",
     "forward",
     "gradients",
+    "labels",
     "loop_inputs",
     "recorded_cell",
     "weight_gradients",
@@ -557,17 +558,18 @@ def check_lengths(ctx: Context, lengths: Any, m: int, T: int) -> tuple[Any, Any]
 
 
 def _state_names(cell: Cell, suffix: str) -> tuple[str, ...]:
-    return _names(tuple(cell.states), "{}" + suffix)
+    return labels(tuple(cell.states), "{}" + suffix)
 
 
 def _output_names(cell: Cell) -> tuple[str, ...]:
-    return _names(tuple(cell.states), "the output {}")
+    return labels(tuple(cell.states), "the output {}")
 
 
 @lru_cache(maxsize=256)
-def _names(states: tuple[str, ...], template: str) -> tuple[str, ...]:
-    """Each state component's name in ``template`` (asked several times a call)."""
-    return tuple(template.format(s) for s in states)
+def labels(items: tuple[str, ...], template: str) -> tuple[str, ...]:
+    """Each of ``items`` (state components, parameter keys) in ``template``, such as
+    ``"d{}0"``: made once, as calls ask for them several times each."""
+    return tuple(template.format(s) for s in items)
 
 
 def call_scope(ctx: Context, check_finite: bool) -> contextlib.AbstractContextManager:

@@ -495,16 +495,6 @@ class InPlaceOps(Ops):
     def gradient_columns(self, rows: int, k: int, m: int, like: Any, recurrent_rows: int) -> Any:
         return BufferColumns(self, rows, k, m, like, recurrent_rows)
 
-    def backward_small(
-        self, cell: Any, W: Any, trace: Any, dA: Any, g: tuple
-    ) -> tuple[tuple, tuple, Any] | None:
-        """The whole backward of a call of small steps as one chunk, returned as
-        :meth:`backward_chunk` returns it: ``dA`` (T, n_a, m) the upstream gradients of every
-        output in loop order, C-contiguous; ``g`` the state gradients after the last step (the
-        engine's own arrays) — or None and let the engine run it (the reference always
-        does)."""
-        return None
-
     def keep_finished(self, keep: Any, new: tuple, old: tuple) -> tuple:
         for n, o in zip(new, old, strict=True):
             if n is not o:

@@ -41,6 +41,7 @@ from xrnn.core.engine import (
     check_lengths,
     forward_arrays,
     gradients,
+    labels,
     loop_inputs,
     run_checked_backward,
     run_checked_forward,
@@ -396,21 +397,9 @@ def _replayed(replay: _Replay, outs: list, finals: list, check_finite: bool, pri
     # then spin beside the next call's); the stacked weights' gradients are views of one
     # array the backward made, copied only for an operator, whose outputs may not share memory
     keep = _copy if private else _contiguous
-    dinitial = [keep(grads[name]) for name in _gradient_names(spec, "0")]
-    return [_contiguous(grads["dx"]), *dinitial, *(keep(grads[k]) for k in _gradient_keys(spec))]
-
-
-def _gradient_names(cell: Cell, suffix: str) -> tuple[str, ...]:
-    return _names(tuple(cell.states), "d{}" + suffix)
-
-
-def _gradient_keys(cell: Cell) -> tuple[str, ...]:
-    return _names(tuple(cell.keys), "d{}")
-
-
-@lru_cache(maxsize=256)
-def _names(names: tuple[str, ...], template: str) -> tuple[str, ...]:
-    return tuple(template.format(n) for n in names)
+    dinitial = [keep(grads[name]) for name in labels(tuple(spec.states), "d{}0")]
+    dweights = [keep(grads[name]) for name in labels(tuple(spec.keys), "d{}")]
+    return [_contiguous(grads["dx"]), *dinitial, *dweights]
 
 
 @lru_cache(maxsize=64)

@@ -234,13 +234,12 @@ def test_the_compiled_forward_loop_equals_stepping(cell, dtype, m, monkeypatch):
 @pytest.mark.parametrize("m", [1, 3])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("cell", NAMES)
-def test_whole_small_calls_equal_the_engine_s_loops(cell, dtype, m, reverse, monkeypatch):
+def test_whole_small_calls_equal_the_engine_s_loops(cell, dtype, m, reverse, whole_small_calls):
     """A call of small steps runs whole (``JitOps.forward_small``, ``backward_small``: none
     of the engine's bookkeeping); the same call with both declined runs the engine's loop and
     chunks: the same outputs, caches and gradients — with and without the final states'
     gradients, from given further initial states."""
     from tests.cell_cases import backward, forward
-    from xrnn.backends.numpy import jit
 
     rng = np.random.default_rng(11)
     n_x, n_a, T = 4, 6, 7
@@ -249,25 +248,10 @@ def test_whole_small_calls_equal_the_engine_s_loops(cell, dtype, m, reverse, mon
     state0 = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in spec(cell).states)
     da = rng.normal(size=(n_a, m, T)).astype(dtype)
     dfinal = tuple(rng.normal(size=(n_a, m)).astype(dtype) for _ in spec(cell).states)
-    ran: list[str] = []
-    real_forward, real_backward = jit.JitOps.forward_small, jit.JitOps.backward_small
-
-    def counted(name, real):
-        def run(*args):
-            made = real(*args)
-            ran.append(name if made is not None else "declined")
-            return made
-
-        return run
-
     runs = []
     for whole in (True, False):
-        if whole:
-            monkeypatch.setattr(jit.JitOps, "forward_small", counted("forward", real_forward))
-            monkeypatch.setattr(jit.JitOps, "backward_small", counted("backward", real_backward))
-        else:
-            monkeypatch.setattr(jit.JitOps, "forward_small", lambda *a: None)
-            monkeypatch.setattr(jit.JitOps, "backward_small", lambda *a: None)
+        if not whole:
+            whole_small_calls.decline()
         states, _, caches = forward(cell, x, state0, p, reverse=reverse)
         trace = caches[0].trace
         got = [*states, *trace.states, *(() if trace.saved is None else (trace.saved,))]
@@ -275,7 +259,7 @@ def test_whole_small_calls_equal_the_engine_s_loops(cell, dtype, m, reverse, mon
             grads = backward(cell, da, caches, **({} if finals is None else {"dfinal": finals}))
             got += [grads[k] for k in sorted(grads)]
         runs.append(got)
-    assert ran == ["forward", "backward", "backward"]
+    assert whole_small_calls.ran == ["forward", "backward", "backward"]
     tol = {"float64": 1e-12, "float32": 2e-5}[dtype]
     for a, b in zip(*runs, strict=True):
         assert a.dtype == b.dtype == np.dtype(dtype)
