@@ -95,3 +95,20 @@ def test_cupy_generated_kernels_equal_the_generic_path(cell, dtype, kw, tmp_path
     compare(run(cell, ops, dtype, **kw), run(cell, _reference(), dtype, **kw), dtype)
     names = {name for name, _ in ops.lib.launches}
     assert names == {f"xrnn_{cell.name}_forward_step", f"xrnn_{cell.name}_backward_step"}
+
+
+@pytest.mark.skipif(not xrnn.backends.jit_enabled(), reason="the compiled kernels are off")
+def test_generated_modules_name_the_helpers_they_compile_in():
+    """numba's cache notices a change of a kernel module's own file, not of the helpers
+    compiled into it (the scalar math, the GEMMs, the lockstep primitives): each generated
+    module's text names a digest of those sources, so that a change to one writes the module
+    anew and numba compiles it again."""
+    from xrnn.backends.numpy import generated
+
+    kernels = generated.compiled(xrnn.CELLS["lstm"], np.dtype("float64"))
+    module = kernels.forward_step.py_func.__globals__
+    digest = generated._helpers_digest()
+    assert len(digest) == 16
+    if "__file__" in module:  # written to the kernel cache (else compiled in memory)
+        with open(module["__file__"], encoding="utf-8") as source:
+            assert f"# The helpers' sources: {digest}" in source.read()

@@ -44,6 +44,7 @@ import tempfile
 import threading
 import types
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -469,6 +470,8 @@ def _build(cell: Any, programs: tuple, dtype: np.dtype) -> Compiled:
     head = [
         f"# The compiled kernels of xrnn's {cell.name!r} cell for {dtype.name}, generated from",
         "# its elementwise math by xrnn.backends.numpy.generated (rewritten whenever they differ).",
+        # numba's cache notices a change of this file, not of the helpers compiled into it
+        f"# The helpers' sources: {_helpers_digest()}",
         "import numba",
         "import numpy as np",
         "",
@@ -526,6 +529,23 @@ _INLINED = frozenset(
         "backward_units",
     }
 )
+
+
+@cache
+def _helpers_digest() -> str:
+    """A digest of the modules whose functions the generated kernels compile in (the scalar
+    math, the GEMMs, the lockstep primitives): part of each generated module's text, so that a
+    change to one of them writes the module anew and numba compiles it again rather than
+    loading the kernels it cached against the old helpers."""
+    digest = hashlib.sha256()
+    for name in ("jit.py", "cblas.py", "lockstep.py"):
+        try:
+            digest.update(Path(__file__).with_name(name).read_bytes())
+        except OSError:  # installed without its sources: the release tells versions apart
+            import xrnn
+
+            digest.update(xrnn.__version__.encode())
+    return digest.hexdigest()[:16]
 
 
 def saves_in_gx(cell: Any) -> bool:
