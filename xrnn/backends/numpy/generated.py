@@ -36,6 +36,7 @@ compile on its first call per dtype, and later processes load them.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -542,10 +543,15 @@ def _helpers_digest() -> str:
         try:
             digest.update(Path(__file__).with_name(name).read_bytes())
         except OSError:  # installed without its sources: the release tells versions apart
-            import xrnn
-
-            digest.update(xrnn.__version__.encode())
+            digest.update(_release().encode())
     return digest.hexdigest()[:16]
+
+
+def _release() -> str:
+    try:
+        return importlib.metadata.version("xrnn-kernels")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def saves_in_gx(cell: Any) -> bool:
