@@ -304,21 +304,20 @@ def backward(
         dfe = tuple(None if d is None else d * public(xp, live) for d in dfe)
         dead = 1 - live
     stepwise = live is not None or any(d is not None for d in dfe)
-    if not stepwise and k == T:  # one chunk: the backend's whole backward, where it runs it
-        whole = small_backward(ctx, W, trace, time_major(xp, dae), dfinal)
+    g = _carried(ctx, cell, (n_a, m), dfinal)
+    dA_all = time_major(xp, dae) if k == T else None  # one chunk: every step's, made once
+    if not stepwise and dA_all is not None:  # the backend's whole backward, where it runs it
+        whole = _whole_backward(ctx, W, trace, dA_all, g)
         if whole is not None:
             return whole
     store = ops.gradient_columns(cell.gradient_rows(n_a), k, m, H, cell.recurrent_rows(n_a))
-    # g[1:] are the engine's own arrays (dfinal copied where kernels write in place): a step
-    # kernel may overwrite them
-    zeros = (ops.zeros((n_a, m), ctx) for _ in cell.states)
-    g = tuple(zeros if dfinal is None else (ops.scratch(d) for d in dfinal))
     weights: tuple | None = None  # (dWa, dWx, db, dV), summed over the chunks
     dX: list[Any] = []
     end = T
     while end > 0:
         start = max(0, end - k)
-        dAc = time_major(xp, dae[:, :, start:end])  # contiguous (n_a, m) block per step
+        # contiguous (n_a, m) block per step
+        dAc = dA_all if dA_all is not None else time_major(xp, dae[:, :, start:end])
         dFc = tuple(None if d is None else time_major(xp, d[:, :, start:end]) for d in dfe)
         # a backend may run the whole chunk, steps and gradients, or only its steps (no
         # lengths, no further states' outputs); else the engine steps
@@ -344,22 +343,32 @@ def _input_gradient(xp: Any, dX: Any, trace: Trace) -> Any:
     return reorder(xp, dx, trace.order)
 
 
+def _carried(ctx: Context, cell: Cell, shape: tuple, dfinal: tuple | None) -> tuple:
+    """The state gradients carried into the last step: zeros, or copies of ``dfinal`` — the
+    engine's own arrays, which a step kernel may overwrite."""
+    ops = get_ops(ctx.xp)
+    if dfinal is None:
+        return tuple(ops.zeros(shape, ctx) for _ in cell.states)
+    return tuple(ops.scratch(d) for d in dfinal)
+
+
+def _whole_backward(ctx: Context, W: Any, trace: Trace, dA: Any, g: tuple) -> Any:
+    """:func:`backward`'s result from the backend's whole backward
+    (:meth:`xrnn.core.ops.Ops.backward_small`), or None where it declines (``g`` untouched)."""
+    whole = get_ops(ctx.xp).backward_small(trace.cell, W, trace, dA, g)
+    if whole is None:
+        return None
+    g, weights, dX = whole
+    return (_input_gradient(ctx.xp, dX, trace), g, *weights)
+
+
 def small_backward(ctx: Context, W: Any, trace: Trace, dA: Any, dfinal: tuple | None) -> Any:
     """:func:`backward` as the backend runs a call of small steps whole
     (:meth:`xrnn.core.ops.Ops.backward_small`), or None where it declines: ``dA`` (T, n_a, m)
     the upstream gradients of the hidden state's outputs in loop order, C-contiguous (those
     of further states' outputs: none), ``trace`` without lengths."""
-    ops, cell = get_ops(ctx.xp), trace.cell
-    shape = tuple(map(int, dA.shape[1:]))
-    if dfinal is None:
-        g = tuple(ops.zeros(shape, ctx) for _ in cell.states)
-    else:  # copies: the kernels write into them
-        g = tuple(ops.scratch(d) for d in dfinal)
-    whole = ops.backward_small(cell, W, trace, dA, g)
-    if whole is None:
-        return None
-    g, weights, dX = whole
-    return (_input_gradient(ctx.xp, dX, trace), g, *weights)
+    g = _carried(ctx, trace.cell, tuple(map(int, dA.shape[1:])), dfinal)
+    return _whole_backward(ctx, W, trace, dA, g)
 
 
 def _chunk_steps(

@@ -41,7 +41,7 @@ from numba.extending import overload
 import xrnn.core.tuning as tuning
 from xrnn.backends.numpy import NumpyOps, cblas, generated, lockstep
 from xrnn.core.layout import input_side, time_major
-from xrnn.core.ops import BufferColumns, chunk_gradients, vector_rows
+from xrnn.core.ops import BufferColumns, buffer_store, chunk_gradients, vector_rows
 from xrnn.core.tuning import step_flops
 
 __all__ = ["JitOps"]
@@ -506,7 +506,7 @@ class JitOps(NumpyOps):
         """Small steps (:data:`xrnn.core.tuning.SMALL_LOOP_FLOPS`), no more of them than one
         span (:func:`xrnn.core.tuning.steps_between_checks`): the input side and the loop, two
         compiled calls (:func:`input_side_small`, the kernels' ``forward_loop``), into buffers
-        laid out as :func:`xrnn.core.ops.buffer_store` lays them out."""
+        in :func:`xrnn.core.ops.buffer_store`'s buffers."""
         n_x, m, T = map(int, x.shape)
         n_a, dtype = int(state0[0].shape[0]), x.dtype
         if step_flops(cell, n_a, m) > tuning.SMALL_LOOP_FLOPS:
@@ -521,26 +521,17 @@ class JitOps(NumpyOps):
         G = np.empty((T, rows, m), dtype=dtype)
         XE = np.empty((n_x, m), dtype=dtype)
         input_side_small(handle, _input_weights(W), W.b, np.ascontiguousarray(x), XE, G)
-        states = []
-        for s in state0:
-            buf = np.empty((T + 1, n_a, m), dtype=dtype)
-            buf[0] = s
-            states.append(buf)
-        saved = None
-        apart: tuple = ()  # the saved blocks as the loop takes them, where not over G
-        if kernels.saved_in_gx:
-            saved = G
-        elif cell.saved_blocks:
-            saved = np.empty((T, cell.saved_blocks * n_a, m), dtype=dtype)
-            apart = (saved,)
+        store = buffer_store(self, cell, state0, G)
+        # the saved blocks as the loop takes them: none where they go over G
+        apart = () if kernels.saved_in_gx or store.saved is None else (store.saved,)
         R = np.empty((rows, m), dtype=dtype)
         if _gates_apart(W) and not W.is_stacked:  # both in one call, for the backward too
             Wa, Wx = np.empty((rows, n_a), dtype=dtype), np.empty((rows, n_x), dtype=dtype)
             stack_gates(W.gates, Wa, Wx)
             W.stacked_as(Wa, Wx)  # what the backward reads
         WaT = np.ascontiguousarray(W.Wa.T)
-        kernels.forward_loop(WaT, G, *_vectors(W), *states, *apart, R)
-        return tuple(states), saved
+        kernels.forward_loop(WaT, G, *_vectors(W), *store.states, *apart, R)
+        return tuple(store.states), store.saved
 
     def backward_small(
         self, cell: Any, W: Any, trace: Any, dA: Any, g: tuple
